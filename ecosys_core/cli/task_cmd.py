@@ -1,0 +1,74 @@
+"""``ecosys task``: create, list and remove sync tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import NotFound
+from ..resolve import resolve_grapin
+from ..store.tasks import add_task, list_tasks, remove_task
+from ..types import TaskKind
+from .env import cli_env, echo_json, echo_table, json_option
+
+
+@click.group("task")
+def task_group() -> None:
+    """Sync tasks: folders kept identical on your linked devices."""
+
+
+@task_group.command("add")
+@click.argument("path", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--grapin", "grapin_name", help="Sync the data folder of this grapin's app instead of PATH.")
+@click.option("--name", help="Task name (default: the folder's name, or the grapin's).")
+@click.option("--backup", is_flag=True, help="Backup mode: deletions on this device are not sent.")
+def add_command(path: Path | None, grapin_name: str | None, name: str | None, backup: bool) -> None:
+    """Create a sync task for folder PATH, or for a grapin's app data with --grapin."""
+    env = cli_env()
+    if (path is None) == (grapin_name is None):
+        raise click.UsageError("give either a PATH or --grapin NAME")
+    if grapin_name is not None:
+        grapin = env.plugins.grapins().get(grapin_name).item
+        root = resolve_grapin(grapin, env.plugins.placeholders())
+        if not root.is_dir():
+            raise NotFound(f"{grapin.app_name}'s data folder {root} does not exist (is the app installed and started once?)")
+        task = add_task(env.store, name=name or grapin.app_name, root=root, kind=TaskKind.GRAPIN,
+                        source=grapin.app_name, backup_mode=backup)
+    else:
+        assert path is not None
+        if not path.is_dir():
+            raise NotFound(f"folder {path} does not exist")
+        task = add_task(env.store, name=name or path.resolve().name or str(path.resolve()), root=path,
+                        kind=TaskKind.FOLDER, backup_mode=backup)
+    mode = " (backup mode)" if task.backup_mode else ""
+    click.echo(f"Added {task.kind.value} task {task.name!r}{mode}: {task.root} [secure_id {task.secure_id}]")
+
+
+@task_group.command("list")
+@json_option
+def list_command(as_json: bool) -> None:
+    """List sync tasks."""
+    tasks = list_tasks(cli_env().store)
+    if as_json:
+        echo_json([{"name": t.name, "secure_id": t.secure_id, "root": str(t.root), "kind": t.kind.value,
+                    "source": t.source, "backup_mode": t.backup_mode, "created_at": t.created_at.isoformat()}
+                   for t in tasks])
+        return
+    echo_table(["name", "kind", "backup", "folder", "secure_id"],
+               [[t.name, t.kind.value + (f" ({t.source})" if t.source and t.source != t.name else ""),
+                 "yes" if t.backup_mode else "", t.root, t.secure_id] for t in tasks],
+               "no sync tasks (add one with 'ecosys task add PATH')")
+
+
+@task_group.command("remove")
+@click.argument("name")
+def remove_command(name: str) -> None:
+    """Forget sync task NAME. Its folder and files stay where they are."""
+    task = remove_task(cli_env().store, name)
+    click.echo(f"Removed task {task.name!r}; its files in {task.root} were left untouched.")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(task_group)
+

@@ -1,0 +1,95 @@
+"""Catalogues of the grapins and tout-en-un apps that plugins registered, with their load errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, Iterator, TypeVar
+
+from .errors import ConfigError, NotFound
+from .models import GrapinConfig, ToutEnUnConfig
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Registered(Generic[T]):
+    """One registered item and where it came from (a file path or a plugin name)."""
+
+    item: T
+    source: str
+
+
+@dataclass
+class _Registry(Generic[T]):
+    known_placeholders: frozenset[str]
+    entries: dict[str, Registered[T]] = field(default_factory=dict)
+    errors: list[ConfigError] = field(default_factory=list)
+    replaced: list[tuple[str, str]] = field(default_factory=list)
+
+    def add_error(self, error: ConfigError) -> None:
+        """Record a broken definition; the others still load."""
+        self.errors.append(error)
+
+    def get(self, name: str) -> Registered[T]:
+        """Return the entry called ``name`` (case-insensitive fallback); raise NotFound."""
+        if name in self.entries:
+            return self.entries[name]
+        folded = {key.casefold(): value for key, value in self.entries.items()}
+        if name.casefold() in folded:
+            return folded[name.casefold()]
+        raise NotFound(f"no {self._kind} called {name!r} (see 'ecosys {self._kind} list')")
+
+    def __iter__(self) -> Iterator[Registered[T]]:
+        return iter(sorted(self.entries.values(), key=lambda e: self._name(e.item).casefold()))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _store(self, name: str, registered: Registered[T]) -> None:
+        if name in self.entries:
+            self.replaced.append((name, self.entries[name].source))
+        self.entries[name] = registered
+
+    _kind = "item"
+
+    @staticmethod
+    def _name(item: T) -> str:
+        return getattr(item, "app_name")
+
+
+class GrapinRegistry(_Registry[GrapinConfig]):
+    """Passed to ``register_grapins``: ``add(grapin, source)`` and ``add_error(error)``."""
+
+    _kind = "grapin"
+
+    def add(self, grapin: GrapinConfig, source: str) -> None:
+        """Register ``grapin``; a later grapin with the same AppName replaces it."""
+        self._store(grapin.app_name, Registered(grapin, source))
+
+
+@dataclass(frozen=True)
+class InstalledApp:
+    """A tout-en-un app installed under ``root``."""
+
+    config: ToutEnUnConfig
+    root: Path
+
+    @property
+    def app_name(self) -> str:
+        return self.config.app_name
+
+    @property
+    def data_folder(self) -> Path:
+        """The app's sync data folder (relative in the JSON, resolved against the app root)."""
+        return self.root.joinpath(*self.config.app_sync_data_folder_path.split("/"))
+
+
+class AppRegistry(_Registry[InstalledApp]):
+    """Passed to ``register_apps``: ``add(app, root)`` and ``add_error(error)``."""
+
+    _kind = "app"
+
+    def add(self, app: ToutEnUnConfig, root: Path) -> None:
+        """Register installed ``app`` living in ``root``."""
+        self._store(app.app_name, Registered(InstalledApp(app, root), str(root)))

@@ -1,0 +1,54 @@
+"""Check paths that come from outside (peers, archives, JSON) before they touch the disk.
+
+A relative path is kept as ``/``-separated text and must be portable: no ``..``, no absolute or drive
+path, no NUL or backslash, no empty component. ``join_inside`` also refuses symlinks escaping a root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .errors import UnsafePath
+
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+# Names Windows refuses; a file called so would not sync to a Windows device.
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$", re.IGNORECASE)
+
+
+def check_relative_path(path: str) -> str:
+    """Return ``path`` if it is a safe ``/``-separated relative path, else raise UnsafePath saying why."""
+    if not path:
+        raise UnsafePath("empty path")
+    if "\x00" in path:
+        raise UnsafePath("NUL character in path")
+    if "\\" in path:
+        raise UnsafePath(f"backslash in path {path!r}")
+    if path.startswith("/") or _DRIVE_RE.match(path):
+        raise UnsafePath(f"absolute path {path!r}")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise UnsafePath(f"path component {part!r} not allowed in {path!r}")
+    return path
+
+
+def join_inside(root: Path, relative: str) -> Path:
+    """Return ``root/relative`` after checking ``relative`` and that no existing symlink leads out of root."""
+    check_relative_path(relative)
+    target = root.joinpath(*relative.split("/"))
+    real_root = os.path.realpath(root)
+    real_target = os.path.realpath(target)
+    if os.path.commonpath([real_root, real_target]) != real_root:
+        raise UnsafePath(f"{relative!r} leads outside {root} through a symbolic link")
+    return target
+
+
+def portable_name(name: str) -> str:
+    """Return a file name safe on Linux, Windows and Android: forbidden characters become '_'."""
+    cleaned = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", name).rstrip(" .")
+    if not cleaned or cleaned in (".", ".."):
+        cleaned = "_"
+    if _WINDOWS_RESERVED.match(cleaned):
+        cleaned = "_" + cleaned
+    return cleaned[:255]

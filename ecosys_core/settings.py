@@ -1,0 +1,70 @@
+"""Where Ecosys keeps its state (ECOSYS_HOME) and the layout below it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+HOME_ENV = "ECOSYS_HOME"
+
+
+def default_home() -> Path:
+    """Return ECOSYS_HOME from the environment, else the platform's per-user data folder."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("ecosys", appauthor=False))
+
+
+@dataclass(frozen=True)
+class HomeLayout:
+    """The folders and files under one ECOSYS_HOME (DESIGN §8); creating them is ``ensure()``'s job."""
+
+    root: Path
+
+    @property
+    def database(self) -> Path:
+        return self.root / "ecosys.db"
+
+    @property
+    def identity(self) -> Path:
+        return self.root / "identity"
+
+    @property
+    def plugins(self) -> Path:
+        return self.root / "plugins"
+
+    @property
+    def apps(self) -> Path:
+        return self.root / "apps"
+
+    @property
+    def largage(self) -> Path:
+        return self.root / "largage_aerien"
+
+    @property
+    def prompts(self) -> Path:
+        return self.root / "prompts"
+
+    @property
+    def objects(self) -> Path:
+        return self.root / "objects"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def ensure(self) -> "HomeLayout":
+        """Create every folder of the layout (idempotent) and return self."""
+        for folder in (self.root, self.plugins, self.apps, self.largage, self.prompts, self.objects, self.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.identity.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self
+
+
+def layout(home: Path | str | None = None) -> HomeLayout:
+    """Return the layout of ``home``, or of :func:`default_home` when None."""
+    return HomeLayout(Path(home).expanduser() if home is not None else default_home())

@@ -1,0 +1,108 @@
+"""Sync tasks in the store: add, list, find, remove. Removing a task never touches the user's files."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import select
+
+from ..errors import AlreadyExists, EcosysError, NotFound
+from ..types import TaskInfo, TaskKind
+from .database import Store
+from .tables import SyncTask, utcnow
+
+
+def new_secure_id() -> str:
+    """Return a fresh 128-bit secure_id (32 hex digits): unique, not secret (seed: 'not because it is secure')."""
+    return secrets.token_hex(16)
+
+
+def task_info(row: SyncTask) -> TaskInfo:
+    """Snapshot a task row for hooks and callers outside a session."""
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
+    return TaskInfo(
+        name=row.name,
+        secure_id=row.secure_id,
+        root=Path(row.root),
+        kind=TaskKind(row.kind),
+        backup_mode=row.backup_mode,
+        created_at=created,
+        source=row.source,
+    )
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    a_s, b_s = os.path.normcase(str(a)), os.path.normcase(str(b))
+    return a_s == b_s or a_s.startswith(b_s.rstrip(os.sep) + os.sep) or b_s.startswith(a_s.rstrip(os.sep) + os.sep)
+
+
+def add_task(
+    store: Store,
+    *,
+    name: str,
+    root: Path,
+    kind: TaskKind,
+    source: str | None = None,
+    backup_mode: bool = False,
+    secure_id: str | None = None,
+    created_at: datetime | None = None,
+) -> TaskInfo:
+    """Register a sync task over folder ``root`` (absolute, existing); raise if the name is taken or the
+    folder is, contains or lies inside another task's root."""
+    name = name.strip()
+    if not name:
+        raise EcosysError("a task name must not be empty")
+    root = Path(os.path.realpath(root))
+    if not root.is_dir():
+        raise NotFound(f"folder {root} does not exist")
+    with store.session() as session:
+        if session.scalar(select(SyncTask).where(SyncTask.name == name)):
+            raise AlreadyExists(f"a task called {name!r} already exists")
+        for other in session.scalars(select(SyncTask)):
+            if _overlaps(root, Path(other.root)):
+                raise AlreadyExists(f"{root} overlaps the folder of task {other.name!r} ({other.root})")
+        row = SyncTask(
+            name=name,
+            secure_id=secure_id or new_secure_id(),
+            root=str(root),
+            kind=kind.value,
+            source=source,
+            backup_mode=backup_mode,
+            created_at=created_at or utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        return task_info(row)
+
+
+def list_tasks(store: Store) -> list[TaskInfo]:
+    """Return every task, by name."""
+    with store.session() as session:
+        return [task_info(row) for row in session.scalars(select(SyncTask).order_by(SyncTask.name))]
+
+
+def get_task(store: Store, name_or_secure_id: str) -> TaskInfo:
+    """Return the task with that name or secure_id; raise NotFound."""
+    with store.session() as session:
+        row = session.scalar(
+            select(SyncTask).where((SyncTask.name == name_or_secure_id) | (SyncTask.secure_id == name_or_secure_id))
+        )
+        if row is None:
+            raise NotFound(f"no sync task called {name_or_secure_id!r} (see 'ecosys task list')")
+        return task_info(row)
+
+
+def remove_task(store: Store, name_or_secure_id: str) -> TaskInfo:
+    """Forget a task, its index, links and pending events; the folder and its files stay untouched."""
+    with store.session() as session:
+        row = session.scalar(
+            select(SyncTask).where((SyncTask.name == name_or_secure_id) | (SyncTask.secure_id == name_or_secure_id))
+        )
+        if row is None:
+            raise NotFound(f"no sync task called {name_or_secure_id!r} (see 'ecosys task list')")
+        info = task_info(row)
+        session.delete(row)
+        return info

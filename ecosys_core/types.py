@@ -1,0 +1,73 @@
+"""Small value types passed to hooks and between layers. They import nothing else of Ecosys."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+
+class TaskKind(str, enum.Enum):
+    """What a sync task syncs: a plain folder, a grapin's app data, or a tout-en-un app's data folder."""
+
+    FOLDER = "folder"
+    GRAPIN = "grapin"
+    APP = "app"
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A read-only snapshot of a sync task, as hooks see it."""
+
+    name: str
+    secure_id: str
+    root: Path
+    kind: TaskKind
+    backup_mode: bool
+    created_at: datetime
+    source: str | None = None  # grapin or app name for those kinds
+
+
+@dataclass(frozen=True)
+class TaskOffer:
+    """A sync task a linked device offers to share with this one (before CHOOSELINKPATH is answered)."""
+
+    name: str
+    secure_id: str
+    kind: TaskKind
+    source: str | None
+    created_at: datetime
+    device_id: str
+
+
+@dataclass(frozen=True)
+class ResolveContext:
+    """What placeholder resolvers may use: the user's home, user name and this machine's platform."""
+
+    home: Path
+    username: str
+    platform: str
+
+
+@dataclass(frozen=True)
+class PlaceholderRequest:
+    """One path component holding ``%name%`` to resolve, under the already resolved ``parent`` folder."""
+
+    component: str
+    parent: Path
+    context: ResolveContext
+    is_last: bool
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """A ``%name%`` token. ``resolve`` returns ``request.component`` with the token replaced, or raises
+    :class:`ecosys_core.errors.PathNotResolved` saying why. Tokens with a lower ``order`` are replaced first,
+    so value placeholders (order 0, like ``%username%``) are fixed before folder walkers (order 10) look."""
+
+    name: str
+    resolve: Callable[[PlaceholderRequest], str]
+    description: str = ""
+    order: int = 0
