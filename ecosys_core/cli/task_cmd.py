@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import NotFound
+from ..errors import EcosysError, NotFound
 from ..resolve import resolve_grapin
 from ..store.tasks import add_task, list_tasks, remove_task
 from ..types import TaskKind
@@ -27,7 +27,7 @@ def add_command(path: Path | None, grapin_name: str | None, name: str | None, ba
     """Create a sync task for folder PATH, or for a grapin's app data with --grapin."""
     env = cli_env()
     if (path is None) == (grapin_name is None):
-        raise click.UsageError("give either a PATH or --grapin NAME")
+        raise EcosysError("give either a PATH or --grapin NAME (see 'ecosys task add --help')")
     if grapin_name is not None:
         grapin = env.plugins.grapins().get(grapin_name).item
         root = resolve_grapin(grapin, env.plugins.placeholders())

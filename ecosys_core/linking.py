@@ -1,0 +1,94 @@
+"""Linking devices and sync tasks, the seed's way, independent of the network that carries the requests.
+
+- A device is linked once both sides said yes; it is then pinned by its device_id.
+- A task offered by a linked device goes where a ``choose_link_path`` plugin says (grapin and app tasks:
+  where that app keeps its data here) or where the user answers the CHOOSELINKPATH prompt.
+- Linking an app or grapin task that exists on both sides follows the seed's timestamp rule: the older
+  task is the reference; the newer side adopts its secure_id and asks for a setup queue.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from pathlib import Path
+
+from pluggy import HookRelay
+
+from .errors import EcosysError
+from .prompts import Prompts
+from .store import Store
+from .store.devices import forget_device, link_task_device, upsert_device
+from .store.tasks import add_task, task_info
+from .types import TaskInfo, TaskOffer
+
+
+def link_device(store: Store, hook: HookRelay, device_id: str, name: str) -> None:
+    """Mark ``device_id`` linked (pinned) and tell the plugins (``device_linked``)."""
+    info = upsert_device(store, device_id, name=name, linked=True)
+    hook.device_linked(device_id=info.device_id, name=info.name)
+
+
+def unlink_device(store: Store, hook: HookRelay, device_id: str) -> None:
+    """Forget ``device_id`` with its task links and pending patches; tell the plugins (``device_unlinked``)."""
+    forget_device(store, device_id)
+    hook.device_unlinked(device_id=device_id.lower())
+
+
+def choose_task_root(hook: HookRelay, prompts: Prompts, offer: TaskOffer, *, timeout: float | None = None) -> Path:
+    """Return where ``offer`` goes here: the first ``choose_link_path`` answer, else the user's answer to a
+    CHOOSELINKPATH prompt. An empty answer refuses the offer (EcosysError)."""
+    chosen = hook.choose_link_path(offer=offer)
+    if chosen is not None:
+        return Path(chosen)
+    answer = prompts.ask(
+        "CHOOSELINKPATH",
+        f"Device {offer.device_id[:16]}… shares the sync task {offer.name!r}. Where should it be kept on this device? "
+        "Answer with a folder path, or an empty answer to refuse.",
+        timeout=timeout,
+    ).strip()
+    if not answer:
+        raise EcosysError(f"the task {offer.name!r} was refused")
+    return Path(answer).expanduser()
+
+
+def accept_task_offer(store: Store, hook: HookRelay, offer: TaskOffer, root: Path, *, name: str | None = None) -> TaskInfo:
+    """Create the offered task at ``root`` under the offer's secure_id, link it with the offering device and
+    tell the plugins (``task_linked``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    task = add_task(store, name=name or offer.name, root=root, kind=offer.kind, source=offer.source,
+                    secure_id=offer.secure_id, created_at=offer.created_at)
+    link_task_device(store, task.secure_id, offer.device_id)
+    hook.task_linked(task=task, device_id=offer.device_id)
+    return task
+
+
+class AppLinkDecision(str, enum.Enum):
+    """What the side receiving an app/grapin link request does (seed rule)."""
+
+    ADOPT_REMOTE = "adopt_remote"  # remote task is older: take its secure_id, ask for a setup queue
+    ASK_REMOTE_TO_ADOPT = "ask_remote_to_adopt"  # ours is older: send the link request the other way
+
+
+def decide_app_link(local_created: datetime, local_secure_id: str, remote_created: datetime,
+                    remote_secure_id: str) -> AppLinkDecision:
+    """The seed's rule: the older task is the reference, so linking never overwrites older data.
+    Equal timestamps fall back to the smaller secure_id so both sides agree."""
+    if (remote_created, remote_secure_id) < (local_created, local_secure_id):
+        return AppLinkDecision.ADOPT_REMOTE
+    return AppLinkDecision.ASK_REMOTE_TO_ADOPT
+
+
+def adopt_secure_id(store: Store, task_name: str, secure_id: str) -> TaskInfo:
+    """Give the local task ``task_name`` the reference side's ``secure_id`` (the newer side adopts)."""
+    from sqlalchemy import select
+
+    from .store.tables import SyncTask
+
+    with store.session() as session:
+        row = session.scalar(select(SyncTask).where(SyncTask.name == task_name))
+        if row is None:
+            raise EcosysError(f"no sync task called {task_name!r}")
+        row.secure_id = secure_id
+        session.flush()
+        return task_info(row)

@@ -1,0 +1,116 @@
+"""Devices in the store: seen, linked (pinned), unlinked; and which tasks each is linked with."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from ..errors import EcosysError, NotFound
+from .database import Store
+from .tables import Device, SyncTask, TaskDevice, utcnow
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_device_id(device_id: str) -> str:
+    """Return ``device_id`` lower-cased if it is 64 hex digits (256 bits), else raise EcosysError."""
+    device_id = device_id.strip().lower()
+    if not _HEX64.match(device_id):
+        raise EcosysError(f"not a device id (64 hex digits expected): {device_id[:80]!r}")
+    return device_id
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """A read-only snapshot of a device row."""
+
+    device_id: str
+    name: str
+    last_address: str | None
+    is_connected: bool
+    last_seen: datetime | None
+    linked: bool
+
+
+def _info(row: Device) -> DeviceInfo:
+    seen = row.last_seen.replace(tzinfo=timezone.utc) if row.last_seen and not row.last_seen.tzinfo else row.last_seen
+    return DeviceInfo(row.device_id, row.name, row.last_address, row.is_connected, seen, row.linked)
+
+
+def upsert_device(store: Store, device_id: str, *, name: str | None = None, address: str | None = None,
+                  connected: bool | None = None, linked: bool | None = None) -> DeviceInfo:
+    """Create or update the device ``device_id``; only the given fields change. Seeing it updates last_seen."""
+    device_id = check_device_id(device_id)
+    with store.session() as session:
+        row = session.scalar(select(Device).where(Device.device_id == device_id))
+        if row is None:
+            row = Device(device_id=device_id, name=name or "", linked=False, is_connected=False)
+            session.add(row)
+        if name is not None:
+            row.name = name
+        if address is not None:
+            row.last_address = address
+        if connected is not None:
+            row.is_connected = connected
+            if connected:
+                row.last_seen = utcnow()
+        if linked is not None:
+            row.linked = linked
+        session.flush()
+        return _info(row)
+
+
+def get_device(store: Store, device_id: str) -> DeviceInfo:
+    """Return the device ``device_id``; raise NotFound."""
+    device_id = check_device_id(device_id)
+    with store.session() as session:
+        row = session.scalar(select(Device).where(Device.device_id == device_id))
+        if row is None:
+            raise NotFound(f"unknown device {device_id[:16]}…")
+        return _info(row)
+
+
+def list_devices(store: Store) -> list[DeviceInfo]:
+    """Every known device, linked ones first."""
+    with store.session() as session:
+        rows = session.scalars(select(Device).order_by(Device.linked.desc(), Device.name))
+        return [_info(r) for r in rows]
+
+
+def forget_device(store: Store, device_id: str) -> None:
+    """Remove the device, its task links and its place in every devices_to_patch."""
+    device_id = check_device_id(device_id)
+    from .tables import PendingTarget
+
+    with store.session() as session:
+        row = session.scalar(select(Device).where(Device.device_id == device_id))
+        if row is None:
+            raise NotFound(f"unknown device {device_id[:16]}…")
+        for target in session.scalars(select(PendingTarget).where(PendingTarget.device_id == device_id)):
+            session.delete(target)
+        session.delete(row)
+
+
+def link_task_device(store: Store, secure_id: str, device_id: str) -> None:
+    """Link sync task ``secure_id`` with device ``device_id`` (both must exist); idempotent."""
+    device_id = check_device_id(device_id)
+    with store.session() as session:
+        task = session.scalar(select(SyncTask).where(SyncTask.secure_id == secure_id))
+        device = session.scalar(select(Device).where(Device.device_id == device_id))
+        if task is None or device is None:
+            raise NotFound("unknown task or device")
+        if session.get(TaskDevice, (task.id, device.id)) is None:
+            session.add(TaskDevice(task_id=task.id, device_id=device.id))
+
+
+def task_device_ids(store: Store, secure_id: str) -> list[str]:
+    """The device ids a task is linked with."""
+    with store.session() as session:
+        rows = session.execute(
+            select(Device.device_id).join(TaskDevice, TaskDevice.device_id == Device.id)
+            .join(SyncTask, SyncTask.id == TaskDevice.task_id).where(SyncTask.secure_id == secure_id)
+        )
+        return sorted(r[0] for r in rows)

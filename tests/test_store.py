@@ -1,0 +1,99 @@
+"""The SQLite store: created on first use, versioned, migrated in order, and the task API over it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect as sa_inspect, select
+
+from ecosys_core.errors import AlreadyExists, NotFound, StoreError
+from ecosys_core.store import SCHEMA_VERSION, open_store
+from ecosys_core.store import database
+from ecosys_core.store.tables import FileEntry, PendingEvent, PendingTarget, SyncTask
+from ecosys_core.store.tasks import add_task, get_task, list_tasks, remove_task
+from ecosys_core.types import TaskKind
+
+
+def test_schema_is_created_on_first_use(tmp_path: Path):
+    store = open_store(tmp_path / "home" / "ecosys.db")
+    tables = set(sa_inspect(store.engine).get_table_names())
+    assert {"devices", "sync_tasks", "task_devices", "file_entries", "pending_events", "pending_targets", "settings"} <= tables
+    columns = {c["name"] for c in sa_inspect(store.engine).get_columns("devices")}
+    assert {"device_id", "name", "last_address", "is_connected", "last_seen", "linked"} <= columns
+    assert "receiving_update" in {c["name"] for c in sa_inspect(store.engine).get_columns("task_devices")}
+    with sqlite3.connect(tmp_path / "home" / "ecosys.db") as raw:
+        assert raw.execute("select value from settings where key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    store.close()
+
+
+def test_a_newer_database_is_refused(tmp_path: Path):
+    open_store(tmp_path / "ecosys.db").close()
+    with sqlite3.connect(tmp_path / "ecosys.db") as raw:
+        raw.execute("update settings set value='999' where key='schema_version'")
+    with pytest.raises(StoreError, match="newer Ecosys"):
+        open_store(tmp_path / "ecosys.db")
+
+
+def test_migrations_run_in_order_from_the_recorded_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    open_store(tmp_path / "ecosys.db").close()
+    ran = []
+
+    def v2(conn):
+        ran.append(2)
+        conn.exec_driver_sql("ALTER TABLE devices ADD COLUMN note TEXT")
+
+    monkeypatch.setattr(database, "MIGRATIONS", [*database.MIGRATIONS, v2])
+    monkeypatch.setattr(database, "SCHEMA_VERSION", 2)
+    store = database.open_store(tmp_path / "ecosys.db")
+    assert ran == [2] and "note" in {c["name"] for c in sa_inspect(store.engine).get_columns("devices")}
+    store.close()
+    database.open_store(tmp_path / "ecosys.db").close()
+    assert ran == [2]  # not run twice
+
+
+def test_garbage_file_gives_a_clear_error(tmp_path: Path):
+    (tmp_path / "ecosys.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open the store"):
+        open_store(tmp_path / "ecosys.db")
+
+
+def test_tasks_add_list_get_remove(store, tmp_path: Path):
+    photos = tmp_path / "Photos"
+    photos.mkdir()
+    (photos / "keep.jpg").write_bytes(b"x")
+    task = add_task(store, name="Photos", root=photos, kind=TaskKind.FOLDER, backup_mode=True)
+    assert len(task.secure_id) == 32 and task.backup_mode and task.created_at.tzinfo
+    assert [t.name for t in list_tasks(store)] == ["Photos"]
+    assert get_task(store, task.secure_id) == task
+    remove_task(store, "Photos")
+    assert list_tasks(store) == [] and (photos / "keep.jpg").exists()
+
+
+def test_duplicate_name_and_overlapping_roots_are_refused(store, tmp_path: Path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    add_task(store, name="A", root=tmp_path / "a", kind=TaskKind.FOLDER)
+    with pytest.raises(AlreadyExists):
+        add_task(store, name="A", root=tmp_path, kind=TaskKind.FOLDER)
+    with pytest.raises(AlreadyExists, match="overlaps"):
+        add_task(store, name="B", root=tmp_path / "a" / "b", kind=TaskKind.FOLDER)
+    with pytest.raises(AlreadyExists, match="overlaps"):
+        add_task(store, name="C", root=tmp_path, kind=TaskKind.FOLDER)
+    with pytest.raises(NotFound):
+        add_task(store, name="D", root=tmp_path / "missing", kind=TaskKind.FOLDER)
+
+
+def test_removing_a_task_cascades_to_index_and_pending_events(store, tmp_path: Path):
+    task = add_task(store, name="T", root=tmp_path, kind=TaskKind.FOLDER)
+    with store.session() as s:
+        row = s.scalar(select(SyncTask))
+        s.add(FileEntry(task_id=row.id, path="a.txt", version={"AAAA": 1}, content_hash="00", size=1, mtime_ns=1))
+        event = PendingEvent(task_id=row.id, path="a.txt", flag="MODIFICATION", version={"AAAA": 1})
+        event.targets.append(PendingTarget(device_id="cd" * 32))
+        s.add(event)
+    with store.session() as s:
+        assert s.scalar(select(PendingEvent)).devices_to_patch == ["cd" * 32]
+    remove_task(store, task.name)
+    with store.session() as s:
+        assert s.scalars(select(FileEntry)).all() == [] and s.scalars(select(PendingTarget)).all() == []
