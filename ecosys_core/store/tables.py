@@ -95,7 +95,9 @@ class FileEntry(Base):
     version: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     size: Mapped[int] = mapped_column(Integer, default=0)
-    mtime_ns: Mapped[int] = mapped_column(Integer, default=0)
+    mtime_ns: Mapped[int] = mapped_column(Integer, default=0)  # as seen on this disk: change detection
+    modified_ns: Mapped[int] = mapped_column(Integer, default=0)  # the origin's mtime: conflict rule
+    modified_by: Mapped[str] = mapped_column(String(16), default="")  # short id of the last modifier
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
 
     task: Mapped[SyncTask] = relationship(back_populates="files")
@@ -105,6 +107,7 @@ class PendingEvent(Base):
     """An event kept for devices not reached yet (the seed's "retard"); gone when no device is left to patch."""
 
     __tablename__ = "pending_events"
+    __table_args__ = (UniqueConstraint("task_id", "path", "flag"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("sync_tasks.id", ondelete="CASCADE"), index=True)
     path: Mapped[str] = mapped_column(String)

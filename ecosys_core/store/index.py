@@ -1,0 +1,157 @@
+"""The file index of a sync task and its pending events ("retard"), over the store's tables.
+
+All functions take an open session so the engine can change a file's entry and its pending events in
+one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from .versions import Order, compare
+from .tables import Device, FileEntry, PendingEvent, PendingTarget, SyncTask, TaskDevice
+
+MODIFICATION = "MODIFICATION"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file's state in the index."""
+
+    path: str
+    version: dict[str, int]
+    hash: str
+    size: int
+    mtime_ns: int
+    modified_ns: int
+    modified_by: str
+    deleted: bool
+
+    def but(self, **changes: object) -> "Entry":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _entry(row: FileEntry) -> Entry:
+    return Entry(row.path, dict(row.version), row.content_hash, row.size, row.mtime_ns, row.modified_ns,
+                 row.modified_by, row.deleted)
+
+
+def task_row(session: Session, secure_id: str) -> SyncTask | None:
+    """The task row with ``secure_id``."""
+    return session.scalar(select(SyncTask).where(SyncTask.secure_id == secure_id))
+
+
+def load_entries(session: Session, task_id: int) -> dict[str, Entry]:
+    """Every entry of the task, by path."""
+    return {row.path: _entry(row) for row in session.scalars(select(FileEntry).where(FileEntry.task_id == task_id))}
+
+
+def get_entry(session: Session, task_id: int, path: str) -> Entry | None:
+    """The entry of ``path``, or None."""
+    row = session.scalar(select(FileEntry).where(FileEntry.task_id == task_id, FileEntry.path == path))
+    return _entry(row) if row else None
+
+
+def put_entry(session: Session, task_id: int, entry: Entry) -> None:
+    """Insert or replace the entry of ``entry.path``."""
+    row = session.scalar(select(FileEntry).where(FileEntry.task_id == task_id, FileEntry.path == entry.path))
+    if row is None:
+        row = FileEntry(task_id=task_id, path=entry.path)
+        session.add(row)
+    row.version = dict(entry.version)
+    row.content_hash = entry.hash
+    row.size = entry.size
+    row.mtime_ns = entry.mtime_ns
+    row.modified_ns = entry.modified_ns
+    row.modified_by = entry.modified_by
+    row.deleted = entry.deleted
+
+
+def linked_devices(session: Session, task_id: int) -> list[str]:
+    """Device ids linked with the task."""
+    rows = session.execute(
+        select(Device.device_id).join(TaskDevice, TaskDevice.device_id == Device.id).where(TaskDevice.task_id == task_id)
+    )
+    return sorted(r[0] for r in rows)
+
+
+def queue_pending(session: Session, task_id: int, path: str, base: Entry | None, version: dict[str, int],
+                  targets: Iterable[str]) -> None:
+    """Record that ``targets`` still need ``path`` at ``version``.
+
+    One event per path: a newer version supersedes the stored one (collapsed), while the base — what the
+    targets were last known to have — stays the oldest, so a delta built from it never assumes too much.
+    """
+    targets = set(targets)
+    if not targets:
+        return
+    event = session.scalar(select(PendingEvent).where(
+        PendingEvent.task_id == task_id, PendingEvent.path == path, PendingEvent.flag == MODIFICATION))
+    if event is None:
+        event = PendingEvent(task_id=task_id, path=path, flag=MODIFICATION, version=dict(version), header={
+            "base_hash": base.hash if base and not base.deleted else "",
+            "base_version": dict(base.version) if base else {},
+        })
+        session.add(event)
+        session.flush()
+        have: set[str] = set()
+    else:
+        event.version = dict(version)
+        have = {t.device_id for t in event.targets}
+    for device in sorted(targets - have):
+        event.targets.append(PendingTarget(device_id=device))
+
+
+@dataclass(frozen=True)
+class PendingItem:
+    """A path a device still has to receive, with the base it was last known to have."""
+
+    path: str
+    version: dict[str, int]
+    base_hash: str
+
+
+def pending_for(session: Session, task_id: int, device_id: str) -> list[PendingItem]:
+    """Pending paths of the task for ``device_id``, oldest first."""
+    rows = session.scalars(
+        select(PendingEvent).join(PendingTarget).where(PendingEvent.task_id == task_id, PendingTarget.device_id == device_id)
+        .order_by(PendingEvent.id)
+    )
+    return [PendingItem(e.path, dict(e.version), str(e.header.get("base_hash", ""))) for e in rows]
+
+
+def acknowledge(session: Session, task_id: int, path: str, device_id: str, version: dict[str, int]) -> bool:
+    """``device_id`` has ``path`` at ``version`` (MODIFICATION_DONE): drop it from devices_to_patch when that
+    covers the pending version; drop the event when nobody is left. True if something was dropped."""
+    event = session.scalar(select(PendingEvent).where(
+        PendingEvent.task_id == task_id, PendingEvent.path == path, PendingEvent.flag == MODIFICATION))
+    if event is None or compare(version, event.version) not in (Order.EQUAL, Order.NEWER):
+        return False
+    target = session.get(PendingTarget, (event.id, device_id))
+    if target is None:
+        return False
+    session.delete(target)
+    session.flush()
+    session.expire(event, ["targets"])
+    if not event.targets:
+        session.delete(event)
+    return True
+
+
+def pending_counts(session: Session, task_id: int) -> dict[str, int]:
+    """Pending event count per device id for the task."""
+    rows = session.execute(
+        select(PendingTarget.device_id, func.count()).join(PendingEvent)
+        .where(PendingEvent.task_id == task_id).group_by(PendingTarget.device_id)
+    )
+    return {device: count for device, count in rows}
+
+
+def drop_pending_for(session: Session, task_id: int, device_id: str) -> None:
+    """Forget everything pending for ``device_id`` in the task (the link was removed)."""
+    ids = select(PendingEvent.id).where(PendingEvent.task_id == task_id)
+    session.execute(delete(PendingTarget).where(PendingTarget.device_id == device_id, PendingTarget.event_id.in_(ids)))

@@ -1,0 +1,411 @@
+"""The sync engine: the rules that keep one device's tasks in step with its peers. No sockets here.
+
+It takes messages in (:meth:`SyncEngine.receive`) and gives messages out (:meth:`SyncEngine.outgoing`),
+so devices can be tested in one process and driven unchanged by the network layer. DESIGN.md §1–2:
+
+- state, not a log, is the truth: each file has a version vector; a delta is only an encoding;
+- a delta is applied only on the content it was made from, the result is verified against its hash
+  and moved into place atomically, then indexed (a crash leaves old or new, and a rescan repairs);
+- outdated event → MODIFICATION_DONE; newer with another base → NEED_STATE; concurrent → both kept;
+- pending events (retard) per path and device; what a device learns it passes on to the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from pluggy import HookRelay
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import EcosysError, IntegrityError, NotFound, UnsafePath
+from ..safe_paths import check_relative_path, join_inside
+from ..store import Store
+from ..store.index import (
+    Entry,
+    acknowledge,
+    get_entry,
+    linked_devices,
+    load_entries,
+    pending_counts,
+    pending_for,
+    put_entry,
+    queue_pending,
+    task_row,
+)
+from ..store.tables import SyncTask
+from ..store.tasks import task_info
+from ..store.versions import Order, bump, compare, merge
+from ..types import TaskInfo
+from . import notify
+from .chunking import Signature, digest_file
+from .delta import BSDIFF_MAX, DeltaError, apply_delta, encode_against, encode_bsdiff, encode_full
+from .fsio import atomic_writer, commit_temp, conflict_name, remove_empty_parents
+from .messages import Message, Modification, ModificationDone, NeedState
+from .objects import ObjectStore
+from .scanner import Observation, ScanResult, scan_paths, scan_tree
+
+log = logging.getLogger(__name__)
+
+
+class Refused(EcosysError):
+    """A message this device will not act on (unknown task, unlinked device, unsafe path)."""
+
+
+def short_id(device_id: str) -> str:
+    """The key of ``device_id`` in version vectors (its first 48 bits, hex)."""
+    return device_id[:12]
+
+
+@dataclass
+class ScanReport:
+    """What a scan changed in the index."""
+
+    files_seen: int = 0
+    bytes_hashed: int = 0
+    changed: int = 0
+    deleted: int = 0
+
+
+def _winner_key(entry: Entry) -> tuple[int, int, str, str]:
+    # Same on every device: a modification beats a deletion, then the later edit, then the device id,
+    # then the content hash, so no two different versions ever tie.
+    return (0 if entry.deleted else 1, entry.modified_ns, entry.modified_by, entry.hash)
+
+
+class SyncEngine:
+    """One device's engine over its store and object cache. Thread-safe: one lock guards every
+    read-compare-write of the index against the disk, so the engine's own writes are never mistaken for
+    local edits (the seed's receiving_update) and a user edit is always indexed before being overwritten."""
+
+    def __init__(self, store: Store, objects: ObjectStore, device_id: str, hook: HookRelay | None = None) -> None:
+        self.store = store
+        self.objects = objects
+        self.device_id = device_id
+        self.me = short_id(device_id)
+        self.hook = hook
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ local changes
+    def scan(self, secure_id: str, paths: Iterable[str] | None = None) -> ScanReport:
+        """Bring the index of task ``secure_id`` up to date with its folder (all of it, or ``paths``);
+        every local change bumps this device's counter and is queued for the linked devices."""
+        with self._lock, self.store.session() as session:
+            task = self._task(session, secure_id)
+            root = Path(task.root)
+            if paths is None:
+                result = scan_tree(root, load_entries(session, task.id))
+            else:
+                paths = list(paths)
+                known = {p: e for p in paths if (e := get_entry(session, task.id, p)) is not None}
+                result = scan_paths(root, known, paths)
+            return self._record_scan(session, task, result)
+
+    def _record_scan(self, session: Session, task: SyncTask, result: ScanResult) -> ScanReport:
+        report = ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
+        targets = linked_devices(session, task.id)
+        info = task_info(task)
+        for obs in result.touched:
+            old = get_entry(session, task.id, obs.path)
+            if old is not None:
+                put_entry(session, task.id, old.but(mtime_ns=obs.mtime_ns))
+        for obs in result.changed:
+            self._record_local(session, task, info, targets, obs)
+            report.changed += 1
+        if not task.backup_mode:  # backup mode: local deletions are neither recorded nor sent
+            for path in result.missing:
+                old = get_entry(session, task.id, path)
+                if old is None or old.deleted:
+                    continue
+                new = Entry(path, bump(old.version, self.me), "", 0, 0, old.modified_ns, self.me, True)
+                put_entry(session, task.id, new)
+                self._queue_local(session, task, info, targets, old, new)
+                report.deleted += 1
+        return report
+
+    def _record_local(self, session: Session, task: SyncTask, info: TaskInfo, targets: list[str],
+                      obs: Observation) -> Entry:
+        assert obs.digest is not None
+        old = get_entry(session, task.id, obs.path)
+        new = Entry(obs.path, bump(old.version if old else {}, self.me), obs.digest.hash, obs.size, obs.mtime_ns,
+                    obs.mtime_ns, self.me, False)
+        put_entry(session, task.id, new)
+        self._remember_content(Path(task.root), new, obs.digest.signature)
+        self._queue_local(session, task, info, targets, old, new)
+        return new
+
+    def _queue_local(self, session: Session, task: SyncTask, info: TaskInfo, targets: list[str],
+                     old: Entry | None, new: Entry) -> None:
+        if self.hook is not None and not notify.change_may_be_sent(self.hook, info, new.path, new.deleted):
+            return
+        queue_pending(session, task.id, new.path, old, new.version, targets)
+
+    def _remember_content(self, root: Path, entry: Entry, signature: Signature | None) -> None:
+        """Keep what later deltas from this content need: a shadow copy or a chunk signature."""
+        try:
+            if entry.size <= BSDIFF_MAX:
+                self.objects.put_shadow(entry.hash, root.joinpath(*entry.path.split("/")))
+            else:
+                if signature is None:
+                    signature = digest_file(root.joinpath(*entry.path.split("/")), with_signature=True).signature
+                if signature is not None:
+                    self.objects.put_signature(entry.hash, signature)
+        except OSError as exc:  # a cache: failing to fill it only makes later deltas bigger
+            log.debug("cannot keep object for %s: %s", entry.path, exc)
+
+    # ------------------------------------------------------------------ outgoing
+    def outgoing(self, peer: str) -> list[Modification]:
+        """Everything pending for ``peer`` in the tasks linked with it, as modification events."""
+        out = []
+        with self._lock, self.store.session() as session:
+            tasks = session.scalars(select(SyncTask)).all()
+            for task in tasks:
+                if peer not in linked_devices(session, task.id):
+                    continue
+                for item in pending_for(session, task.id, peer):
+                    out.append((task.secure_id, item.path, item.base_hash))
+        messages = []
+        for secure_id, path, base_hash in out:
+            message = self.modification(secure_id, path, base_hash)
+            if message is not None:
+                messages.append(message)
+        return messages
+
+    def modification(self, secure_id: str, path: str, base_hash: str, *, signature: Signature | None = None,
+                     reply: bool = False) -> Modification | None:
+        """The current state of ``path`` as an event whose delta applies to ``base_hash`` (the receiver's
+        content, described by ``signature`` when given). The file is rescanned first so the event never
+        announces a version older than the disk."""
+        with self._lock:
+            self.scan(secure_id, [path])
+            with self.store.session() as session:
+                task = self._task(session, secure_id)
+                entry = get_entry(session, task.id, path)
+                root = Path(task.root)
+        if entry is None:
+            return None
+        message = Modification(secure_id, path, entry.version, entry.hash, entry.size, entry.modified_ns,
+                               entry.modified_by, entry.deleted, base_hash, None, reply)
+        if entry.deleted or entry.hash == base_hash:
+            return message
+        message.delta = self._delta_stream(root.joinpath(*path.split("/")), entry, base_hash, signature, message)
+        return message
+
+    def _delta_stream(self, file: Path, entry: Entry, base_hash: str, signature: Signature | None,
+                      message: Modification) -> Iterator[bytes]:
+        # Chosen now, read lazily: the receiver pulls the blocks, so a large file never sits in memory.
+        shadow = self.objects.shadow(base_hash) if base_hash and entry.size <= BSDIFF_MAX and signature is None else None
+        base_sig = signature or (self.objects.signature(base_hash) if base_hash and shadow is None else None)
+        if shadow is None and base_sig is None:
+            message.base_hash = ""
+
+        def stream() -> Iterator[bytes]:
+            with open(file, "rb") as fh:
+                if shadow is not None:
+                    yield from encode_bsdiff(shadow, fh.read(BSDIFF_MAX + 1))
+                elif base_sig is not None:
+                    yield from encode_against(fh, base_sig)
+                else:
+                    yield from encode_full(fh)
+
+        return stream()
+
+    # ------------------------------------------------------------------ incoming
+    def receive(self, peer: str, message: Message) -> list[Message]:
+        """Act on ``message`` from device ``peer``; return the answers to send back.
+
+        Raises Refused for a task this device does not share with ``peer`` or an unsafe path; nothing is
+        written then.
+        """
+        with self._lock:
+            if isinstance(message, ModificationDone):
+                return self._on_done(peer, message)
+            if isinstance(message, NeedState):
+                return self._on_need_state(peer, message)
+            if isinstance(message, Modification):
+                return self._on_modification(peer, message)
+        raise Refused(f"unknown message {type(message).__name__}")
+
+    def _checked(self, session: Session, peer: str, secure_id: str, path: str) -> tuple[SyncTask, Path]:
+        task = task_row(session, secure_id)
+        if task is None or peer not in linked_devices(session, task.id):
+            raise Refused(f"task {secure_id[:12]}… is not shared with device {peer[:12]}…")
+        try:
+            check_relative_path(path)
+            target = join_inside(Path(task.root), path)
+        except UnsafePath as exc:
+            raise Refused(f"unsafe path from {peer[:12]}…: {exc}") from None
+        return task, target
+
+    def _on_done(self, peer: str, message: ModificationDone) -> list[Message]:
+        with self.store.session() as session:
+            task, _ = self._checked(session, peer, message.secure_id, message.path)
+            acknowledge(session, task.id, message.path, peer, message.version)
+        return []
+
+    def _on_need_state(self, peer: str, message: NeedState) -> list[Message]:
+        with self.store.session() as session:
+            self._checked(session, peer, message.secure_id, message.path)
+        signature = None
+        if message.signature:
+            try:
+                signature = Signature.from_bytes(message.signature)
+            except ValueError as exc:
+                raise Refused(f"bad signature from {peer[:12]}…: {exc}") from None
+        answer = self.modification(message.secure_id, message.path, message.have_hash if signature else "",
+                                   signature=signature, reply=True)
+        return [answer] if answer is not None else []
+
+    def _on_modification(self, peer: str, m: Modification) -> list[Message]:
+        with self.store.session() as session:
+            task, target = self._checked(session, peer, m.secure_id, m.path)
+        self.scan(m.secure_id, [m.path])  # a local edit not yet indexed is a version too
+        with self.store.session() as session:
+            task = self._task(session, m.secure_id)
+            local = get_entry(session, task.id, m.path)
+            info = task_info(task)
+        remote = Entry(m.path, dict(m.version), m.hash, m.size, 0, m.modified_ns, m.modified_by, m.deleted)
+        local_version = local.version if local else {}
+        order = compare(remote.version, local_version)
+        if order in (Order.EQUAL, Order.OLDER):
+            return [ModificationDone(m.secure_id, m.path, local_version)]
+        if order is Order.NEWER:
+            return self._take_remote(peer, info, target, local, remote, m, merged=remote.version, relay_to_peer=False)
+        return self._resolve_conflict(peer, info, target, local, remote, m)
+
+    def _same_content(self, local: Entry | None, remote: Entry) -> bool:
+        if local is None or local.deleted:
+            return remote.deleted
+        return not remote.deleted and local.hash == remote.hash
+
+    def _take_remote(self, peer: str, info: TaskInfo, target: Path, local: Entry | None, remote: Entry,
+                     m: Modification, *, merged: dict[str, int], relay_to_peer: bool) -> list[Message]:
+        """Make the remote version this device's version of the path (content, tombstone or just version)."""
+        if self._same_content(local, remote):
+            assert local is not None or remote.deleted
+            new = (local or remote).but(version=merged, modified_ns=remote.modified_ns, modified_by=remote.modified_by)
+            if local is None:
+                new = new.but(mtime_ns=0)
+            self._commit_entry(info, local, new, peer, relay_to_peer)
+            return [ModificationDone(m.secure_id, m.path, merged)]
+        if remote.deleted:
+            try:
+                target.unlink()
+            except FileNotFoundError:
+                pass
+            remove_empty_parents(target, info.root)
+            self._commit_entry(info, local, remote.but(version=merged, mtime_ns=0), peer, relay_to_peer)
+            if self.hook is not None:
+                notify.notify_applied(self.hook, info, m.path, True)
+            return [ModificationDone(m.secure_id, m.path, merged)]
+        temp = self._materialize(info, target, local, m)
+        if isinstance(temp, NeedState):
+            return [temp]
+        if temp is None:
+            return []
+        st = commit_temp(temp, target, remote.modified_ns)
+        self._commit_entry(info, local, remote.but(version=merged, mtime_ns=st.st_mtime_ns), peer, relay_to_peer)
+        self._remember_content(info.root, remote, None)
+        if self.hook is not None:
+            notify.notify_applied(self.hook, info, m.path, False)
+        return [ModificationDone(m.secure_id, m.path, merged)]
+
+    def _resolve_conflict(self, peer: str, info: TaskInfo, target: Path, local: Entry | None, remote: Entry,
+                          m: Modification) -> list[Message]:
+        merged = merge(local.version if local else {}, remote.version)
+        if self._same_content(local, remote):
+            return self._take_remote(peer, info, target, local, remote, m, merged=merged, relay_to_peer=True)
+        assert local is not None
+        remote_wins = _winner_key(remote) > _winner_key(local)
+        loser = local if remote_wins else remote
+        if loser.deleted:  # nothing of the loser to keep
+            if remote_wins:
+                return self._take_remote(peer, info, target, local, remote, m, merged=merged, relay_to_peer=True)
+            self._commit_entry(info, local, local.but(version=merged), peer, relay_to_peer=True)
+            return [ModificationDone(m.secure_id, m.path, merged)]
+        copy_rel = conflict_name(m.path, loser.modified_ns, loser.modified_by[:7])
+        copy_path = join_inside(info.root, copy_rel)
+        if remote_wins:
+            temp = self._materialize(info, target, local, m)
+            if isinstance(temp, NeedState) or temp is None:
+                return [temp] if temp else []
+            if not copy_path.exists():
+                os.replace(target, copy_path)  # the local loser keeps its bytes under the conflict name
+            self.scan(m.secure_id, [copy_rel])
+            st = commit_temp(temp, target, remote.modified_ns)
+            self._commit_entry(info, local, remote.but(version=merged, mtime_ns=st.st_mtime_ns), peer, True)
+            self._remember_content(info.root, remote, None)
+        else:
+            temp = self._materialize(info, copy_path, None, m)
+            if isinstance(temp, NeedState) or temp is None:
+                return [temp] if temp else []
+            if copy_path.exists():
+                temp.unlink()
+            else:
+                commit_temp(temp, copy_path, remote.modified_ns)
+            self.scan(m.secure_id, [copy_rel])
+            self._commit_entry(info, local, local.but(version=merged), peer, relay_to_peer=True)
+        if self.hook is not None:
+            notify.notify_conflict(self.hook, info, m.path, copy_rel)
+        return [ModificationDone(m.secure_id, m.path, merged)]
+
+    def _materialize(self, info: TaskInfo, target: Path, local: Entry | None, m: Modification) -> Path | NeedState | None:
+        """Rebuild ``m``'s content into a verified temp file beside ``target``; NEED_STATE when our content
+        is not the delta's base (or the delta fails), None when even a requested answer failed."""
+        base: Path | None = None
+        if m.base_hash:
+            if local is not None and not local.deleted and local.hash == m.base_hash and target.exists():
+                base = target
+            else:
+                base = self.objects.shadow_path(m.base_hash)
+            if base is None:
+                return None if m.reply else self._need_state(info, target, local, m)
+        if m.delta is None:
+            return None if m.reply else self._need_state(info, target, local, m, whole=True)
+        try:
+            with atomic_writer(target) as (fh, temp):
+                got = apply_delta(m.delta, base, fh, expected_size=m.size)
+                if got != m.hash:
+                    raise IntegrityError(f"{m.path}: content hashes to {got[:12]}…, {m.hash[:12]}… announced")
+        except (IntegrityError, DeltaError, OSError) as exc:
+            log.warning("discarded change of %s from %s: %s", m.path, m.modified_by, exc)
+            return None if m.reply else self._need_state(info, target, local, m, whole=True)
+        return temp
+
+    def _need_state(self, info: TaskInfo, target: Path, local: Entry | None, m: Modification, *,
+                    whole: bool = False) -> NeedState:
+        if whole or local is None or local.deleted or not target.exists():
+            return NeedState(m.secure_id, m.path, "", b"")
+        if local.size <= BSDIFF_MAX:
+            return NeedState(m.secure_id, m.path, local.hash, b"")
+        signature = self.objects.signature(local.hash)
+        if signature is None:
+            signature = digest_file(target, with_signature=True).signature
+        return NeedState(m.secure_id, m.path, local.hash, signature.to_bytes() if signature else b"")
+
+    def _commit_entry(self, info: TaskInfo, old: Entry | None, new: Entry, peer: str, relay_to_peer: bool) -> None:
+        """Index ``new`` and queue it for every linked device that may not have it yet."""
+        with self.store.session() as session:
+            task = self._task(session, info.secure_id)
+            put_entry(session, task.id, new)
+            targets = [d for d in linked_devices(session, task.id) if relay_to_peer or d != peer]
+            queue_pending(session, task.id, new.path, old, new.version, targets)
+            if not relay_to_peer:
+                acknowledge(session, task.id, new.path, peer, new.version)
+
+    # ------------------------------------------------------------------ helpers
+    def _task(self, session: Session, secure_id: str) -> SyncTask:
+        task = task_row(session, secure_id)
+        if task is None:
+            raise NotFound(f"no sync task with secure_id {secure_id}")
+        return task
+
+    def pending_counts(self, secure_id: str) -> dict[str, int]:
+        """Pending event count per device for the task."""
+        with self.store.session() as session:
+            return pending_counts(session, self._task(session, secure_id).id)

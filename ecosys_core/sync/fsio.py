@@ -1,0 +1,83 @@
+"""Every write into a user's folder goes through here: temp file in the same folder, fsync, rename."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Iterator
+
+TEMP_PREFIX = ".ecosys-tmp-"
+_CONFLICT_RE = re.compile(r"\.sync-conflict-\d{8}-\d{6}-[A-Z0-9]+")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for our own in-flight temporary files (never indexed, never synced)."""
+    return name.startswith(TEMP_PREFIX)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_writer(target: Path) -> Iterator[tuple[BinaryIO, Path]]:
+    """Yield ``(file, temp_path)`` for new content of ``target``; the caller moves it into place with
+    :func:`commit_temp` after checking it. On any error the temp file is removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
+    temp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh, temp
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def commit_temp(temp: Path, target: Path, modified_ns: int | None = None) -> os.stat_result:
+    """Give ``temp`` the origin's mtime, rename it over ``target`` and make it durable; return its stat."""
+    if modified_ns is not None:
+        os.utime(temp, ns=(modified_ns, modified_ns))
+    os.replace(temp, target)
+    fsync_dir(target.parent)
+    return os.stat(target)
+
+
+def conflict_name(path: str, modified_ns: int, device: str) -> str:
+    """``dir/name.sync-conflict-YYYYMMDD-HHMMSS-<device>.ext`` for the losing version of ``path``.
+
+    Built only from the loser's own facts, so every device that resolves the conflict names it alike.
+    """
+    p = PurePosixPath(path)
+    stamp = datetime.fromtimestamp(modified_ns / 1e9, timezone.utc).strftime("%Y%m%d-%H%M%S")
+    suffix = p.suffix if p.suffix and p.stem else ""
+    stem = p.name[: -len(suffix)] if suffix else p.name
+    name = f"{stem}.sync-conflict-{stamp}-{device.upper()}{suffix}"
+    return str(p.with_name(name)) if str(p.parent) != "." else name
+
+
+def remove_empty_parents(path: Path, root: Path) -> None:
+    """Remove now-empty folders between ``path`` and ``root`` (never ``root`` itself)."""
+    folder = path.parent
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent

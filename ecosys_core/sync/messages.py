@@ -1,0 +1,60 @@
+"""The messages sync engines exchange. The network layer frames them; the engine never sees sockets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Union
+
+
+@dataclass
+class Modification:
+    """The seed's modification event: ``path`` is now ``version`` with content ``hash`` (or deleted).
+
+    ``delta`` rebuilds that content from the content hashing to ``base_hash`` ("" means from nothing);
+    it is a lazy stream of byte blocks (sync.delta's format), None for a deletion or when only the
+    version changed. ``reply`` marks an answer to NEED_STATE, so a failure there is not asked again.
+    """
+
+    secure_id: str
+    path: str
+    version: dict[str, int]
+    hash: str
+    size: int
+    modified_ns: int
+    modified_by: str
+    deleted: bool
+    base_hash: str = ""
+    delta: Iterable[bytes] | None = field(default=None, repr=False)
+    reply: bool = False
+
+    flag = "MODIFICATION"
+
+
+@dataclass
+class ModificationDone:
+    """The receiver has ``path`` at ``version`` or newer: drop it from devices_to_patch."""
+
+    secure_id: str
+    path: str
+    version: dict[str, int]
+
+    flag = "MODIFICATION_DONE"
+
+
+@dataclass
+class NeedState:
+    """The receiver cannot use the delta it got: send ``path`` again against what it has.
+
+    ``have_hash`` is its current content ("" for none) and ``signature`` that content's chunk signature
+    (empty: send the whole content).
+    """
+
+    secure_id: str
+    path: str
+    have_hash: str
+    signature: bytes = field(default=b"", repr=False)
+
+    flag = "NEED_STATE"
+
+
+Message = Union[Modification, ModificationDone, NeedState]

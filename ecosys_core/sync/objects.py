@@ -1,0 +1,103 @@
+"""``ECOSYS_HOME/objects``: what this device keeps to build small deltas later, within a disk budget.
+
+- ``shadow/``: a copy of each small file's indexed content (≤ BSDIFF_MAX), by content hash, so a later
+  edit can be sent as a bsdiff4 patch against what peers have.
+- ``sig/``: the chunk signature of each large file's indexed content (~2 % of its size), so a later
+  edit can be sent as chunk copies plus the changed bytes.
+
+Both are caches: when one is missing the engine falls back to asking the receiver for its signature, or
+to the whole content. Total size stays under ``budget`` bytes (default 320 MiB): least recently used
+objects go first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .chunking import Signature
+
+DEFAULT_BUDGET = 320 << 20
+
+
+class ObjectStore:
+    """Content-addressed shadows and signatures under one folder, bounded by ``budget`` bytes."""
+
+    def __init__(self, root: Path, budget: int = DEFAULT_BUDGET) -> None:
+        self.root = root
+        self.budget = budget
+        self._writes_since_trim = 0
+
+    def _path(self, kind: str, digest: str) -> Path:
+        return self.root / kind / digest[:2] / digest
+
+    def _put(self, kind: str, digest: str, write) -> None:  # type: ignore[no-untyped-def]
+        target = self._path(kind, digest)
+        if target.exists():
+            os.utime(target)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+            os.replace(name, target)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        self._writes_since_trim += 1
+        if self._writes_since_trim >= 64:
+            self.trim()
+
+    def put_shadow(self, digest: str, source: Path) -> None:
+        """Keep a copy of ``source`` (whose content hashes to ``digest``)."""
+        def write(fh):  # type: ignore[no-untyped-def]
+            with open(source, "rb") as src:
+                shutil.copyfileobj(src, fh)
+        self._put("shadow", digest, write)
+
+    def put_shadow_bytes(self, digest: str, data: bytes) -> None:
+        """Keep ``data`` (whose hash is ``digest``)."""
+        self._put("shadow", digest, lambda fh: fh.write(data))
+
+    def shadow_path(self, digest: str) -> Path | None:
+        """The file holding the kept content for ``digest``, or None."""
+        path = self._path("shadow", digest)
+        return path if path.is_file() else None
+
+    def shadow(self, digest: str) -> bytes | None:
+        """The kept content for ``digest``, or None."""
+        try:
+            return self._path("shadow", digest).read_bytes()
+        except OSError:
+            return None
+
+    def put_signature(self, digest: str, signature: Signature) -> None:
+        """Keep the chunk signature of the content ``digest``."""
+        self._put("sig", digest, lambda fh: fh.write(signature.to_bytes()))
+
+    def signature(self, digest: str) -> Signature | None:
+        """The kept signature for ``digest``, or None (also when the file is damaged)."""
+        try:
+            return Signature.from_bytes(self._path("sig", digest).read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def usage(self) -> int:
+        """Bytes used now."""
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+    def trim(self) -> None:
+        """Delete least recently used objects until the store fits its budget."""
+        self._writes_since_trim = 0
+        if not self.root.is_dir():
+            return
+        files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.root.rglob("*") if p.is_file()]
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if total <= self.budget:
+                break
+            path.unlink(missing_ok=True)
+            total -= size

@@ -1,0 +1,91 @@
+"""In-process devices for sync tests: each has its own real folder, SQLite store and object cache, and
+meetings pass real engine messages (deltas included) between them, with no network."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ecosys_core.settings import HomeLayout
+from ecosys_core.store import Store, open_store
+from ecosys_core.store.devices import link_task_device, upsert_device
+from ecosys_core.store.tasks import add_task
+from ecosys_core.sync.engine import SyncEngine
+from ecosys_core.sync.messages import Message
+from ecosys_core.sync.objects import ObjectStore
+from ecosys_core.types import TaskKind
+
+SECURE_ID = "5e" * 16
+
+
+@dataclass
+class Device:
+    name: str
+    device_id: str
+    home: HomeLayout
+    root: Path
+    store: Store
+    engine: SyncEngine
+
+    def write(self, rel: str, data: bytes) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def delete(self, rel: str) -> None:
+        (self.root / rel).unlink(missing_ok=True)
+
+    def scan(self):
+        return self.engine.scan(SECURE_ID)
+
+    def files(self) -> dict[str, bytes]:
+        out = {}
+        for folder, _, names in os.walk(self.root):
+            for name in names:
+                path = Path(folder) / name
+                out[path.relative_to(self.root).as_posix()] = path.read_bytes()
+        return out
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def make_devices(tmp_path: Path, count: int, *, backup: set[int] = frozenset(), hook=None) -> list[Device]:
+    """``count`` devices sharing one task, every pair linked."""
+    ids = [hashlib.sha256(f"device-{i}".encode()).hexdigest() for i in range(count)]
+    created = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    devices = []
+    for i, device_id in enumerate(ids):
+        home = HomeLayout(tmp_path / f"home{i}").ensure()
+        root = tmp_path / f"root{i}"
+        root.mkdir()
+        store = open_store(home.database)
+        add_task(store, name="shared", root=root, kind=TaskKind.FOLDER, secure_id=SECURE_ID,
+                 backup_mode=i in backup, created_at=created)
+        for other in ids:
+            if other != device_id:
+                upsert_device(store, other, name=other[:6], linked=True)
+                link_task_device(store, SECURE_ID, other)
+        engine = SyncEngine(store, ObjectStore(home.objects), device_id, hook)
+        devices.append(Device(f"d{i}", device_id, home, root, store, engine))
+    return devices
+
+
+def meet(a: Device, b: Device, max_messages: int = 100_000) -> int:
+    """Let ``a`` and ``b`` exchange until neither has anything more for the other; return messages sent."""
+    sent = 0
+    for _ in range(20):
+        queue: list[tuple[Device, Device, Message]] = [(a, b, m) for m in a.engine.outgoing(b.device_id)]
+        queue += [(b, a, m) for m in b.engine.outgoing(a.device_id)]
+        if not queue:
+            return sent
+        while queue:
+            src, dst, message = queue.pop(0)
+            sent += 1
+            assert sent < max_messages, "meeting does not converge"
+            for answer in dst.engine.receive(src.device_id, message):
+                queue.append((dst, src, answer))
+    raise AssertionError("devices keep finding new things to say")

@@ -1,0 +1,176 @@
+"""The sync rules one at a time, with real folders and stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ecosys_core.store.index import get_entry, load_entries
+from ecosys_core.store.index import task_row
+from ecosys_core.sync.messages import Modification, ModificationDone
+
+from .harness import SECURE_ID, make_devices, meet
+
+
+def entries(device):
+    with device.store.session() as s:
+        return load_entries(s, task_row(s, SECURE_ID).id)
+
+
+def test_create_edit_delete_travel(tmp_path: Path):
+    a, b = make_devices(tmp_path, 2)
+    a.write("docs/note.txt", b"hello")
+    a.scan()
+    meet(a, b)
+    assert b.files() == {"docs/note.txt": b"hello"}
+    a.write("docs/note.txt", b"hello world")
+    a.scan()
+    meet(a, b)
+    assert b.files()["docs/note.txt"] == b"hello world"
+    a.delete("docs/note.txt")
+    a.scan()
+    meet(a, b)
+    assert b.files() == {}
+    assert entries(b)["docs/note.txt"].deleted
+    assert a.engine.pending_counts(SECURE_ID) == {} and b.engine.pending_counts(SECURE_ID) == {}
+
+
+def test_origin_mtime_is_kept(tmp_path: Path):
+    a, b = make_devices(tmp_path, 2)
+    a.write("x", b"1")
+    os.utime(a.root / "x", ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    a.scan()
+    meet(a, b)
+    assert (b.root / "x").stat().st_mtime_ns == 1_600_000_000_000_000_000
+
+
+def test_outdated_event_answers_done_without_touching_the_file(tmp_path: Path):
+    a, b = make_devices(tmp_path, 2)
+    a.write("f", b"v1")
+    a.scan()
+    old = a.engine.outgoing(b.device_id)[0]
+    meet(a, b)
+    a.write("f", b"v2")
+    a.scan()
+    meet(a, b)
+    before = (b.root / "f").stat().st_mtime_ns
+    answers = b.engine.receive(a.device_id, old)
+    assert isinstance(answers[0], ModificationDone) and (b.root / "f").read_bytes() == b"v2"
+    assert (b.root / "f").stat().st_mtime_ns == before
+
+
+def test_wrong_base_asks_for_state_instead_of_patching(tmp_path: Path):
+    a, b, c = make_devices(tmp_path, 3)
+    v1 = os.urandom(3 << 20)
+    a.write("big.bin", v1)
+    a.scan()
+    meet(a, b)
+    meet(a, c)
+    v2 = v1[:1000] + b"0123456789" + v1[1010:]
+    a.write("big.bin", v2)
+    a.scan()
+    meet(a, b)  # b now owes c the path, from base v1
+    meet(a, c)  # but c gets v2 straight from a
+    v3 = v2[: 2 << 20] + b"abcde" + v2[(2 << 20) + 5:]
+    b.write("big.bin", v3)
+    b.scan()
+    flags = []
+    receive = c.engine.receive
+
+    def spy(peer, message):
+        answers = receive(peer, message)
+        flags.extend(x.flag for x in answers)
+        return answers
+
+    c.engine.receive = spy
+    meet(b, c)  # b's delta is built on v1; c has v2: c asks for its state instead of patching blindly
+    assert "NEED_STATE" in flags
+    assert c.files()["big.bin"] == v3
+
+
+def test_concurrent_edits_keep_both(tmp_path: Path):
+    a, b, c = make_devices(tmp_path, 3)
+    a.write("n.txt", b"base")
+    a.scan()
+    meet(a, b)
+    meet(a, c)
+    a.write("n.txt", b"from a")
+    os.utime(a.root / "n.txt", ns=(2_000_000_000_000_000_000,) * 2)
+    a.scan()
+    b.write("n.txt", b"from b")
+    os.utime(b.root / "n.txt", ns=(1_900_000_000_000_000_000,) * 2)
+    b.scan()
+    meet(a, b)
+    meet(b, c)
+    meet(a, c)
+    for d in (a, b, c):
+        files = d.files()
+        assert files["n.txt"] == b"from a"
+        copies = {k: v for k, v in files.items() if ".sync-conflict-" in k}
+        assert list(copies.values()) == [b"from b"], d.name
+    assert a.files() == b.files() == c.files()
+
+
+def test_identical_concurrent_edits_merge_silently(tmp_path: Path):
+    a, b = make_devices(tmp_path, 2)
+    a.write("same", b"identical")
+    b.write("same", b"identical")
+    a.scan()
+    b.scan()
+    meet(a, b)
+    assert a.files() == b.files() == {"same": b"identical"}
+    assert entries(a)["same"].version == entries(b)["same"].version
+
+
+def test_backup_mode_deletions_are_not_sent(tmp_path: Path):
+    a, b = make_devices(tmp_path, 2, backup={0})
+    a.write("photo.jpg", b"jpeg")
+    a.scan()
+    meet(a, b)
+    a.delete("photo.jpg")
+    a.scan()
+    meet(a, b)
+    assert b.files() == {"photo.jpg": b"jpeg"}
+    b.write("photo.jpg", b"jpeg edited")
+    b.scan()
+    meet(a, b)
+    assert a.files() == {"photo.jpg": b"jpeg edited"}  # incoming changes still apply
+
+
+def test_relay_through_a_third_device(tmp_path: Path):
+    a, b, c = make_devices(tmp_path, 3)
+    a.write("r.txt", b"from a")
+    a.scan()
+    meet(a, b)  # c is away
+    meet(b, c)  # b passes on what it learned from a
+    assert c.files() == {"r.txt": b"from a"}
+    assert a.engine.pending_counts(SECURE_ID) == {c.device_id: 1}
+    meet(a, c)
+    assert a.engine.pending_counts(SECURE_ID) == {}
+
+
+def test_small_edit_of_small_file_travels_as_bsdiff(tmp_path: Path):
+    a, b = make_devices(tmp_path, 2)
+    data = os.urandom(200_000)
+    a.write("s.bin", data)
+    a.scan()
+    meet(a, b)
+    a.write("s.bin", data[:500] + b"X" + data[500:])
+    a.scan()
+    (message,) = a.engine.outgoing(b.device_id)
+    blocks = list(message.delta)
+    assert blocks[0][:1] == b"B" and sum(map(len, blocks)) < 1000
+    message.delta = iter(blocks)
+    b.engine.receive(a.device_id, message)
+    assert b.files()["s.bin"] == data[:500] + b"X" + data[500:]
+
+
+def test_tampered_content_is_discarded(tmp_path: Path):
+    a, b = make_devices(tmp_path, 2)
+    a.write("t", b"good")
+    a.scan()
+    (message,) = a.engine.outgoing(b.device_id)
+    message.hash = "00" * 32
+    answers = b.engine.receive(a.device_id, message)
+    assert b.files() == {} and answers and answers[0].flag == "NEED_STATE"
+    assert not [p for p in b.root.rglob("*") if p.is_file()]
