@@ -65,7 +65,7 @@ def test_wrong_base_asks_for_state_instead_of_patching(tmp_path: Path):
     a.write("big.bin", v1)
     a.scan()
     meet(a, b)
-    meet(a, c)
+    meet(b, c)  # c learns v1 through b, so b knows c's base is v1
     v2 = v1[:1000] + b"0123456789" + v1[1010:]
     a.write("big.bin", v2)
     a.scan()
