@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat as stat_mod
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -67,8 +68,14 @@ def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
                 yield rel, st
 
 
+# A file modified within this many ns of a scan may change again without its size or mtime moving
+# (timestamp granularity), like git's "racily clean" entries: such files are hashed again.
+RACY_NS = 2_000_000_000
+
+
 def _observe(root: Path, rel: str, st: os.stat_result, known: Entry | None, result: ScanResult) -> None:
-    if known is not None and not known.deleted and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns:
+    if (known is not None and not known.deleted and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns
+            and time.time_ns() - st.st_mtime_ns > RACY_NS):
         return
     try:
         digest = digest_file(root.joinpath(*rel.split("/")), with_signature=st.st_size > BSDIFF_MAX)
