@@ -100,6 +100,9 @@ class SyncEngine:
             root = Path(task.root)
             if paths is None:
                 result = scan_tree(root, load_entries(session, task.id))
+                # Under the lock no write of ours is in flight: these are leftovers of a crash.
+                for temp in result.stale_temp:
+                    temp.unlink(missing_ok=True)
             else:
                 paths = list(paths)
                 known = {p: e for p in paths if (e := get_entry(session, task.id, p)) is not None}

@@ -37,6 +37,7 @@ class ScanResult:
     changed: list[Observation] = field(default_factory=list)
     touched: list[Observation] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    stale_temp: list[Path] = field(default_factory=list)
     files_seen: int = 0
     bytes_hashed: int = 0
 
@@ -45,8 +46,9 @@ def _ignored(name: str) -> bool:
     return name in IGNORED_NAMES or is_temp_name(name)
 
 
-def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Yield ``(relative '/' path, lstat)`` of every regular file under ``root``; links are not followed."""
+def walk_files(root: Path, temp_files: list[Path] | None = None) -> Iterator[tuple[str, os.stat_result]]:
+    """Yield ``(relative '/' path, lstat)`` of every regular file under ``root``; links are not followed.
+    Our own temporary files are skipped (and listed into ``temp_files`` when given)."""
     stack = [(root, "")]
     while stack:
         folder, prefix = stack.pop()
@@ -56,6 +58,8 @@ def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
             continue
         for entry in entries:
             if _ignored(entry.name):
+                if temp_files is not None and is_temp_name(entry.name):
+                    temp_files.append(Path(entry.path))
                 continue
             rel = prefix + entry.name
             try:
@@ -92,7 +96,7 @@ def scan_tree(root: Path, known: Mapping[str, Entry]) -> ScanResult:
     """Compare the whole tree under ``root`` with ``known``."""
     result = ScanResult()
     seen = set()
-    for rel, st in walk_files(root):
+    for rel, st in walk_files(root, result.stale_temp):
         seen.add(rel)
         result.files_seen += 1
         _observe(root, rel, st, known.get(rel), result)

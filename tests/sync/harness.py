@@ -74,6 +74,18 @@ def make_devices(tmp_path: Path, count: int, *, backup: set[int] = frozenset(), 
     return devices
 
 
+def reopen_devices(tmp_path: Path, count: int) -> list[Device]:
+    """The devices ``make_devices`` created under ``tmp_path``, opened again (as after a restart)."""
+    devices = []
+    for i in range(count):
+        device_id = hashlib.sha256(f"device-{i}".encode()).hexdigest()
+        home = HomeLayout(tmp_path / f"home{i}")
+        store = open_store(home.database)
+        engine = SyncEngine(store, ObjectStore(home.objects), device_id)
+        devices.append(Device(f"d{i}", device_id, home, tmp_path / f"root{i}", store, engine))
+    return devices
+
+
 def meet(a: Device, b: Device, max_messages: int = 100_000) -> int:
     """Let ``a`` and ``b`` exchange until neither has anything more for the other; return messages sent."""
     sent = 0

@@ -1,0 +1,145 @@
+"""Turn filesystem events (watchdog) into index updates, coalescing bursts.
+
+Events only say *where* to look: the engine's scan compares the disk with the index, so the engine's
+own writes (already indexed when their rename lands) are never taken for local edits, while a user's
+edit is. A path is scanned once no event touched its task for ``settle`` seconds, or at the latest
+``max_delay`` seconds after its first event. A folder event, or a periodic timer, rescans the task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Callable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from ..types import TaskInfo
+from .engine import ScanReport, SyncEngine
+from .fsio import is_temp_name
+
+log = logging.getLogger(__name__)
+_FULL = None  # marker: rescan the whole task
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: "TaskWatcher", task: TaskInfo) -> None:
+        self.watcher = watcher
+        self.task = task
+        self.root = str(task.root)
+
+    def _rel(self, path: str | bytes) -> str | None:
+        rel = os.path.relpath(os.fsdecode(path), self.root)
+        if rel == "." or rel.startswith(".."):
+            return None
+        rel = rel.replace(os.sep, "/")
+        if any(is_temp_name(part) for part in rel.split("/")):
+            return None
+        return rel
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        if event.is_directory:
+            if event.event_type in ("moved", "deleted", "created"):
+                self.watcher.touch(self.task.secure_id, _FULL)
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            if raw:
+                rel = self._rel(raw)
+                if rel is not None:
+                    self.watcher.touch(self.task.secure_id, rel)
+
+
+class TaskWatcher:
+    """Watches task roots and feeds changed paths to ``engine.scan``."""
+
+    def __init__(self, engine: SyncEngine, tasks: list[TaskInfo], *, settle: float = 0.15, max_delay: float = 1.0,
+                 rescan_interval: float = 300.0, on_scan: Callable[[str, ScanReport], None] | None = None) -> None:
+        self.engine = engine
+        self.tasks = {t.secure_id: t for t in tasks}
+        self.settle, self.max_delay, self.rescan_interval = settle, max_delay, rescan_interval
+        self.on_scan = on_scan
+        self._pending: dict[str, set[str] | None] = {}
+        self._first: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._observer = Observer()
+        self._thread = threading.Thread(target=self._run, name="ecosys-watcher", daemon=True)
+
+    def start(self) -> None:
+        """Start watching every task root (recursively) and the scanning thread."""
+        for task in self.tasks.values():
+            self._observer.schedule(_Handler(self, task), str(task.root), recursive=True)
+        self._observer.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching; pending paths are scanned first."""
+        self._observer.stop()
+        self._observer.join(5)
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(10)
+
+    def touch(self, secure_id: str, rel: str | None) -> None:
+        """Note that ``rel`` (None: the whole task) may have changed."""
+        now = time.monotonic()
+        with self._cond:
+            current = self._pending.get(secure_id, set())
+            if rel is _FULL or current is _FULL:
+                self._pending[secure_id] = _FULL
+            else:
+                current.add(rel)
+                self._pending[secure_id] = current
+            self._first.setdefault(secure_id, now)
+            self._last[secure_id] = now
+            self._cond.notify_all()
+
+    def _due(self, now: float) -> list[tuple[str, set[str] | None]]:
+        due = []
+        for secure_id in list(self._pending):
+            if now - self._last[secure_id] >= self.settle or now - self._first[secure_id] >= self.max_delay:
+                due.append((secure_id, self._pending.pop(secure_id)))
+                del self._first[secure_id], self._last[secure_id]
+        return due
+
+    def _run(self) -> None:
+        next_rescan = time.monotonic() + self.rescan_interval
+        while True:
+            with self._cond:
+                if self._stop.is_set() and not self._pending:
+                    return
+                now = time.monotonic()
+                due = self._due(now) if not self._stop.is_set() else list(self._pending.items())
+                if self._stop.is_set():
+                    self._pending.clear()
+                if not due:
+                    self._cond.wait(timeout=0.05 if self._pending else min(1.0, max(0.0, next_rescan - now)))
+                    if time.monotonic() >= next_rescan:
+                        due = [(sid, _FULL) for sid in self.tasks]
+                        next_rescan = time.monotonic() + self.rescan_interval
+                    else:
+                        continue
+            for secure_id, paths in due:
+                try:
+                    report = self.engine.scan(secure_id, None if paths is _FULL else sorted(paths))
+                except Exception:  # the watcher must survive a bad moment (disk gone, db busy)
+                    log.exception("scan of task %s failed", secure_id)
+                    continue
+                if self.on_scan:
+                    self.on_scan(secure_id, report)
+
+    def __enter__(self) -> "TaskWatcher":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
