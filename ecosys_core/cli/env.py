@@ -9,9 +9,12 @@ from typing import Any, Callable, Iterable
 
 import click
 
+from ..net.identity import Identity, load_or_create_identity
 from ..plugins import EcosysPlugins, get_plugin_manager
 from ..settings import HOME_ENV, HomeLayout, layout
 from ..store import Store, open_store
+from ..sync.engine import SyncEngine
+from ..sync.objects import ObjectStore
 
 _HOME_KEY = "ecosys.home"
 
@@ -30,6 +33,15 @@ class CliEnv:
     @cached_property
     def plugins(self) -> EcosysPlugins:
         return get_plugin_manager(self.layout)
+
+    @cached_property
+    def identity(self) -> Identity:
+        self.layout.ensure()
+        return load_or_create_identity(self.layout.identity)
+
+    @cached_property
+    def engine(self) -> SyncEngine:
+        return SyncEngine(self.store, ObjectStore(self.layout.objects), self.identity.device_id, self.plugins.hook)
 
 
 def _remember_home(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:

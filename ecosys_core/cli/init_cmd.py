@@ -26,7 +26,17 @@ def init_command(name: str | None) -> None:
         set_setting(store, "device_name", socket.gethostname() or "ecosys-device")
     click.echo(f"Ecosys home: {env.layout.root}")
     click.echo(f"Device name: {get_setting(store, 'device_name')}")
+    click.echo(f"Device id:   {env.identity.readable}")
+
+
+@click.command("id")
+@click.option("--hex", "as_hex", is_flag=True, help="Print the 64 hex digits instead of the readable form.")
+def id_command(as_hex: bool) -> None:
+    """Print this device's id (give it to your other devices to link them)."""
+    identity = cli_env().identity
+    click.echo(identity.device_id if as_hex else identity.readable)
 
 
 def register(cli: click.Group) -> None:
     cli.add_command(init_command)
+    cli.add_command(id_command)

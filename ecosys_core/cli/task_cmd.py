@@ -8,7 +8,7 @@ import click
 
 from ..errors import EcosysError, NotFound
 from ..resolve import resolve_grapin
-from ..store.tasks import add_task, list_tasks, remove_task
+from ..store.tasks import add_task, get_task, list_tasks, remove_task
 from ..types import TaskKind
 from .env import cli_env, echo_json, echo_table, json_option
 
@@ -67,6 +67,18 @@ def remove_command(name: str) -> None:
     """Forget sync task NAME. Its folder and files stay where they are."""
     task = remove_task(cli_env().store, name)
     click.echo(f"Removed task {task.name!r}; its files in {task.root} were left untouched.")
+
+
+@task_group.command("scan")
+@click.argument("name", required=False)
+def scan_command(name: str | None) -> None:
+    """Index the folder of task NAME (every task without NAME) now."""
+    env = cli_env()
+    tasks = [get_task(env.store, name)] if name else list_tasks(env.store)
+    for task in tasks:
+        report = env.engine.scan(task.secure_id)
+        click.echo(f"{task.name}: {report.files_seen} files, {report.changed} changed, {report.deleted} deleted, "
+                   f"{report.bytes_hashed / 2**20:.1f} MiB hashed")
 
 
 def register(cli: click.Group) -> None:

@@ -1,0 +1,1 @@
+"""Networking: device identity, frames, TLS transport, discovery, the local control channel."""

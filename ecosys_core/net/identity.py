@@ -1,0 +1,104 @@
+"""This device's identity: a self-signed certificate whose SHA-256 is the 256-bit device_id.
+
+People see the id as 56 base32 characters in 8 groups of 7, with a Luhn mod-32 check character after
+every 13 (Syncthing's format), so a mistyped id is caught rather than trusted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ..errors import EcosysError
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Paths of this device's certificate and key, and its device_id (64 hex digits)."""
+
+    cert_path: Path
+    key_path: Path
+    device_id: str
+
+    @property
+    def readable(self) -> str:
+        return readable_id(self.device_id)
+
+
+def device_id_of(cert_der: bytes) -> str:
+    """The device_id of a DER certificate: its SHA-256, hex."""
+    return hashlib.sha256(cert_der).hexdigest()
+
+
+def _luhn32(text: str) -> str:
+    factor, total = 1, 0
+    for ch in text:
+        addend = factor * _ALPHABET.index(ch)
+        factor = 1 if factor == 2 else 2
+        total += addend // 32 + addend % 32
+    return _ALPHABET[(32 - total % 32) % 32]
+
+
+def readable_id(device_id: str) -> str:
+    """``ABCDEFG-HIJKLMN-…`` form of a hex device_id (8 groups of 7, check characters included)."""
+    raw = base64.b32encode(bytes.fromhex(device_id)).decode().rstrip("=")
+    blocks = [raw[i: i + 13] for i in range(0, 52, 13)]
+    with_checks = "".join(block + _luhn32(block) for block in blocks)
+    return "-".join(with_checks[i: i + 7] for i in range(0, 56, 7))
+
+
+def parse_device_id(text: str) -> str:
+    """Accept a readable id (dashes/spaces optional, any case) or 64 hex digits; return hex.
+    Raise EcosysError naming the problem (bad length, bad character, wrong check character)."""
+    cleaned = text.strip().replace("-", "").replace(" ", "")
+    if len(cleaned) == 64 and all(c in "0123456789abcdefABCDEF" for c in cleaned):
+        return cleaned.lower()
+    cleaned = cleaned.upper()
+    if len(cleaned) != 56 or any(c not in _ALPHABET for c in cleaned):
+        raise EcosysError(f"not a device id: {text!r} (expected 8 groups of 7 letters and digits)")
+    blocks = [cleaned[i: i + 14] for i in range(0, 56, 14)]
+    for block in blocks:
+        if _luhn32(block[:13]) != block[13]:
+            raise EcosysError(f"device id {text!r} has a wrong check character (mistyped?)")
+    raw = "".join(block[:13] for block in blocks) + "===="
+    return base64.b32decode(raw).hex()
+
+
+def load_or_create_identity(folder: Path, name: str = "ecosys") -> Identity:
+    """Load the identity in ``folder`` or create it (ECDSA P-256 key, readable only by the owner)."""
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    if cert_path.exists() and key_path.exists():
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        return Identity(cert_path, key_path, device_id_of(cert.public_bytes(serialization.Encoding.DER)))
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name[:64] or "ecosys")])
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365 * 20))
+        .sign(key, hashes.SHA256())
+    )
+    key_bytes = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key_bytes)
+    os.chmod(key_path, 0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return Identity(cert_path, key_path, device_id_of(cert.public_bytes(serialization.Encoding.DER)))
