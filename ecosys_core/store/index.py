@@ -7,7 +7,7 @@ one transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -62,6 +62,77 @@ def put_entry(session: Session, task_id: int, entry: Entry) -> None:
     if row is None:
         row = FileEntry(task_id=task_id, path=entry.path)
         session.add(row)
+    _fill(row, entry)
+
+
+class FileStat(NamedTuple):
+    """The part of an entry a scan compares with the disk."""
+
+    size: int
+    mtime_ns: int
+    deleted: bool
+    hash: str
+
+
+class IndexBatch:
+    """Many entry and pending changes of one task in one session, with rows loaded once in bulk.
+
+    A full scan of 20,000 files would otherwise issue two queries per file.
+    """
+
+    def __init__(self, session: Session, task_id: int) -> None:
+        self.session = session
+        self.task_id = task_id
+        self._entries: dict[str, Entry] | None = None
+        self._rows: dict[str, FileEntry] | None = None
+        self._events: dict[str, PendingEvent] | None = None
+
+    def stats(self) -> dict[str, FileStat]:
+        """What a scan compares with the disk, per path: one light query, no JSON to decode."""
+        cols = (FileEntry.path, FileEntry.size, FileEntry.mtime_ns, FileEntry.deleted, FileEntry.content_hash)
+        result = self.session.execute(select(*cols).where(FileEntry.task_id == self.task_id))
+        return {r[0]: FileStat(r[1], r[2], r[3], r[4]) for r in result}
+
+    def entries(self) -> dict[str, Entry]:
+        """Every entry (loaded once, on first use)."""
+        if self._entries is None:
+            cols = (FileEntry.path, FileEntry.version, FileEntry.content_hash, FileEntry.size, FileEntry.mtime_ns,
+                    FileEntry.modified_ns, FileEntry.modified_by, FileEntry.deleted)
+            result = self.session.execute(select(*cols).where(FileEntry.task_id == self.task_id))
+            self._entries = {r[0]: Entry(r[0], dict(r[1]), r[2], r[3], r[4], r[5], r[6], r[7]) for r in result}
+        return self._entries
+
+    def get(self, path: str) -> Entry | None:
+        return self.entries().get(path)
+
+    @property
+    def rows(self) -> dict[str, FileEntry]:
+        if self._rows is None:
+            self._rows = {r.path: r for r in self.session.scalars(select(FileEntry).where(FileEntry.task_id == self.task_id))}
+        return self._rows
+
+    @property
+    def events(self) -> dict[str, PendingEvent]:
+        if self._events is None:
+            self._events = {e.path: e for e in self.session.scalars(select(PendingEvent).where(
+                PendingEvent.task_id == self.task_id, PendingEvent.flag == MODIFICATION))}
+        return self._events
+
+    def put(self, entry: Entry) -> None:
+        self.entries()[entry.path] = entry
+        row = self.rows.get(entry.path)
+        if row is None:
+            row = self.rows[entry.path] = FileEntry(task_id=self.task_id, path=entry.path)
+            self.session.add(row)
+        _fill(row, entry)
+
+    def queue(self, path: str, base: Entry | None, version: dict[str, int], targets: Iterable[str]) -> None:
+        targets = set(targets)
+        if targets:
+            self.events[path] = _queue(self.session, self.task_id, path, base, version, targets, self.events.get(path))
+
+
+def _fill(row: FileEntry, entry: Entry) -> None:
     row.version = dict(entry.version)
     row.content_hash = entry.hash
     row.size = entry.size
@@ -91,6 +162,11 @@ def queue_pending(session: Session, task_id: int, path: str, base: Entry | None,
         return
     event = session.scalar(select(PendingEvent).where(
         PendingEvent.task_id == task_id, PendingEvent.path == path, PendingEvent.flag == MODIFICATION))
+    _queue(session, task_id, path, base, version, targets, event)
+
+
+def _queue(session: Session, task_id: int, path: str, base: Entry | None, version: dict[str, int],
+           targets: set[str], event: PendingEvent | None) -> PendingEvent:
     if event is None:
         event = PendingEvent(task_id=task_id, path=path, flag=MODIFICATION, version=dict(version), header={
             "base_hash": base.hash if base and not base.deleted else "",
@@ -104,6 +180,7 @@ def queue_pending(session: Session, task_id: int, path: str, base: Entry | None,
         have = {t.device_id for t in event.targets}
     for device in sorted(targets - have):
         event.targets.append(PendingTarget(device_id=device))
+    return event
 
 
 @dataclass(frozen=True)

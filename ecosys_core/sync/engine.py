@@ -17,7 +17,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from pluggy import HookRelay
 from sqlalchemy import select
@@ -28,10 +28,11 @@ from ..safe_paths import check_relative_path, join_inside
 from ..store import Store
 from ..store.index import (
     Entry,
+    FileStat,
+    IndexBatch,
     acknowledge,
     get_entry,
     linked_devices,
-    load_entries,
     pending_counts,
     pending_for,
     put_entry,
@@ -48,9 +49,10 @@ from .delta import BSDIFF_MAX, DeltaError, apply_delta, encode_against, encode_b
 from .fsio import atomic_writer, commit_temp, conflict_name, remove_empty_parents
 from .messages import Message, Modification, ModificationDone, NeedState
 from .objects import ObjectStore
-from .scanner import Observation, ScanResult, scan_paths, scan_tree
+from .scanner import ScanResult, scan_paths, scan_tree
 
 log = logging.getLogger(__name__)
+SHADOW_MIN = 16 << 10
 
 
 class Refused(EcosysError):
@@ -99,58 +101,59 @@ class SyncEngine:
             task = self._task(session, secure_id)
             root = Path(task.root)
             if paths is None:
-                result = scan_tree(root, load_entries(session, task.id))
+                batch = IndexBatch(session, task.id)
+                result = scan_tree(root, batch.stats())
                 # Under the lock no write of ours is in flight: these are leftovers of a crash.
                 for temp in result.stale_temp:
                     temp.unlink(missing_ok=True)
-            else:
-                paths = list(paths)
-                known = {p: e for p in paths if (e := get_entry(session, task.id, p)) is not None}
-                result = scan_paths(root, known, paths)
-            return self._record_scan(session, task, result)
+                return self._record_scan(task, result, batch.get, batch.put, batch.queue, linked_devices(session, task.id))
+            paths = list(paths)
+            known = {p: FileStat(e.size, e.mtime_ns, e.deleted, e.hash)
+                     for p in paths if (e := get_entry(session, task.id, p)) is not None}
+            result = scan_paths(root, known, paths)
+            if not (result.changed or result.touched or result.missing):
+                return ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
+            return self._record_scan(
+                task, result, lambda p: get_entry(session, task.id, p), lambda e: put_entry(session, task.id, e),
+                lambda *a: queue_pending(session, task.id, *a), linked_devices(session, task.id))
 
-    def _record_scan(self, session: Session, task: SyncTask, result: ScanResult) -> ScanReport:
+    def _record_scan(self, task: SyncTask, result: ScanResult, get: Callable[[str], Entry | None],
+                     put: Callable[[Entry], None], queue: Callable[..., None], targets: list[str]) -> ScanReport:
         report = ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
-        targets = linked_devices(session, task.id)
         info = task_info(task)
+        root = Path(task.root)
+
+        def record(old: Entry | None, new: Entry) -> None:
+            put(new)
+            if self.hook is None or notify.change_may_be_sent(self.hook, info, new.path, new.deleted):
+                queue(new.path, old, new.version, targets)
+
         for obs in result.touched:
-            old = get_entry(session, task.id, obs.path)
+            old = get(obs.path)
             if old is not None:
-                put_entry(session, task.id, old.but(mtime_ns=obs.mtime_ns))
+                put(old.but(mtime_ns=obs.mtime_ns))
         for obs in result.changed:
-            self._record_local(session, task, info, targets, obs)
+            assert obs.digest is not None
+            old = get(obs.path)
+            new = Entry(obs.path, bump(old.version if old else {}, self.me), obs.digest.hash, obs.size,
+                        obs.mtime_ns, obs.mtime_ns, self.me, False)
+            record(old, new)
+            self._remember_content(root, new, obs.digest.signature)
             report.changed += 1
         if not task.backup_mode:  # backup mode: local deletions are neither recorded nor sent
             for path in result.missing:
-                old = get_entry(session, task.id, path)
+                old = get(path)
                 if old is None or old.deleted:
                     continue
-                new = Entry(path, bump(old.version, self.me), "", 0, 0, old.modified_ns, self.me, True)
-                put_entry(session, task.id, new)
-                self._queue_local(session, task, info, targets, old, new)
+                record(old, Entry(path, bump(old.version, self.me), "", 0, 0, old.modified_ns, self.me, True))
                 report.deleted += 1
         return report
-
-    def _record_local(self, session: Session, task: SyncTask, info: TaskInfo, targets: list[str],
-                      obs: Observation) -> Entry:
-        assert obs.digest is not None
-        old = get_entry(session, task.id, obs.path)
-        new = Entry(obs.path, bump(old.version if old else {}, self.me), obs.digest.hash, obs.size, obs.mtime_ns,
-                    obs.mtime_ns, self.me, False)
-        put_entry(session, task.id, new)
-        self._remember_content(Path(task.root), new, obs.digest.signature)
-        self._queue_local(session, task, info, targets, old, new)
-        return new
-
-    def _queue_local(self, session: Session, task: SyncTask, info: TaskInfo, targets: list[str],
-                     old: Entry | None, new: Entry) -> None:
-        if self.hook is not None and not notify.change_may_be_sent(self.hook, info, new.path, new.deleted):
-            return
-        queue_pending(session, task.id, new.path, old, new.version, targets)
 
     def _remember_content(self, root: Path, entry: Entry, signature: Signature | None) -> None:
         """Keep what later deltas from this content need: a shadow copy or a chunk signature."""
         try:
+            if entry.size < SHADOW_MIN:
+                return  # tiny files travel whole: a delta would not be smaller
             if entry.size <= BSDIFF_MAX:
                 self.objects.put_shadow(entry.hash, root.joinpath(*entry.path.split("/")))
             else:

@@ -28,7 +28,7 @@ class ObjectStore:
     def __init__(self, root: Path, budget: int = DEFAULT_BUDGET) -> None:
         self.root = root
         self.budget = budget
-        self._writes_since_trim = 0
+        self._usage: int | None = None  # measured once, then kept up to date
 
     def _path(self, kind: str, digest: str) -> Path:
         return self.root / kind / digest[:2] / digest
@@ -47,8 +47,11 @@ class ObjectStore:
         except BaseException:
             Path(name).unlink(missing_ok=True)
             raise
-        self._writes_since_trim += 1
-        if self._writes_since_trim >= 64:
+        if self._usage is None:
+            self._usage = self.usage()
+        else:
+            self._usage += target.stat().st_size
+        if self._usage > self.budget:
             self.trim()
 
     def put_shadow(self, digest: str, source: Path) -> None:
@@ -91,7 +94,6 @@ class ObjectStore:
 
     def trim(self) -> None:
         """Delete least recently used objects until the store fits its budget."""
-        self._writes_since_trim = 0
         if not self.root.is_dir():
             return
         files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.root.rglob("*") if p.is_file()]
@@ -101,3 +103,4 @@ class ObjectStore:
                 break
             path.unlink(missing_ok=True)
             total -= size
+        self._usage = total

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from ..store.index import Entry
+from ..store.index import FileStat
 from .chunking import FileDigest, digest_file
 from .delta import BSDIFF_MAX
 from .fsio import is_temp_name
@@ -77,7 +77,7 @@ def walk_files(root: Path, temp_files: list[Path] | None = None) -> Iterator[tup
 RACY_NS = 2_000_000_000
 
 
-def _observe(root: Path, rel: str, st: os.stat_result, known: Entry | None, result: ScanResult) -> None:
+def _observe(root: Path, rel: str, st: os.stat_result, known: FileStat | None, result: ScanResult) -> None:
     if (known is not None and not known.deleted and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns
             and time.time_ns() - st.st_mtime_ns > RACY_NS):
         return
@@ -92,7 +92,7 @@ def _observe(root: Path, rel: str, st: os.stat_result, known: Entry | None, resu
         result.changed.append(Observation(rel, digest.size, st.st_mtime_ns, digest))
 
 
-def scan_tree(root: Path, known: Mapping[str, Entry]) -> ScanResult:
+def scan_tree(root: Path, known: Mapping[str, FileStat]) -> ScanResult:
     """Compare the whole tree under ``root`` with ``known``."""
     result = ScanResult()
     seen = set()
@@ -104,7 +104,7 @@ def scan_tree(root: Path, known: Mapping[str, Entry]) -> ScanResult:
     return result
 
 
-def scan_paths(root: Path, known: Mapping[str, Entry], paths: Iterable[str]) -> ScanResult:
+def scan_paths(root: Path, known: Mapping[str, FileStat], paths: Iterable[str]) -> ScanResult:
     """Compare only ``paths`` (relative, '/'-separated) with ``known``."""
     result = ScanResult()
     for rel in sorted(set(paths)):

@@ -174,3 +174,31 @@ def test_tampered_content_is_discarded(tmp_path: Path):
     answers = b.engine.receive(a.device_id, message)
     assert b.files() == {} and answers and answers[0].flag == "NEED_STATE"
     assert not [p for p in b.root.rglob("*") if p.is_file()]
+
+
+def test_unlinked_device_and_unsafe_paths_are_refused_and_nothing_is_written(tmp_path: Path):
+    import hashlib
+
+    import pytest
+
+    from ecosys_core.sync.engine import Refused
+
+    a, b = make_devices(tmp_path, 2)
+    a.write("ok.txt", b"x")
+    a.scan()
+    (message,) = a.engine.outgoing(b.device_id)
+    stranger = hashlib.sha256(b"stranger").hexdigest()
+    with pytest.raises(Refused, match="not shared"):
+        b.engine.receive(stranger, message)
+    for bad in ("../escape.txt", "/etc/passwd", "C:/x", "a/../../b", "a\x00b", "dir\\x"):
+        message.path = bad
+        with pytest.raises(Refused, match="unsafe path"):
+            b.engine.receive(a.device_id, message)
+    (b.root / "link").symlink_to(tmp_path)
+    message.path = "link/escaped.txt"
+    with pytest.raises(Refused, match="unsafe path"):
+        b.engine.receive(a.device_id, message)
+    assert b.files() == {} and not (tmp_path / "escaped.txt").exists() and not (tmp_path / "escape.txt").exists()
+    message.secure_id = "00" * 16
+    with pytest.raises(Refused):
+        b.engine.receive(a.device_id, message)
