@@ -98,6 +98,16 @@ class _SeedModel(BaseModel):
         """Return the seed-style PascalCase dict of this model (defaults included)."""
         return self.model_dump(by_alias=True, mode="json")
 
+    @field_validator("app_name", check_fields=False)
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name(value)
+
+    @field_validator("supported_platforms", check_fields=False)
+    @classmethod
+    def _platforms(cls, value: list[str]) -> list[str]:
+        return _check_platforms(value)
+
 
 class GrapinConfig(_SeedModel):
     """A grapin: where one existing app keeps the data that should sync, per platform."""
@@ -117,15 +127,6 @@ class GrapinConfig(_SeedModel):
         description="Ecosys extension: a per-platform path that overrides AppSyncDataFolderPath.",
     )
 
-    @field_validator("app_name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_name(value)
-
-    @field_validator("supported_platforms")
-    @classmethod
-    def _platforms(cls, value: list[str]) -> list[str]:
-        return _check_platforms(value)
 
     @field_validator("app_sync_data_folder_path")
     @classmethod
@@ -175,15 +176,6 @@ class ToutEnUnConfig(_SeedModel):
     needs_format: bool = Field(False, alias="NeedsFormat")
     app_version: str = Field("0", alias="AppVersion", description="Ecosys extension: the app's version.")
 
-    @field_validator("app_name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_name(value)
-
-    @field_validator("supported_platforms")
-    @classmethod
-    def _platforms(cls, value: list[str]) -> list[str]:
-        return _check_platforms(value)
 
     @field_validator("app_sync_data_folder_path")
     @classmethod

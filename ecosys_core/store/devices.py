@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..errors import EcosysError, NotFound
 from .database import Store
@@ -63,14 +64,17 @@ def upsert_device(store: Store, device_id: str, *, name: str | None = None, addr
         return _info(row)
 
 
+def _known(session: Session, device_id: str) -> Device:
+    row = session.scalar(select(Device).where(Device.device_id == device_id))
+    if row is None:
+        raise NotFound(f"unknown device {device_id[:16]}…")
+    return row
+
+
 def get_device(store: Store, device_id: str) -> DeviceInfo:
     """Return the device ``device_id``; raise NotFound."""
-    device_id = check_device_id(device_id)
     with store.session() as session:
-        row = session.scalar(select(Device).where(Device.device_id == device_id))
-        if row is None:
-            raise NotFound(f"unknown device {device_id[:16]}…")
-        return _info(row)
+        return _info(_known(session, check_device_id(device_id)))
 
 
 def list_devices(store: Store) -> list[DeviceInfo]:
@@ -86,9 +90,7 @@ def forget_device(store: Store, device_id: str) -> None:
     from .tables import PendingTarget
 
     with store.session() as session:
-        row = session.scalar(select(Device).where(Device.device_id == device_id))
-        if row is None:
-            raise NotFound(f"unknown device {device_id[:16]}…")
+        row = _known(session, device_id)
         for target in session.scalars(select(PendingTarget).where(PendingTarget.device_id == device_id)):
             session.delete(target)
         session.delete(row)

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..errors import AlreadyExists, EcosysError, NotFound
 from ..types import TaskInfo, TaskKind
@@ -84,25 +85,25 @@ def list_tasks(store: Store) -> list[TaskInfo]:
         return [task_info(row) for row in session.scalars(select(SyncTask).order_by(SyncTask.name))]
 
 
+def _find(session: Session, name_or_secure_id: str) -> SyncTask:
+    row = session.scalar(
+        select(SyncTask).where((SyncTask.name == name_or_secure_id) | (SyncTask.secure_id == name_or_secure_id))
+    )
+    if row is None:
+        raise NotFound(f"no sync task called {name_or_secure_id!r} (see 'ecosys task list')")
+    return row
+
+
 def get_task(store: Store, name_or_secure_id: str) -> TaskInfo:
     """Return the task with that name or secure_id; raise NotFound."""
     with store.session() as session:
-        row = session.scalar(
-            select(SyncTask).where((SyncTask.name == name_or_secure_id) | (SyncTask.secure_id == name_or_secure_id))
-        )
-        if row is None:
-            raise NotFound(f"no sync task called {name_or_secure_id!r} (see 'ecosys task list')")
-        return task_info(row)
+        return task_info(_find(session, name_or_secure_id))
 
 
 def remove_task(store: Store, name_or_secure_id: str) -> TaskInfo:
     """Forget a task, its index, links and pending events; the folder and its files stay untouched."""
     with store.session() as session:
-        row = session.scalar(
-            select(SyncTask).where((SyncTask.name == name_or_secure_id) | (SyncTask.secure_id == name_or_secure_id))
-        )
-        if row is None:
-            raise NotFound(f"no sync task called {name_or_secure_id!r} (see 'ecosys task list')")
+        row = _find(session, name_or_secure_id)
         info = task_info(row)
         session.delete(row)
         return info
