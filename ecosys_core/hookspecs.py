@@ -104,5 +104,13 @@ def change_conflicted(task: TaskInfo, path: str, conflict_path: str) -> None:
 
 
 @hookspec
+def register_schemas(register: Callable[[str, dict], None]) -> None:
+    """Publish JSON Schemas beside Ecosys' own with ``register(filename, schema)``.
+
+    Called by ``ecosys schemas export`` (and the test that keeps ``schemas/`` current). All results.
+    """
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add click commands or groups to the ``ecosys`` command line. Called once when the CLI starts."""

@@ -6,19 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pluggy import HookRelay
+
 from .models import schema_documents
 
-_extra_documents: dict[str, Any] = {}
 
-
-def all_schema_documents() -> dict[str, dict[str, Any]]:
-    """Every schema document by file name (the models', plus ones other packages add)."""
-    return {**schema_documents(), **_extra_documents}
-
-
-def add_schema_document(filename: str, document: dict[str, Any]) -> None:
-    """Let another package (the Magasin) publish its schema beside ours."""
-    _extra_documents[filename] = document
+def all_schema_documents(hook: HookRelay) -> dict[str, dict[str, Any]]:
+    """Every schema document by file name: the models', plus those plugins register."""
+    documents = dict(schema_documents())
+    hook.register_schemas(register=documents.__setitem__)
+    return documents
 
 
 def render(document: dict[str, Any]) -> str:
@@ -26,11 +23,11 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write_schemas(directory: Path) -> list[Path]:
+def write_schemas(directory: Path, hook: HookRelay) -> list[Path]:
     """Write every schema into ``directory`` and return the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for filename, document in sorted(all_schema_documents().items()):
+    for filename, document in sorted(all_schema_documents(hook).items()):
         path = directory / filename
         path.write_text(render(document), encoding="utf-8")
         written.append(path)

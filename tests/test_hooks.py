@@ -239,5 +239,23 @@ def test_hook_register_commands(plugins):
     assert CliRunner().invoke(group, ["hello"]).output == "bonjour\n"
 
 
+def test_hook_register_schemas(plugins):
+    from ecosys_core.schemas import all_schema_documents
+
+    class Extra:
+        @hookimpl
+        def register_schemas(self, register):
+            register("extra.schema.json", {"type": "object"})
+
+    plugin = Extra()
+    plugins.pm.register(plugin)
+    try:
+        documents = all_schema_documents(plugins.hook)
+    finally:
+        plugins.pm.unregister(plugin)
+    assert documents["extra.schema.json"] == {"type": "object"}
+    assert "grapin.schema.json" in documents
+
+
 def test_check_pending_finds_no_typo(plugins):
     plugins.pm.check_pending()

@@ -21,7 +21,9 @@ def test_wheel_contains_package_data_and_console_script(tmp_path: Path):
     bundled = [n for n in names if n.startswith("ecosys_core/_bundled/plugins/") and n.endswith(".json")]
     assert len(bundled) == len(list((ROOT / "plugins").glob("*.json"))) >= 15
     assert "ecosys_core/_bundled/schemas/grapin.schema.json" in names
-    assert any(n.startswith("magasin/") for n in names)
+    assert "magasin/sample/store/magasin_database.json" in names
+    assert "ecosys_core/_bundled/schemas/magasin.schema.json" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "ecosys = ecosys_core.cli:main" in text
+    assert "magasin = magasin.plugin" in text

@@ -38,6 +38,9 @@ class EcosysGroup(click.Group):
             raise UserError(str(exc), exc.exit_code) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
             raise
+        except BrokenPipeError:  # output piped into a command that stopped reading (| head)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(0) from None
         except Exception as exc:  # last resort: never a traceback unless asked for
             if os.environ.get("ECOSYS_DEBUG"):
                 raise

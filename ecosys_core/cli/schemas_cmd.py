@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..schemas import write_schemas
+from .env import cli_env
 
 
 @click.group("schemas")
@@ -18,7 +19,7 @@ def schemas_group() -> None:
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 def export_command(directory: Path) -> None:
     """Write every JSON Schema into DIRECTORY."""
-    for path in write_schemas(directory):
+    for path in write_schemas(directory, cli_env().plugins.hook):
         click.echo(str(path))
 
 

@@ -1,0 +1,24 @@
+"""The Magasin plugs into Ecosys like any plugin (entry point ``ecosys``): its commands and its schema."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+
+from ecosys_core.hookspecs import hookimpl
+
+from .index import index_schema
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from .cli import app_group, magasin_group
+
+    cli.add_command(magasin_group)
+    cli.add_command(app_group)
+
+
+@hookimpl
+def register_schemas(register: Callable[[str, dict], None]) -> None:
+    register("magasin.schema.json", index_schema())
