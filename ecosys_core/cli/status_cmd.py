@@ -30,7 +30,7 @@ def collect_status() -> dict:
                           "kind": task.kind.value, "backup_mode": task.backup_mode, "files": files, "bytes": size,
                           "pending": {names.get(d, d[:12]): n for d, n in sorted(pending.items())}})
     return {"device": {"name": get_setting(env.store, "device_name"), "id": env.identity.readable},
-            "devices": [{"name": d.name, "id": d.device_id, "linked": d.linked, "connected": d.is_connected}
+            "devices": [{"name": d.name, "device_id": d.device_id, "linked": d.linked, "connected": False}
                         for d in list_devices(env.store)],
             "tasks": tasks}
 
@@ -38,18 +38,35 @@ def collect_status() -> dict:
 @click.command("status")
 @json_option
 def status_command(as_json: bool) -> None:
-    """Show this device, its sync tasks and the pending events per device."""
-    status = collect_status()
+    """Show this device, its sync tasks and the pending events per device (live from the daemon if it runs)."""
+    from ..net.control import DaemonNotRunning, call
+
+    try:
+        status = call(cli_env().layout.root / "daemon.json", "status")
+        status["daemon"] = True
+    except DaemonNotRunning:
+        status = collect_status()
+        status["daemon"] = False
     if as_json:
         echo_json(status)
         return
-    click.echo(f"Device {status['device']['name']}  {status['device']['id']}")
+    click.echo(f"Device {status['device']['name']}  {status['device']['id']}"
+               + ("" if status["daemon"] else "  (daemon not running)"))
+    for device in status.get("devices", []):
+        state = "connected" if device.get("connected") else "offline"
+        click.echo(f"  {'linked' if device['linked'] else 'seen'} device {device['name'] or device.get('device_id', device.get('id', ''))[:12]}: {state}")
+        for t in device.get("transfers", []):
+            pct = 100 * t["done"] // t["total"] if t["total"] else 100
+            click.echo(f"    {t['direction']} {t['path']}: {pct}% of {t['total']} bytes")
     if not status["tasks"]:
         click.echo("No sync tasks.")
     for task in status["tasks"]:
         pending = ", ".join(f"{d}: {n}" for d, n in task["pending"].items()) or "nothing"
-        click.echo(f"- {task['name']} ({task['kind']}{', backup' if task['backup_mode'] else ''}) {task['root']}")
-        click.echo(f"  {task['files']} files, {task['bytes'] / 2**20:.1f} MiB; pending: {pending}")
+        click.echo(f"- {task['name']} ({task['kind']}{', backup' if task.get('backup_mode') else ''}) {task['root']}")
+        if "files" in task:
+            click.echo(f"  {task['files']} files, {task['bytes'] / 2**20:.1f} MiB; pending: {pending}")
+        else:
+            click.echo(f"  pending: {pending}")
 
 
 def register(cli: click.Group) -> None:

@@ -165,22 +165,35 @@ class SyncEngine:
             log.debug("cannot keep object for %s: %s", entry.path, exc)
 
     # ------------------------------------------------------------------ outgoing
-    def outgoing(self, peer: str) -> list[Modification]:
-        """Everything pending for ``peer`` in the tasks linked with it, as modification events."""
+    def pending(self, peer: str) -> list[tuple[str, str, str]]:
+        """``(secure_id, path, base_hash)`` of everything pending for ``peer`` in the tasks linked with it."""
         out = []
         with self._lock, self.store.session() as session:
-            tasks = session.scalars(select(SyncTask)).all()
-            for task in tasks:
-                if peer not in linked_devices(session, task.id):
-                    continue
-                for item in pending_for(session, task.id, peer):
-                    out.append((task.secure_id, item.path, item.base_hash))
+            for task in session.scalars(select(SyncTask)).all():
+                if peer in linked_devices(session, task.id):
+                    out += [(task.secure_id, item.path, item.base_hash) for item in pending_for(session, task.id, peer)]
+        return out
+
+    def outgoing(self, peer: str) -> list[Modification]:
+        """Everything pending for ``peer`` in the tasks linked with it, as modification events."""
         messages = []
-        for secure_id, path, base_hash in out:
+        for secure_id, path, base_hash in self.pending(peer):
             message = self.modification(secure_id, path, base_hash)
             if message is not None:
                 messages.append(message)
         return messages
+
+    def queue_all(self, secure_id: str, peer: str) -> int:
+        """The setup queue: make every path of the task (tombstones included) pending for ``peer``, which
+        just linked it. Resumable: what is pending survives restarts until acknowledged."""
+        self.scan(secure_id)
+        with self._lock, self.store.session() as session:
+            task = self._task(session, secure_id)
+            batch = IndexBatch(session, task.id)
+            entries = batch.entries()
+            for entry in entries.values():
+                batch.queue(entry.path, None, entry.version, [peer])
+            return len(entries)
 
     def modification(self, secure_id: str, path: str, base_hash: str, *, signature: Signature | None = None,
                      reply: bool = False) -> Modification | None:
@@ -198,6 +211,10 @@ class SyncEngine:
         message = Modification(secure_id, path, entry.version, entry.hash, entry.size, entry.modified_ns,
                                entry.modified_by, entry.deleted, base_hash, None, reply)
         if entry.deleted or entry.hash == base_hash:
+            return message
+        if not base_hash and signature is None and entry.size > BSDIFF_MAX and not reply:
+            # The receiver's content is unknown: announce first, so it can answer with its signature
+            # (or that it already has this content) instead of receiving the whole file.
             return message
         message.delta = self._delta_stream(root.joinpath(*path.split("/")), entry, base_hash, signature, message)
         return message
@@ -372,7 +389,7 @@ class SyncEngine:
             if base is None:
                 return None if m.reply else self._need_state(info, target, local, m)
         if m.delta is None:
-            return None if m.reply else self._need_state(info, target, local, m, whole=True)
+            return None if m.reply else self._need_state(info, target, local, m)
         try:
             with atomic_writer(target) as (fh, temp):
                 got = apply_delta(m.delta, base, fh, expected_size=m.size)

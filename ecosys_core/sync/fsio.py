@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -52,11 +53,25 @@ def atomic_writer(target: Path) -> Iterator[tuple[BinaryIO, Path]]:
 
 def commit_temp(temp: Path, target: Path, modified_ns: int | None = None) -> os.stat_result:
     """Give ``temp`` the origin's mtime, rename it over ``target`` and make it durable; return its stat."""
+    try:  # a replaced file keeps its permissions; a new one gets the usual ones (mkstemp made it 0600)
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_UMASK
+    os.chmod(temp, mode)
     if modified_ns is not None:
         os.utime(temp, ns=(modified_ns, modified_ns))
     os.replace(temp, target)
     fsync_dir(target.parent)
     return os.stat(target)
+
+
+def _read_umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+_UMASK = _read_umask()  # read once, at import: os.umask is process-wide and racy under threads
 
 
 def conflict_name(path: str, modified_ns: int, device: str) -> str:

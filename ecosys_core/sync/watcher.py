@@ -74,9 +74,20 @@ class TaskWatcher:
     def start(self) -> None:
         """Start watching every task root (recursively) and the scanning thread."""
         for task in self.tasks.values():
-            self._observer.schedule(_Handler(self, task), str(task.root), recursive=True)
+            if task.root.is_dir():
+                self._observer.schedule(_Handler(self, task), str(task.root), recursive=True)
+            else:
+                log.warning("not watching %s: %s does not exist", task.name, task.root)
         self._observer.start()
         self._thread.start()
+
+    def add(self, task: TaskInfo) -> None:
+        """Start watching one more task (a task linked while running)."""
+        if task.secure_id in self.tasks:
+            return
+        self.tasks[task.secure_id] = task
+        if self._observer.is_alive():
+            self._observer.schedule(_Handler(self, task), str(task.root), recursive=True)
 
     def stop(self) -> None:
         """Stop watching; pending paths are scanned first."""

@@ -1,0 +1,100 @@
+"""``ecosys up``, ``devices``, ``link``, ``unlink``, ``connect``, ``task share``: the network, through the daemon."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+from ..daemon import Node, read_config, run_daemon
+from ..net.control import DaemonNotRunning, call
+from ..net.identity import readable_id
+from ..store.devices import list_devices
+from .env import cli_env, echo_json, echo_table, json_option
+
+
+def daemon_call(cmd: str, timeout: float = 30.0, **args: Any) -> Any:
+    """One request to the running daemon of this ECOSYS_HOME."""
+    return call(cli_env().layout.root / "daemon.json", cmd, args, timeout=timeout)
+
+
+@click.command("up")
+@click.option("--port", type=int, default=None, help="TCP port to listen on (default: config.json's, else 22000).")
+@click.option("--host", default=None, help="Address to listen on (default 0.0.0.0).")
+@click.option("--peer", "peers", multiple=True, metavar="HOST:PORT", help="A peer to dial (networks without multicast).")
+@click.option("--no-mdns", is_flag=True, help="Do not announce or browse with zeroconf.")
+@click.option("--mdns-interface", "interfaces", multiple=True, metavar="ADDR", help="Limit zeroconf to these addresses.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs.")
+def up_command(port: int | None, host: str | None, peers: tuple[str, ...], no_mdns: bool,
+               interfaces: tuple[str, ...], verbose: bool) -> None:
+    """Run the Ecosys daemon in the foreground (Ctrl-C stops it)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    env = cli_env()
+    config = read_config(env.layout)
+    node = Node(env.layout, port=port if port is not None else int(config.get("port", 22000)),
+                host=host or str(config.get("host", "0.0.0.0")),
+                peers=[*config.get("peers", []), *peers], mdns=not no_mdns and bool(config.get("mdns", True)),
+                interfaces=list(interfaces) or config.get("mdns_interfaces"))
+    run_daemon(node)
+
+
+@click.command("devices")
+@json_option
+def devices_command(as_json: bool) -> None:
+    """List discovered and linked devices."""
+    env = cli_env()
+    try:
+        rows = daemon_call("status")["devices"]
+    except DaemonNotRunning:
+        rows = [{"name": d.name, "device_id": d.device_id, "linked": d.linked, "connected": False,
+                 "address": d.last_address} for d in list_devices(env.store)]
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table(["name", "id", "linked", "connected", "address"],
+               [[r["name"], readable_id(r["device_id"]), "yes" if r["linked"] else "", "yes" if r["connected"] else "",
+                 r["address"]] for r in rows], "no devices seen yet (is 'ecosys up' running?)")
+
+
+@click.command("link")
+@click.argument("device")
+@click.option("--timeout", type=float, default=130.0, show_default=True, help="Seconds to wait for the other side.")
+def link_command(device: str, timeout: float) -> None:
+    """Ask DEVICE (id or name) to link; its user accepts or refuses ('ecosys prompts' there)."""
+    click.echo("Waiting for the other device to accept…", err=True)
+    result = daemon_call("link", timeout=timeout + 5, device=device, timeout_s=timeout)
+    click.echo(f"Linked with {result['name'] or result['device_id'][:12]}.")
+
+
+@click.command("unlink")
+@click.argument("device")
+def unlink_command(device: str) -> None:
+    """Forget DEVICE here and ask it to forget this device."""
+    daemon_call("unlink", device=device)
+    click.echo("Unlinked.")
+
+
+@click.command("connect")
+@click.argument("address", metavar="HOST:PORT")
+def connect_command(address: str) -> None:
+    """Dial a device at HOST:PORT now (it then appears in 'ecosys devices')."""
+    result = daemon_call("connect", address=address)
+    click.echo(f"Connected to {result['name'] or '?'} {readable_id(result['device_id'])}")
+
+
+@click.command("share")
+@click.argument("task")
+@click.option("--with", "device", required=True, help="The linked device to share TASK with.")
+@click.option("--timeout", type=float, default=130.0, show_default=True)
+def share_command(task: str, device: str, timeout: float) -> None:
+    """Link sync TASK with a linked device; the other side chooses where it goes."""
+    result = daemon_call("share", timeout=timeout + 5, task=task, device=device, timeout_s=timeout)
+    click.echo(f"{result['task']}: {result['note']}; the setup queue is on its way.")
+
+
+def register(cli: click.Group) -> None:
+    for command in (up_command, devices_command, link_command, unlink_command, connect_command):
+        cli.add_command(command)
+    cli.commands["task"].add_command(share_command)  # type: ignore[attr-defined]

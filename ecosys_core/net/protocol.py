@@ -1,0 +1,130 @@
+"""Ecosys wire frames (docs/PROTOCOL.md). Imports nothing else of Ecosys.
+
+A frame is ``u32 length`` (big-endian, bytes after this field), ``u16 header length``, a UTF-8 JSON
+object (the header: the seed's fields, typed), then the raw payload. Bytes are never encoded as text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOL_VERSIONS = (1,)
+MAX_HEADER = 64 * 1024
+MAX_PAYLOAD = 4 * 1024 * 1024
+MAX_FRAME = 2 + MAX_HEADER + MAX_PAYLOAD
+
+FLAGS = frozenset({
+    "HELLO", "PING", "ERROR",
+    "LINK", "LINK_ACCEPTED", "LINK_REFUSED", "UNLINK",
+    "SHARE", "SHARE_ACCEPTED", "SHARE_REFUSED", "SHARE_REVERSE", "SETUP_QUEUE",
+    "MODIFICATION", "MODIFICATION_DONE", "NEED_STATE", "DATA",
+    "OTDL", "MOTDL", "OFFER_ACCEPTED", "OFFER_REFUSED", "CANCEL", "ALERT_USER",
+})
+# Header fields and the JSON types they may have; anything else is refused.
+FIELDS: dict[str, tuple[type, ...]] = {
+    "flag": (str,), "device_id": (str,), "secure_id": (str,), "file_type": (str,), "path": (str,),
+    "new_path": (str,), "name": (str,), "kind": (str,), "source": (str,), "created_at": (str,),
+    "versions": (list,), "version": (dict,), "protocol": (int,), "port": (int,),
+    "hash": (str,), "base_hash": (str,), "have_hash": (str,), "size": (int,), "modified_ns": (int,),
+    "modified_by": (str,), "deleted": (bool,), "reply": (bool,), "more": (bool,), "end": (bool,),
+    "files": (list,), "total": (int,), "offer_id": (str,), "error": (str,), "message": (str,),
+}
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+PREAMBLE_MAGIC = b"ECOSYS1\n"
+MAX_CERT = 16 * 1024
+
+
+class ProtocolError(Exception):
+    """A frame or preamble that does not follow the protocol; the connection is closed."""
+
+
+@dataclass
+class Frame:
+    """One decoded frame."""
+
+    header: dict[str, Any]
+    payload: bytes = field(default=b"", repr=False)
+
+    @property
+    def flag(self) -> str:
+        return self.header["flag"]
+
+
+def check_header(header: Any) -> dict[str, Any]:
+    """Return ``header`` if it is a well-typed header, else raise ProtocolError."""
+    if not isinstance(header, dict):
+        raise ProtocolError("header is not a JSON object")
+    for key, value in header.items():
+        types = FIELDS.get(key)
+        if types is None:
+            raise ProtocolError(f"unknown header field {key!r}")
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ProtocolError(f"header field {key!r} has the wrong type")
+        if isinstance(value, str) and ("\x00" in value or len(value) > 4096):
+            raise ProtocolError(f"header field {key!r} is not acceptable text")
+    if header.get("flag") not in FLAGS:
+        raise ProtocolError(f"unknown flag {str(header.get('flag'))[:40]!r}")
+    device = header.get("device_id")
+    if not isinstance(device, str) or not _HEX64.match(device):
+        raise ProtocolError("device_id must be 64 hex digits")
+    version = header.get("version")
+    if version is not None and not all(isinstance(k, str) and len(k) <= 64 and type(v) is int and v >= 0
+                                       for k, v in version.items()):
+        raise ProtocolError("version must map device keys to counters")
+    for key in ("size", "modified_ns", "total", "port", "protocol"):
+        if key in header and header[key] < 0:
+            raise ProtocolError(f"{key} must not be negative")
+    return header
+
+
+def encode_frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
+    """Encode one frame (the header is checked too, so we never send what we would refuse)."""
+    raw = json.dumps(check_header(header), separators=(",", ":"), ensure_ascii=False).encode()
+    if len(raw) > MAX_HEADER or len(payload) > MAX_PAYLOAD:
+        raise ProtocolError("frame too large")
+    return struct.pack(">IH", 2 + len(raw) + len(payload), len(raw)) + raw + payload
+
+
+def decode_frame(body: bytes) -> Frame:
+    """Decode a frame body (what follows the u32 length)."""
+    if len(body) < 2:
+        raise ProtocolError("truncated frame")
+    (hlen,) = struct.unpack(">H", body[:2])
+    if hlen > len(body) - 2:
+        raise ProtocolError("header longer than the frame")
+    try:
+        header = json.loads(body[2: 2 + hlen].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"header is not JSON: {exc}") from None
+    payload = body[2 + hlen:]
+    if len(payload) > MAX_PAYLOAD:
+        raise ProtocolError("payload too large")
+    return Frame(check_header(header), payload)
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Frame:
+    """Read one frame; raise ProtocolError for a malformed one and IncompleteReadError at end of stream."""
+    (length,) = struct.unpack(">I", await reader.readexactly(4))
+    if length < 2 or length > MAX_FRAME:
+        raise ProtocolError(f"frame length {length} out of bounds")
+    return decode_frame(await reader.readexactly(length))
+
+
+def preamble(cert_der: bytes) -> bytes:
+    """What each side sends before TLS starts: the magic and its certificate (DER)."""
+    return PREAMBLE_MAGIC + struct.pack(">I", len(cert_der)) + cert_der
+
+
+async def read_preamble(reader: asyncio.StreamReader) -> bytes:
+    """Read the peer's preamble and return its certificate (DER)."""
+    if await reader.readexactly(len(PREAMBLE_MAGIC)) != PREAMBLE_MAGIC:
+        raise ProtocolError("not an Ecosys peer")
+    (length,) = struct.unpack(">I", await reader.readexactly(4))
+    if not 0 < length <= MAX_CERT:
+        raise ProtocolError("certificate size out of bounds")
+    return await reader.readexactly(length)

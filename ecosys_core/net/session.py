@@ -1,0 +1,289 @@
+"""One authenticated connection with a peer: HELLO, then frames both ways.
+
+Three tasks per session: the reader dispatches frames (never waiting on the engine, so a delta being
+received keeps flowing), the worker runs engine calls one at a time in a thread, the sender writes
+answers first and then streams pending modifications, one at a time (the seed's per-device lock), with
+their delta in DATA frames pulled lazily from disk. A slow peer only slows its own session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ..sync.delta import DeltaError
+from ..sync.engine import Refused as EngineRefused
+from ..sync.messages import Message, Modification, NeedState
+from .codec import header_message, message_header
+from .protocol import MAX_PAYLOAD, PROTOCOL_VERSIONS, Frame, ProtocolError, encode_frame, read_frame
+from .transport import Connection
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..daemon import Node
+
+log = logging.getLogger("ecosys.session")
+UNLINKED_ALLOWED = frozenset({"HELLO", "PING", "ERROR", "LINK", "LINK_ACCEPTED", "LINK_REFUSED",
+                              "OTDL", "MOTDL", "DATA", "CANCEL", "OFFER_ACCEPTED", "OFFER_REFUSED"})
+DATA_FRAME = 1 << 20
+
+
+class PeerSession:
+    """A live session with device ``peer``."""
+
+    def __init__(self, node: Node, conn: Connection, dialed: bool) -> None:
+        self.node = node
+        self.conn = conn
+        self.peer = conn.peer_id
+        self.dialed = dialed
+        self.peer_name = ""
+        self.protocol = PROTOCOL_VERSIONS[-1]
+        self._wlock = asyncio.Lock()
+        self._answers: asyncio.Queue[Message | tuple[str, dict, bytes]] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._stream: asyncio.Queue[bytes | None | Exception] | None = None
+        self._stream_owner: str | None = None
+        self._wake = asyncio.Event()
+        self._flush = False
+        self.in_flight: set[tuple[str, str]] = set()
+        self.transfers: dict[str, dict[str, Any]] = {}
+        self.closed = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """HELLO, then serve the connection until it ends."""
+        try:
+            await self._hello()
+            if not self.node.session_opened(self):
+                return
+            self._tasks = [asyncio.create_task(self._work()), asyncio.create_task(self._send_loop())]
+            while True:
+                frame = await read_frame(self.conn.reader)
+                await self._dispatch(frame)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError) as exc:
+            log.info("connection with %s ended: %s", self.label, exc.__class__.__name__)
+        except ProtocolError as exc:
+            log.warning("closing connection with %s: %s", self.label, exc)
+            await self._try_send({"flag": "ERROR", "device_id": self.node.me, "error": str(exc)[:300]})
+        except asyncio.CancelledError:
+            pass
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            if self._stream is not None:
+                self._stream.put_nowait(ConnectionError("connection closed"))
+            self.closed.set()
+            self.node.session_closed(self)
+            await self.conn.close()
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    @property
+    def label(self) -> str:
+        return f"{self.peer_name or '?'} ({self.peer[:12]}…)"
+
+    async def _hello(self) -> None:
+        await self.send({"flag": "HELLO", "device_id": self.node.me, "name": self.node.name,
+                         "versions": list(PROTOCOL_VERSIONS), "port": self.node.port})
+        frame = await asyncio.wait_for(read_frame(self.conn.reader), 15)
+        if frame.flag != "HELLO" or frame.header["device_id"] != self.peer:
+            raise ProtocolError("the first frame must be a HELLO from the certificate's device")
+        common = set(PROTOCOL_VERSIONS) & {v for v in frame.header.get("versions", []) if isinstance(v, int)}
+        if not common:
+            raise ProtocolError("no common protocol version")
+        self.protocol = max(common)
+        self.peer_name = str(frame.header.get("name", ""))[:200]
+        self.peer_port = frame.header.get("port")
+
+    # -- sending -------------------------------------------------------------------------------
+    async def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
+        data = encode_frame(header, payload)
+        async with self._wlock:
+            self.conn.writer.write(data)
+            await self.conn.writer.drain()
+
+    async def _try_send(self, header: dict[str, Any]) -> None:
+        try:
+            await asyncio.wait_for(self.send(header), 2)
+        except Exception:  # the connection is going away anyway
+            pass
+
+    def answer(self, item: Message | tuple[str, dict, bytes]) -> None:
+        """Queue a message or a raw (flag, header, payload) to send before any pending modification."""
+        self._answers.put_nowait(item)
+        self._wake.set()
+
+    def request_flush(self) -> None:
+        """Send what is pending for this peer as soon as the sender is free."""
+        self._flush = True
+        self._wake.set()
+
+    async def _send_loop(self) -> None:
+        while True:
+            if not self._answers.empty():
+                item = self._answers.get_nowait()
+                if isinstance(item, tuple):
+                    await self.send(item[1], item[2])
+                else:
+                    await self._send_message(item)
+                continue
+            if self._flush:
+                self._flush = False
+                pending = await self.node.run_engine(self.node.engine.pending, self.peer)
+                for secure_id, path, base_hash in pending:
+                    if (secure_id, path) in self.in_flight:
+                        continue
+                    message = await self.node.run_engine(self.node.engine.modification, secure_id, path, base_hash)
+                    if message is None:
+                        continue
+                    self.in_flight.add((secure_id, path))
+                    await self._send_message(message)
+                    while not self._answers.empty():  # answers overtake the rest of the queue
+                        item = self._answers.get_nowait()
+                        await (self.send(item[1], item[2]) if isinstance(item, tuple) else self._send_message(item))
+                continue
+            await self._wake.wait()
+            self._wake.clear()
+
+    async def _send_message(self, message: Message) -> None:
+        header, payload = message_header(message, self.node.me)
+        if not isinstance(message, Modification) or message.delta is None:
+            await self.send(header, payload)
+            return
+        key = f"send:{message.path}"
+        self.transfers[key] = {"direction": "send", "path": message.path, "done": 0, "total": message.size}
+        blocks: Iterator[bytes] = iter(message.delta)
+        try:
+            async with self._wlock:  # the whole stream, so no other frame lands inside it
+                self.conn.writer.write(encode_frame(header))
+                buffer = bytearray()
+                error = None
+                while True:
+                    try:
+                        block = await self.node.run_engine(next, blocks, None)
+                    except Exception as exc:  # the file changed or vanished while being read
+                        block, error = None, f"{type(exc).__name__}: {exc}"
+                    if block:
+                        buffer += block
+                        self.transfers[key]["done"] += len(block)
+                    if buffer and (block is None or len(buffer) >= DATA_FRAME):
+                        for start in range(0, len(buffer), MAX_PAYLOAD):
+                            self.conn.writer.write(encode_frame(
+                                {"flag": "DATA", "device_id": self.node.me}, bytes(buffer[start:start + MAX_PAYLOAD])))
+                        buffer.clear()
+                        await self.conn.writer.drain()
+                    if block is None:
+                        end = {"flag": "DATA", "device_id": self.node.me, "end": True}
+                        if error:
+                            end["error"] = error[:300]
+                        self.conn.writer.write(encode_frame(end))
+                        await self.conn.writer.drain()
+                        return
+        finally:
+            self.transfers.pop(key, None)
+
+    # -- receiving -----------------------------------------------------------------------------
+    async def _dispatch(self, frame: Frame) -> None:
+        h = frame.header
+        if h["device_id"] != self.peer:
+            raise ProtocolError("device_id differs from the connection's certificate")
+        flag = frame.flag
+        if flag not in UNLINKED_ALLOWED and not self.node.is_linked(self.peer):
+            log.warning("refused %s from unlinked device %s", flag, self.label)
+            await self.send({"flag": "ERROR", "device_id": self.node.me, "error": f"{flag} refused: not linked",
+                             **({"secure_id": h["secure_id"]} if "secure_id" in h else {}),
+                             **({"path": h["path"]} if "path" in h else {})})
+            if flag == "MODIFICATION" and h.get("more"):
+                self._stream, self._stream_owner = asyncio.Queue(), "discard"
+            return
+        if flag == "DATA":
+            await self._on_data(frame)
+        elif flag in ("MODIFICATION", "MODIFICATION_DONE", "NEED_STATE"):
+            message = header_message(h, frame.payload)
+            if isinstance(message, Modification) and h.get("more"):
+                if self._stream is not None:
+                    raise ProtocolError("a modification started inside another one")
+                self._stream = asyncio.Queue(maxsize=8)
+                self._stream_owner = message.path
+                message.delta = self._blocks(self._stream)
+                self.transfers[f"recv:{message.path}"] = {"direction": "receive", "path": message.path,
+                                                          "done": 0, "total": message.size}
+            await self._inbox.put(message)
+        elif flag == "ERROR":
+            log.warning("%s says: %s", self.label, h.get("error", "?"))
+            if "secure_id" in h and "path" in h:
+                self.in_flight.discard((h["secure_id"], h["path"]))
+        elif flag == "PING" or flag == "HELLO":
+            pass
+        else:
+            await self.node.on_control_frame(self, frame)
+
+    async def _on_data(self, frame: Frame) -> None:
+        if self._stream is None:
+            raise ProtocolError("DATA outside a transfer")
+        stream = self._stream
+        if self._stream_owner == "discard":
+            if frame.header.get("end"):
+                self._stream = self._stream_owner = None
+            return
+        transfer = self.transfers.get(f"recv:{self._stream_owner}")
+        if frame.payload:
+            if transfer:
+                transfer["done"] += len(frame.payload)
+            await stream.put(frame.payload)
+        if frame.header.get("end"):
+            await stream.put(DeltaError(frame.header["error"]) if "error" in frame.header else None)
+            self.transfers.pop(f"recv:{self._stream_owner}", None)
+            self._stream = self._stream_owner = None
+
+    def _blocks(self, stream: asyncio.Queue) -> Iterator[bytes]:
+        loop = self.node.loop
+
+        def gen() -> Iterator[bytes]:
+            while True:
+                item = asyncio.run_coroutine_threadsafe(stream.get(), loop).result()
+                if item is None:
+                    return
+                if isinstance(item, Exception):
+                    raise DeltaError(str(item))
+                yield item
+
+        return gen()
+
+    async def _drain(self, message: Message) -> None:
+        """Consume what the engine left of a delta stream, so the reader never blocks on it."""
+        if isinstance(message, Modification) and message.delta is not None:
+            try:
+                await self.node.run_engine(lambda: [None for _ in message.delta])
+            except Exception:
+                pass
+
+    async def _work(self) -> None:
+        while True:
+            message = await self._inbox.get()
+            try:
+                answers = await self.node.run_engine(self.node.engine.receive, self.peer, message)
+            except EngineRefused as exc:
+                log.warning("refused from %s: %s", self.label, exc)
+                answers = []
+                self.answer(("ERROR", {"flag": "ERROR", "device_id": self.node.me, "error": str(exc)[:300],
+                                       "secure_id": message.secure_id, "path": message.path[:4000]}, b""))
+            except Exception as exc:
+                log.exception("could not apply %s from %s", type(message).__name__, self.label)
+                answers = []
+                self.answer(("ERROR", {"flag": "ERROR", "device_id": self.node.me, "error": str(exc)[:300],
+                                       "secure_id": message.secure_id, "path": message.path[:4000]}, b""))
+            finally:
+                await self._drain(message)
+            if not isinstance(message, (Modification, NeedState)):  # MODIFICATION_DONE ends our send
+                self.in_flight.discard((message.secure_id, message.path))
+            for answer in answers:
+                self.answer(answer)
+            if isinstance(message, Modification) and not any(isinstance(a, NeedState) for a in answers):
+                self.node.changed(except_peer=self.peer)
+            if isinstance(message, Modification) and not answers:
+                self.answer(("ERROR", {"flag": "ERROR", "device_id": self.node.me, "secure_id": message.secure_id,
+                                       "path": message.path, "error": "change could not be applied"}, b""))
