@@ -94,7 +94,41 @@ def share_command(task: str, device: str, timeout: float) -> None:
     click.echo(f"{result['task']}: {result['note']}; the setup queue is on its way.")
 
 
+@click.group("autostart")
+def autostart_group() -> None:
+    """Start the Ecosys daemon when you log in."""
+
+
+def _entry():  # type: ignore[no-untyped-def]
+    from ..autostart import entry_for
+
+    return entry_for(cli_env().layout.root)
+
+
+@autostart_group.command("enable")
+def autostart_enable() -> None:
+    """Make the daemon start at login."""
+    from ..autostart import enable
+
+    click.echo(enable(_entry()))
+
+
+@autostart_group.command("disable")
+def autostart_disable() -> None:
+    """Stop starting the daemon at login."""
+    from ..autostart import disable
+
+    click.echo(disable(_entry()))
+
+
+@autostart_group.command("status")
+def autostart_status() -> None:
+    """Say whether the daemon starts at login, and how."""
+    entry = _entry()
+    click.echo(f"enabled ({entry.kind}: {entry.path})" if entry.path.exists() else f"disabled (would use {entry.kind})")
+
+
 def register(cli: click.Group) -> None:
-    for command in (up_command, devices_command, link_command, unlink_command, connect_command):
+    for command in (up_command, devices_command, link_command, unlink_command, connect_command, autostart_group):
         cli.add_command(command)
     cli.commands["task"].add_command(share_command)  # type: ignore[attr-defined]

@@ -1,0 +1,152 @@
+"""A live daemon fed malformed, truncated, oversized and path-traversing frames stays up, answers with an
+error or closes that connection, and writes nothing outside its task root."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ecosys_core.net.identity import load_or_create_identity
+from ecosys_core.net.protocol import encode_frame
+from ecosys_core.net.transport import connect
+
+from .daemons import Daemon, free_port, tree, wait_until
+
+HOSTILE_PATHS = ["../outside.txt", "/etc/evil", "C:/evil.txt", "a/../../evil", "ok/\x00evil", "dir\\evil",
+                 "escape/evil.txt", "", ".", "a//b", "../" * 20 + "tmp/evil"]
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    base = tmp_path_factory.mktemp("hostile")
+    outside = base / "outside"
+    outside.mkdir()
+    d = Daemon(base, "victim")
+    (d.root / "keep.txt").write_text("keep me\n")
+    (d.root / "escape").symlink_to(outside)
+    assert d.cli("task", "add", str(d.root), "--name", "docs").returncode == 0
+    secure_id = json.loads(d.cli("task", "list", "--json").stdout)[0]["secure_id"]
+    d.start()
+    attacker = load_or_create_identity(base / "attacker-identity")
+    linked = load_or_create_identity(base / "linked-attacker-identity")
+    # the second attacker gets linked (and shares the task), so its frames reach the engine
+    from ecosys_core.store import open_store
+    from ecosys_core.store.devices import link_task_device, upsert_device
+
+    store = open_store(d.home / "ecosys.db")
+    upsert_device(store, linked.device_id, name="mallory", linked=True)
+    link_task_device(store, secure_id, linked.device_id)
+    store.close()
+    before = tree(d.root)
+    yield d, attacker, linked, secure_id, outside, before
+    d.stop()
+
+
+async def _session(d: Daemon, identity, payload: bytes, hello: bool) -> None:
+    conn = await connect("127.0.0.1", d.port, identity, d.id)
+    try:
+        if hello:
+            conn.writer.write(encode_frame({"flag": "HELLO", "device_id": identity.device_id, "versions": [1]}))
+        conn.writer.write(payload)
+        await conn.writer.drain()
+        try:
+            await asyncio.wait_for(conn.reader.read(1 << 20), 0.5)
+        except asyncio.TimeoutError:
+            pass
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        await conn.close()
+
+
+def raw_frame(header: dict, payload: bytes = b"") -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack(">IH", 2 + len(raw) + len(payload), len(raw)) + raw + payload
+
+
+headers = st.fixed_dictionaries({}, optional={
+    "flag": st.sampled_from(["MODIFICATION", "DATA", "NEED_STATE", "MODIFICATION_DONE", "SHARE", "LINK", "BOGUS", ""]),
+    "secure_id": st.text(max_size=40), "path": st.sampled_from(HOSTILE_PATHS) | st.text(max_size=30),
+    "version": st.dictionaries(st.text(max_size=8), st.integers(-5, 5), max_size=3) | st.integers(),
+    "size": st.integers(-10, 1 << 40), "hash": st.text(max_size=64), "more": st.booleans(),
+    "deleted": st.booleans() | st.integers(), "end": st.booleans(), "extra": st.integers(),
+})
+frames = st.one_of(
+    st.binary(max_size=300),  # noise
+    st.builds(raw_frame, headers, st.binary(max_size=200)),
+    st.builds(lambda n, tail: struct.pack(">I", n) + tail, st.integers(0, 2**32 - 1), st.binary(max_size=50)),
+    st.builds(lambda h: raw_frame(h)[:-3], headers),  # truncated
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(script=st.lists(frames, min_size=1, max_size=6), who=st.sampled_from(["stranger", "linked"]),
+       hello=st.booleans(), secure=st.booleans())
+def test_malformed_frames_change_nothing(target, script, who, hello, secure):
+    d, attacker, linked, secure_id, outside, before = target
+    identity = attacker if who == "stranger" else linked
+    payload = b"".join(script)
+    if secure:  # the same noise, but with a valid task id so frames get as far as they can
+        payload = payload.replace(b'"secure_id": ""', f'"secure_id": "{secure_id}"'.encode())
+    asyncio.run(_session(d, identity, payload, hello))
+    assert d.status()["device"]["name"] == "victim"
+    assert tree(d.root) == before and list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", HOSTILE_PATHS)
+def test_well_formed_modification_with_hostile_path_is_refused(target, path):
+    d, attacker, linked, secure_id, outside, before = target
+    me = linked.device_id
+    modification = {"flag": "MODIFICATION", "device_id": me, "secure_id": secure_id, "path": path,
+                    "version": {me[:12]: 1}, "hash": "00" * 32, "size": 5, "modified_ns": 1, "modified_by": me[:12],
+                    "deleted": False, "base_hash": "", "more": True}
+    data = encode_frame({"flag": "DATA", "device_id": me}, b"L\x00\x00\x00\x05evil!") + \
+        encode_frame({"flag": "DATA", "device_id": me, "end": True})
+    try:
+        frame = encode_frame(modification)
+    except Exception:
+        frame = raw_frame(modification)
+    asyncio.run(_session(d, linked, frame + data, True))
+    assert d.status()["device"]["name"] == "victim"
+    assert tree(d.root) == before and list(outside.iterdir()) == []
+
+
+def test_unlinked_device_cannot_change_anything(target):
+    d, attacker, linked, secure_id, outside, before = target
+    me = attacker.device_id
+    modification = {"flag": "MODIFICATION", "device_id": me, "secure_id": secure_id, "path": "new.txt",
+                    "version": {me[:12]: 1}, "hash": "00" * 32, "size": 5, "modified_ns": 1, "modified_by": me[:12],
+                    "deleted": False, "base_hash": "", "more": False}
+    asyncio.run(_session(d, attacker, encode_frame(modification), True))
+    assert tree(d.root) == before and "refused MODIFICATION from unlinked device" in d.log.read_text()
+
+
+def test_a_device_claiming_another_id_is_refused(target):
+    d, attacker, linked, *_ = target
+    # the TLS certificate is the attacker's; the HELLO claims the linked device's id
+    frame = encode_frame({"flag": "HELLO", "device_id": linked.device_id, "versions": [1]})
+    asyncio.run(_session(d, attacker, frame, False))
+    assert "HELLO from the certificate's device" in d.log.read_text()
+    with pytest.raises(Exception):
+        asyncio.run(connect("127.0.0.1", d.port, attacker, expected_id="ab" * 32))
+
+
+def test_garbage_before_tls_is_dropped(target):
+    d, *_ = target
+    with socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+        s.sendall(os.urandom(2000))
+        s.settimeout(3)
+        try:
+            s.recv(100)
+        except (socket.timeout, ConnectionError):
+            pass
+    assert d.status()["device"]["name"] == "victim"
