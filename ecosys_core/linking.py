@@ -91,4 +91,5 @@ def adopt_secure_id(store: Store, task_name: str, secure_id: str) -> TaskInfo:
             raise EcosysError(f"no sync task called {task_name!r}")
         row.secure_id = secure_id
         session.flush()
+        store.touch()
         return task_info(row)

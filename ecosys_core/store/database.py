@@ -34,6 +34,11 @@ class Store:
         self.path = path
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.generation = 0  # bumped when tasks or links change, so in-process caches know to reload
+
+    def touch(self) -> None:
+        """Note that tasks, devices or their links changed."""
+        self.generation += 1
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -58,8 +58,9 @@ def upsert_device(store: Store, device_id: str, *, name: str | None = None, addr
             row.is_connected = connected
             if connected:
                 row.last_seen = utcnow()
-        if linked is not None:
+        if linked is not None and row.linked != linked:
             row.linked = linked
+            store.touch()
         session.flush()
         return _info(row)
 
@@ -94,6 +95,7 @@ def forget_device(store: Store, device_id: str) -> None:
         for target in session.scalars(select(PendingTarget).where(PendingTarget.device_id == device_id)):
             session.delete(target)
         session.delete(row)
+        store.touch()
 
 
 def link_task_device(store: Store, secure_id: str, device_id: str) -> None:
@@ -106,6 +108,7 @@ def link_task_device(store: Store, secure_id: str, device_id: str) -> None:
             raise NotFound("unknown task or device")
         if session.get(TaskDevice, (task.id, device.id)) is None:
             session.add(TaskDevice(task_id=task.id, device_id=device.id))
+            store.touch()
 
 
 def task_device_ids(store: Store, secure_id: str) -> list[str]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterable, NamedTuple
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .versions import Order, compare
-from .tables import Device, FileEntry, PendingEvent, PendingTarget, SyncTask, TaskDevice
+from .tables import Device, FileEntry, PendingEvent, PendingTarget, SyncTask, TaskDevice, utcnow
 
 MODIFICATION = "MODIFICATION"
 
@@ -50,19 +51,25 @@ def load_entries(session: Session, task_id: int) -> dict[str, Entry]:
     return {row.path: _entry(row) for row in session.scalars(select(FileEntry).where(FileEntry.task_id == task_id))}
 
 
+_ENTRY_COLUMNS = (FileEntry.path, FileEntry.version, FileEntry.content_hash, FileEntry.size, FileEntry.mtime_ns,
+                  FileEntry.modified_ns, FileEntry.modified_by, FileEntry.deleted)
+
+
 def get_entry(session: Session, task_id: int, path: str) -> Entry | None:
-    """The entry of ``path``, or None."""
-    row = session.scalar(select(FileEntry).where(FileEntry.task_id == task_id, FileEntry.path == path))
-    return _entry(row) if row else None
+    """The entry of ``path``, or None (a plain column query: this is on every file's path)."""
+    r = session.execute(select(*_ENTRY_COLUMNS).where(FileEntry.task_id == task_id, FileEntry.path == path)).first()
+    return Entry(r[0], dict(r[1]), r[2], r[3], r[4], r[5], r[6], r[7]) if r else None
 
 
 def put_entry(session: Session, task_id: int, entry: Entry) -> None:
-    """Insert or replace the entry of ``entry.path``."""
-    row = session.scalar(select(FileEntry).where(FileEntry.task_id == task_id, FileEntry.path == entry.path))
-    if row is None:
-        row = FileEntry(task_id=task_id, path=entry.path)
-        session.add(row)
-    _fill(row, entry)
+    """Insert or replace the entry of ``entry.path`` (one upsert statement)."""
+    values = {"task_id": task_id, "path": entry.path, "version": dict(entry.version), "content_hash": entry.hash,
+              "size": entry.size, "mtime_ns": entry.mtime_ns, "modified_ns": entry.modified_ns,
+              "modified_by": entry.modified_by, "deleted": entry.deleted}
+    statement = sqlite_insert(FileEntry).values(**values)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[FileEntry.task_id, FileEntry.path],
+        set_={k: statement.excluded[k] for k in values if k not in ("task_id", "path")}))
 
 
 class FileStat(NamedTuple):
@@ -160,9 +167,19 @@ def queue_pending(session: Session, task_id: int, path: str, base: Entry | None,
     targets = set(targets)
     if not targets:
         return
-    event = session.scalar(select(PendingEvent).where(
-        PendingEvent.task_id == task_id, PendingEvent.path == path, PendingEvent.flag == MODIFICATION))
-    _queue(session, task_id, path, base, version, targets, event)
+    found = session.execute(select(PendingEvent.id).where(
+        PendingEvent.task_id == task_id, PendingEvent.path == path, PendingEvent.flag == MODIFICATION)).first()
+    if found is None:
+        event_id = session.execute(sqlite_insert(PendingEvent).values(
+            task_id=task_id, path=path, flag=MODIFICATION, version=dict(version), created_at=utcnow(),
+            payload=b"", header={"base_hash": base.hash if base and not base.deleted else "",
+                                 "base_version": dict(base.version) if base else {}},
+        ).returning(PendingEvent.id)).scalar_one()
+    else:
+        event_id = found[0]
+        session.execute(update(PendingEvent).where(PendingEvent.id == event_id).values(version=dict(version)))
+    session.execute(sqlite_insert(PendingTarget).prefix_with("OR IGNORE"),
+                    [{"event_id": event_id, "device_id": d} for d in sorted(targets)])
 
 
 def _queue(session: Session, task_id: int, path: str, base: Entry | None, version: dict[str, int],
@@ -204,18 +221,18 @@ def pending_for(session: Session, task_id: int, device_id: str) -> list[PendingI
 def acknowledge(session: Session, task_id: int, path: str, device_id: str, version: dict[str, int]) -> bool:
     """``device_id`` has ``path`` at ``version`` (MODIFICATION_DONE): drop it from devices_to_patch when that
     covers the pending version; drop the event when nobody is left. True if something was dropped."""
-    event = session.scalar(select(PendingEvent).where(
-        PendingEvent.task_id == task_id, PendingEvent.path == path, PendingEvent.flag == MODIFICATION))
-    if event is None or compare(version, event.version) not in (Order.EQUAL, Order.NEWER):
+    found = session.execute(select(PendingEvent.id, PendingEvent.version).where(
+        PendingEvent.task_id == task_id, PendingEvent.path == path, PendingEvent.flag == MODIFICATION)).first()
+    if found is None or compare(version, found[1]) not in (Order.EQUAL, Order.NEWER):
         return False
-    target = session.get(PendingTarget, (event.id, device_id))
-    if target is None:
+    event_id = found[0]
+    gone = session.execute(delete(PendingTarget).where(
+        PendingTarget.event_id == event_id, PendingTarget.device_id == device_id)).rowcount
+    if not gone:
         return False
-    session.delete(target)
-    session.flush()
-    session.expire(event, ["targets"])
-    if not event.targets:
-        session.delete(event)
+    left = session.execute(select(func.count()).select_from(PendingTarget).where(PendingTarget.event_id == event_id)).scalar()
+    if not left:
+        session.execute(delete(PendingEvent).where(PendingEvent.id == event_id))
     return True
 
 

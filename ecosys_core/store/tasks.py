@@ -76,6 +76,7 @@ def add_task(
         )
         session.add(row)
         session.flush()
+        store.touch()
         return task_info(row)
 
 
@@ -106,4 +107,5 @@ def remove_task(store: Store, name_or_secure_id: str) -> TaskInfo:
         row = _find(session, name_or_secure_id)
         info = task_info(row)
         session.delete(row)
+        store.touch()
         return info

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -49,7 +50,7 @@ from .delta import BSDIFF_MAX, DeltaError, apply_delta, encode_against, encode_b
 from .fsio import atomic_writer, commit_temp, conflict_name, remove_empty_parents
 from .messages import Message, Modification, ModificationDone, NeedState
 from .objects import ObjectStore
-from .scanner import ScanResult, scan_paths, scan_tree
+from .scanner import RACY_NS, ScanResult, scan_paths, scan_tree
 
 log = logging.getLogger(__name__)
 SHADOW_MIN = 16 << 10
@@ -62,6 +63,19 @@ class Refused(EcosysError):
 def short_id(device_id: str) -> str:
     """The key of ``device_id`` in version vectors (its first 48 bits, hex)."""
     return device_id[:12]
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What the hot paths need of a task, cached until the store says tasks or links changed."""
+
+    id: int
+    info: TaskInfo
+    linked: frozenset[str]
+
+    @property
+    def root(self) -> Path:
+        return self.info.root
 
 
 @dataclass
@@ -92,6 +106,40 @@ class SyncEngine:
         self.me = short_id(device_id)
         self.hook = hook
         self._lock = threading.RLock()
+        self._contexts: dict[str, TaskContext] = {}
+        self._generation = -1
+
+    def _ctx(self, secure_id: str) -> TaskContext:
+        """The task's id, snapshot and linked devices (cached; NotFound if there is no such task)."""
+        if self._generation != self.store.generation:
+            self._contexts.clear()
+            self._generation = self.store.generation
+        ctx = self._contexts.get(secure_id)
+        if ctx is None:
+            with self.store.session() as session:
+                task = self._task(session, secure_id)
+                ctx = TaskContext(task.id, task_info(task), frozenset(linked_devices(session, task.id)))
+            self._contexts[secure_id] = ctx
+        return ctx
+
+    def _fresh_entry(self, ctx: TaskContext, path: str) -> Entry | None:
+        """The entry of ``path`` once the disk agrees with it (rescanning that path only if it does not)."""
+        with self.store.session() as session:
+            entry = get_entry(session, ctx.id, path)
+        try:
+            st = os.lstat(ctx.root.joinpath(*path.split("/")))
+        except OSError:
+            st = None
+        if entry is None or entry.deleted:
+            clean = st is None
+        else:
+            clean = (st is not None and st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns
+                     and time.time_ns() - st.st_mtime_ns > RACY_NS) or (st is None and ctx.info.backup_mode)
+        if clean:
+            return entry
+        self.scan(ctx.info.secure_id, [path])
+        with self.store.session() as session:
+            return get_entry(session, ctx.id, path)
 
     # ------------------------------------------------------------------ local changes
     def scan(self, secure_id: str, paths: Iterable[str] | None = None) -> ScanReport:
@@ -201,11 +249,9 @@ class SyncEngine:
         content, described by ``signature`` when given). The file is rescanned first so the event never
         announces a version older than the disk."""
         with self._lock:
-            self.scan(secure_id, [path])
-            with self.store.session() as session:
-                task = self._task(session, secure_id)
-                entry = get_entry(session, task.id, path)
-                root = Path(task.root)
+            ctx = self._ctx(secure_id)
+            entry = self._fresh_entry(ctx, path)
+            root = ctx.root
         if entry is None:
             return None
         message = Modification(secure_id, path, entry.version, entry.hash, entry.size, entry.modified_ns,
@@ -254,26 +300,28 @@ class SyncEngine:
                 return self._on_modification(peer, message)
         raise Refused(f"unknown message {type(message).__name__}")
 
-    def _checked(self, session: Session, peer: str, secure_id: str, path: str) -> tuple[SyncTask, Path]:
-        task = task_row(session, secure_id)
-        if task is None or peer not in linked_devices(session, task.id):
+    def _checked(self, peer: str, secure_id: str, path: str) -> tuple[TaskContext, Path]:
+        try:
+            ctx = self._ctx(secure_id)
+        except NotFound:
+            ctx = None
+        if ctx is None or peer not in ctx.linked:
             raise Refused(f"task {secure_id[:12]}… is not shared with device {peer[:12]}…")
         try:
             check_relative_path(path)
-            target = join_inside(Path(task.root), path)
+            target = join_inside(ctx.root, path)
         except UnsafePath as exc:
             raise Refused(f"unsafe path from {peer[:12]}…: {exc}") from None
-        return task, target
+        return ctx, target
 
     def _on_done(self, peer: str, message: ModificationDone) -> list[Message]:
+        ctx, _ = self._checked(peer, message.secure_id, message.path)
         with self.store.session() as session:
-            task, _ = self._checked(session, peer, message.secure_id, message.path)
-            acknowledge(session, task.id, message.path, peer, message.version)
+            acknowledge(session, ctx.id, message.path, peer, message.version)
         return []
 
     def _on_need_state(self, peer: str, message: NeedState) -> list[Message]:
-        with self.store.session() as session:
-            self._checked(session, peer, message.secure_id, message.path)
+        self._checked(peer, message.secure_id, message.path)
         signature = None
         if message.signature:
             try:
@@ -285,13 +333,9 @@ class SyncEngine:
         return [answer] if answer is not None else []
 
     def _on_modification(self, peer: str, m: Modification) -> list[Message]:
-        with self.store.session() as session:
-            task, target = self._checked(session, peer, m.secure_id, m.path)
-        self.scan(m.secure_id, [m.path])  # a local edit not yet indexed is a version too
-        with self.store.session() as session:
-            task = self._task(session, m.secure_id)
-            local = get_entry(session, task.id, m.path)
-            info = task_info(task)
+        ctx, target = self._checked(peer, m.secure_id, m.path)
+        local = self._fresh_entry(ctx, m.path)  # a local edit not yet indexed is a version too
+        info = ctx.info
         remote = Entry(m.path, dict(m.version), m.hash, m.size, 0, m.modified_ns, m.modified_by, m.deleted)
         local_version = local.version if local else {}
         order = compare(remote.version, local_version)
@@ -413,13 +457,13 @@ class SyncEngine:
 
     def _commit_entry(self, info: TaskInfo, old: Entry | None, new: Entry, peer: str, relay_to_peer: bool) -> None:
         """Index ``new`` and queue it for every linked device that may not have it yet."""
+        ctx = self._ctx(info.secure_id)
         with self.store.session() as session:
-            task = self._task(session, info.secure_id)
-            put_entry(session, task.id, new)
-            targets = [d for d in linked_devices(session, task.id) if relay_to_peer or d != peer]
-            queue_pending(session, task.id, new.path, old, new.version, targets)
+            put_entry(session, ctx.id, new)
+            targets = [d for d in ctx.linked if relay_to_peer or d != peer]
+            queue_pending(session, ctx.id, new.path, old, new.version, targets)
             if not relay_to_peer:
-                acknowledge(session, task.id, new.path, peer, new.version)
+                acknowledge(session, ctx.id, new.path, peer, new.version)
 
     # ------------------------------------------------------------------ helpers
     def _task(self, session: Session, secure_id: str) -> SyncTask:
@@ -431,4 +475,4 @@ class SyncEngine:
     def pending_counts(self, secure_id: str) -> dict[str, int]:
         """Pending event count per device for the task."""
         with self.store.session() as session:
-            return pending_counts(session, self._task(session, secure_id).id)
+            return pending_counts(session, self._ctx(secure_id).id)
