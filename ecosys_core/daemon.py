@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from .errors import EcosysError, NotFound
+from .largage import LargageService
 from .linking import (
     AppLinkDecision,
     accept_task_offer,
@@ -91,6 +92,7 @@ class Node:
         self._linked_cache: dict[str, bool] = {}
         self.watcher: TaskWatcher | None = None
         self.discovery: Discovery | None = None
+        self.largage = LargageService(self)
 
     # -- plumbing ------------------------------------------------------------------------------
     async def run_engine(self, fn: Callable, *args: Any) -> Any:
@@ -135,6 +137,7 @@ class Node:
     def session_closed(self, session: PeerSession) -> None:
         if self.sessions.get(session.peer) is session:
             del self.sessions[session.peer]
+            self.largage.peer_gone(session.peer)
             try:
                 upsert_device(self.store, session.peer, connected=False)
             except Exception:  # the device may have been forgotten (unlink)
@@ -232,14 +235,16 @@ class Node:
             if future is not None and not future.done():
                 future.set_result(frame)
             return
+        if flag in ("OTDL", "MOTDL"):
+            asyncio.ensure_future(self.largage.on_offer(session, frame))
+            return
+        if flag in ("OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE", "CANCEL"):
+            await self.largage.on_answer(session, frame)
+            return
         handler = {"LINK": self._on_link, "UNLINK": self._on_unlink, "SHARE": self._on_share,
                    "SETUP_QUEUE": self._on_setup_queue}.get(flag)
-        if handler is None:
-            extra = getattr(self, "on_" + flag.lower(), None)
-            if extra is not None:
-                await extra(session, frame)
-            return
-        asyncio.ensure_future(handler(session, h))
+        if handler is not None:
+            asyncio.ensure_future(handler(session, h))
 
     async def _on_link(self, session: PeerSession, h: dict[str, Any]) -> None:
         if self.is_linked(session.peer):
@@ -383,9 +388,12 @@ class Node:
         if cmd == "stop":
             self.loop.call_soon(self._stop.set)
             return {}
-        extra = getattr(self, "control_" + cmd, None)
-        if extra is not None:
-            return await extra(args)
+        if cmd == "send":
+            return await self.largage.send(args["device"], list(args["paths"]))
+        if cmd == "offers":
+            return [o.public() for o in self.largage.offers.values()]
+        if cmd == "cancel":
+            return await self.largage.cancel(args.get("offer_id"))
         raise EcosysError(f"unknown daemon command {cmd!r}")
 
     async def _share(self, task_name: str, peer: str, timeout: float) -> dict[str, Any]:

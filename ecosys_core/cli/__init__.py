@@ -56,9 +56,10 @@ def cli() -> None:
 
 
 def _register_builtin_commands() -> None:
-    from . import grapin_cmd, init_cmd, net_cmd, plugins_cmd, prompts_cmd, schemas_cmd, status_cmd, task_cmd
+    from . import grapin_cmd, init_cmd, largage_cmd, net_cmd, plugins_cmd, prompts_cmd, schemas_cmd, status_cmd, task_cmd
 
-    for module in (init_cmd, plugins_cmd, grapin_cmd, task_cmd, prompts_cmd, schemas_cmd, status_cmd, net_cmd):
+    for module in (init_cmd, plugins_cmd, grapin_cmd, task_cmd, prompts_cmd, schemas_cmd, status_cmd, net_cmd,
+                   largage_cmd):
         module.register(cli)
 
 

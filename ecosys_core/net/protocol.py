@@ -23,7 +23,7 @@ FLAGS = frozenset({
     "LINK", "LINK_ACCEPTED", "LINK_REFUSED", "UNLINK",
     "SHARE", "SHARE_ACCEPTED", "SHARE_REFUSED", "SHARE_REVERSE", "SETUP_QUEUE",
     "MODIFICATION", "MODIFICATION_DONE", "NEED_STATE", "DATA",
-    "OTDL", "MOTDL", "OFFER_ACCEPTED", "OFFER_REFUSED", "CANCEL", "ALERT_USER",
+    "OTDL", "MOTDL", "OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE", "CANCEL", "ALERT_USER",
 })
 # Header fields and the JSON types they may have; anything else is refused.
 FIELDS: dict[str, tuple[type, ...]] = {

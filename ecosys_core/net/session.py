@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("ecosys.session")
 UNLINKED_ALLOWED = frozenset({"HELLO", "PING", "ERROR", "LINK", "LINK_ACCEPTED", "LINK_REFUSED",
-                              "OTDL", "MOTDL", "DATA", "CANCEL", "OFFER_ACCEPTED", "OFFER_REFUSED"})
+                              "OTDL", "MOTDL", "DATA", "CANCEL", "OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE"})
 DATA_FRAME = 1 << 20
 
 
@@ -199,7 +199,9 @@ class PeerSession:
             if flag == "MODIFICATION" and h.get("more"):
                 self._stream, self._stream_owner = asyncio.Queue(), "discard"
             return
-        if flag == "DATA":
+        if flag == "DATA" and "offer_id" in h:
+            await self.node.largage.on_data(self, frame)
+        elif flag == "DATA":
             await self._on_data(frame)
         elif flag in ("MODIFICATION", "MODIFICATION_DONE", "NEED_STATE"):
             message = header_message(h, frame.payload)

@@ -1,0 +1,249 @@
+"""Largage aérien between two real daemons on loopback: accept, decline, timeout, cancel, a 512 MiB file
+with the receiver's memory measured, a folder of 1,000 files, who may offer, and hostile tar streams."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from ecosys_core.net.identity import load_or_create_identity
+from ecosys_core.net.protocol import encode_frame
+from ecosys_core.net.transport import connect
+from ecosys_core.store import open_store
+from ecosys_core.store.settings_kv import set_setting
+
+from .daemons import Daemon, in_thread, link, wait_until
+
+FINAL = {"done", "declined", "expired", "cancelled", "failed"}
+
+
+def setting(d: Daemon, key: str, value: str) -> None:
+    store = open_store(d.home / "ecosys.db")
+    set_setting(store, key, value)
+    store.close()
+
+
+@pytest.fixture
+def pair(tmp_path: Path):
+    a, b = Daemon(tmp_path, "alpha"), Daemon(tmp_path, "beta")
+    setting(b, "largage_offer_timeout_s", "3")
+    setting(b, "largage_cooldown_s", "60")
+    b.peers = [f"127.0.0.1:{a.port}"]
+    a.start()
+    b.start()
+    link(a, b)
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def inbox(d: Daemon) -> dict[str, bytes]:
+    folder = d.home / "largage_aerien"
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def offer_state(d: Daemon, direction: str = "send") -> dict:
+    offers = [o for o in d.call("offers") if o["direction"] == direction]
+    return offers[-1] if offers else {}
+
+
+def send(a: Daemon, b: Daemon, *paths: Path) -> dict:
+    return a.call("send", timeout=120, device=b.id, paths=[str(p) for p in paths])
+
+
+def test_accept_two_files_and_a_name_that_exists(pair, tmp_path: Path):
+    a, b = pair
+    (tmp_path / "photo.jpg").write_bytes(os.urandom(50_000))
+    (tmp_path / "note.txt").write_text("bonjour\n")
+    thread, box = in_thread(lambda: a.cli("send", str(tmp_path / "photo.jpg"), str(tmp_path / "note.txt"), "--to", "beta"))
+    prompt = wait_until(lambda: json.loads(b.cli("prompts", "--json").stdout), 10, what="OTDL prompt")[0]
+    assert prompt["flag"] == "OTDL" and "alpha" in prompt["context"] and "2 file(s)" in prompt["context"]
+    assert "photo.jpg" in prompt["context"] and "50008 bytes" in prompt["context"]
+    b.answer("OTDL", "yes")
+    thread.join(60)
+    assert box["result"].returncode == 0, box["result"].stderr
+    assert inbox(b) == {"photo.jpg": (tmp_path / "photo.jpg").read_bytes(), "note.txt": b"bonjour\n"}
+    send(a, b, tmp_path / "note.txt")
+    b.answer("OTDL", "oui")
+    wait_until(lambda: offer_state(a)["state"] == "done", 20, what="second transfer")
+    assert set(inbox(b)) == {"photo.jpg", "note.txt", "note (1).txt"}
+
+
+def test_decline_writes_nothing_and_cools_down(pair, tmp_path: Path):
+    a, b = pair
+    (tmp_path / "x.bin").write_bytes(os.urandom(1000))
+    send(a, b, tmp_path / "x.bin")
+    b.answer("OTDL", "no")
+    wait_until(lambda: offer_state(a)["state"] == "declined", 10, what="decline")
+    assert list((b.home / "largage_aerien").iterdir()) == []
+    send(a, b, tmp_path / "x.bin")  # during the cool-down: refused without asking
+    wait_until(lambda: offer_state(a)["state"] == "declined", 10, what="cool-down refusal")
+    assert "declined recently" in offer_state(a)["error"]
+    assert json.loads(b.cli("prompts", "--json").stdout) == []
+
+
+def test_unanswered_offer_expires(pair, tmp_path: Path):
+    a, b = pair
+    (tmp_path / "x.bin").write_bytes(b"x")
+    send(a, b, tmp_path / "x.bin")
+    wait_until(lambda: offer_state(a)["state"] == "declined", 15, what="expiry")
+    assert "nobody answered" in offer_state(a)["error"] and offer_state(b, "receive")["state"] == "expired"
+    assert json.loads(b.cli("prompts", "--json").stdout) == [] and inbox(b) == {}
+
+
+def test_cancel_from_the_sender_stops_both_sides(pair, tmp_path: Path):
+    a, b = pair
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as fh:
+        for _ in range(600):
+            fh.write(os.urandom(1 << 20))
+    send(a, b, big)
+    b.answer("OTDL", "yes")
+    wait_until(lambda: offer_state(b, "receive").get("done", 0) > (20 << 20), 60, 0.01, "transfer under way")
+    result = a.cli("send", "--cancel")
+    assert result.returncode == 0 and "Cancelled 1" in result.stdout
+    wait_until(lambda: offer_state(b, "receive")["state"] in ("cancelled", "failed"), 20, what="receiver to stop")
+    wait_until(lambda: list((b.home / "largage_aerien").iterdir()) == [], 20, what="partial data removed")
+    assert offer_state(a)["state"] == "cancelled"
+
+
+def test_512_mib_file_keeps_receiver_memory_bounded(pair, tmp_path: Path):
+    a, b = pair
+    big = tmp_path / "huge.bin"
+    digest = hashlib.sha256()
+    with open(big, "wb") as fh:
+        for _ in range(512):
+            block = os.urandom(1 << 20)
+            digest.update(block)
+            fh.write(block)
+    send(a, b, big)
+    b.answer("OTDL", "yes")
+    wait_until(lambda: offer_state(a)["state"] in FINAL, 300, 0.1, "the 512 MiB transfer")
+    assert offer_state(a)["state"] == "done"
+    received = b.home / "largage_aerien" / "huge.bin"
+    got = hashlib.sha256()
+    with open(received, "rb") as fh:
+        while block := fh.read(1 << 20):
+            got.update(block)
+    assert got.hexdigest() == digest.hexdigest()
+    status = Path(f"/proc/{b.proc.pid}/status").read_text()
+    peak = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
+    print(f"receiver peak RSS: {peak:.1f} MiB")
+    assert peak <= 128
+
+
+def test_folder_of_1000_files(pair, tmp_path: Path):
+    a, b = pair
+    folder = tmp_path / "Vacances été"
+    for i in range(1000):
+        sub = folder / f"jour{i % 10}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"img{i}.txt").write_text(f"image {i}\n" * (i % 7 + 1))
+    thread, box = in_thread(lambda: a.cli("send", str(folder), "--to", b.id))
+    prompt = wait_until(lambda: json.loads(b.cli("prompts", "--json").stdout), 10, what="MOTDL prompt")[0]
+    assert prompt["flag"] == "MOTDL" and "1000 file(s)" in prompt["context"]
+    b.answer("MOTDL", "yes")
+    thread.join(120)
+    assert box["result"].returncode == 0, box["result"].stderr
+    got = inbox(b)
+    assert len(got) == 1000 and got["Vacances été/jour3/img13.txt"] == (folder / "jour3" / "img13.txt").read_bytes()
+
+
+def test_unlinked_devices_may_offer_only_when_allowed(tmp_path: Path):
+    a, b = Daemon(tmp_path, "alpha"), Daemon(tmp_path, "beta")
+    b.peers = [f"127.0.0.1:{a.port}"]
+    (tmp_path / "x.txt").write_text("hi")
+    try:
+        a.start()
+        b.start()
+        wait_until(lambda: a.connected_to(b), 20, what="connection")
+        send(a, b, tmp_path / "x.txt")
+        wait_until(lambda: offer_state(a)["state"] == "declined", 10, what="refusal")
+        assert "only accepts offers from linked devices" in offer_state(a)["error"]
+        assert b.cli("largage", "allow", "everyone").returncode == 0
+        send(a, b, tmp_path / "x.txt")
+        b.answer("OTDL", "yes")
+        wait_until(lambda: offer_state(a)["state"] == "done", 20, what="transfer from an unlinked device")
+        assert inbox(b) == {"x.txt": b"hi"}
+    finally:
+        a.stop()
+        b.stop()
+
+
+# -- hostile senders -------------------------------------------------------------------------------
+
+def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    return buffer.getvalue()
+
+
+def member(name: str, data: bytes = b"evil", kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, data
+
+
+HOSTILE = {
+    "dotdot": [member("../escaped.txt")],
+    "absolute": [member("/tmp/escaped.txt")],
+    "symlink-out": [member("link", kind=tarfile.SYMTYPE, link="../../..")],
+    "hardlink-out": [member("hard", kind=tarfile.LNKTYPE, link="../outside")],
+    "device": [member("dev", kind=tarfile.CHRTYPE)],
+    "not-announced": [member("ok.txt", b"fine"), member("extra.txt", b"surprise")],
+    "wrong-content": [member("ok.txt", b"evil")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_tar_aborts_and_leaves_nothing(pair, tmp_path: Path, case: str):
+    a, b = pair
+    attacker = load_or_create_identity(a.home / "identity")  # a linked device gone rogue
+    members = HOSTILE[case]
+    manifest = [{"name": "ok.txt", "size": 4, "sha256": hashlib.sha256(b"fine").hexdigest()}]
+    payload = tar_bytes(members)
+    outside = tmp_path / "outside"
+    outside.mkdir(exist_ok=True)
+    me = attacker.device_id
+
+    async def attack() -> str:
+        conn = await connect("127.0.0.1", b.port, attacker, b.id)
+        frames = [encode_frame({"flag": "HELLO", "device_id": me, "versions": [1], "name": "rogue"}),
+                  encode_frame({"flag": "OTDL", "device_id": me, "offer_id": f"evil{case}", "name": "rogue",
+                                "total": 4}, json.dumps({"files": manifest}).encode())]
+        conn.writer.write(b"".join(frames))
+        await conn.writer.drain()
+        await asyncio.get_running_loop().run_in_executor(None, lambda: b.answer("OTDL", "yes"))
+        deadline = time.monotonic() + 10
+        seen = []
+        while time.monotonic() < deadline:
+            from ecosys_core.net.protocol import read_frame
+
+            frame = await asyncio.wait_for(read_frame(conn.reader), 10)
+            seen.append(frame.flag)
+            if frame.flag == "OFFER_ACCEPTED":
+                conn.writer.write(encode_frame({"flag": "DATA", "device_id": me, "offer_id": f"evil{case}"}, payload))
+                conn.writer.write(encode_frame({"flag": "DATA", "device_id": me, "offer_id": f"evil{case}", "end": True}))
+                await conn.writer.drain()
+            if frame.flag in ("CANCEL", "OFFER_DONE"):
+                break
+        await conn.close()
+        return seen[-1]
+
+    a.stop()  # the rogue takes alpha's identity; the real alpha must not be connected meanwhile
+    last = asyncio.run(attack())
+    assert last == "CANCEL"
+    wait_until(lambda: list((b.home / "largage_aerien").iterdir()) == [], 10, what="cleanup")
+    assert list(outside.iterdir()) == [] and not (b.home / "escaped.txt").exists()
+    assert b.status()["device"]["name"] == "beta"
