@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
-from pathlib import Path
 from typing import Any
 
 import pluggy

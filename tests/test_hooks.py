@@ -20,7 +20,6 @@ from ecosys_core.linking import accept_task_offer, choose_task_root, link_device
 from ecosys_core.models import GrapinConfig
 from ecosys_core.prompts import Prompts
 from ecosys_core.store.devices import get_device, list_devices, task_device_ids
-from ecosys_core.store.tasks import add_task
 from ecosys_core.sync.notify import change_may_be_sent, notify_applied, notify_conflict
 from ecosys_core.types import Placeholder, TaskInfo, TaskKind, TaskOffer
 

@@ -9,7 +9,6 @@ import socket
 import zipfile
 from pathlib import Path
 
-import pytest
 
 from ecosys_core.store import open_store
 from ecosys_core.store.tasks import get_task, list_tasks

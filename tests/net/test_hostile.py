@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import struct
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +17,7 @@ from ecosys_core.net.identity import load_or_create_identity
 from ecosys_core.net.protocol import encode_frame
 from ecosys_core.net.transport import connect
 
-from .daemons import Daemon, free_port, tree, wait_until
+from .daemons import Daemon, tree
 
 HOSTILE_PATHS = ["../outside.txt", "/etc/evil", "C:/evil.txt", "a/../../evil", "ok/\x00evil", "dir\\evil",
                  "escape/evil.txt", "", ".", "a//b", "../" * 20 + "tmp/evil"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .daemons import Daemon, in_thread, link, wait_until
+from .daemons import Daemon, in_thread, wait_until
 
 
 @pytest.fixture

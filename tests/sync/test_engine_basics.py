@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ecosys_core.store.index import get_entry, load_entries
+from ecosys_core.store.index import load_entries
 from ecosys_core.store.index import task_row
-from ecosys_core.sync.messages import Modification, ModificationDone
+from ecosys_core.sync.messages import ModificationDone
 
 from .harness import SECURE_ID, make_devices, meet
 
