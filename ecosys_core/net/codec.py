@@ -9,14 +9,17 @@ from .protocol import ProtocolError
 
 
 def message_header(message: Message, me: str) -> tuple[dict[str, Any], bytes]:
-    """Header and payload of ``message`` sent by device ``me``."""
+    """Header and payload of ``message`` sent by device ``me``. A modification whose delta is a single
+    bytes block (see ``inline_delta``) carries it as its payload; otherwise ``more`` announces DATA frames."""
     if isinstance(message, Modification):
+        inline = message.delta if isinstance(message.delta, bytes) else None
         return {
             "flag": "MODIFICATION", "device_id": me, "secure_id": message.secure_id, "path": message.path,
             "version": message.version, "hash": message.hash, "size": message.size,
             "modified_ns": message.modified_ns, "modified_by": message.modified_by, "deleted": message.deleted,
-            "base_hash": message.base_hash, "reply": message.reply, "more": message.delta is not None,
-        }, b""
+            "base_hash": message.base_hash, "reply": message.reply,
+            "more": message.delta is not None and inline is None,
+        }, inline or b""
     if isinstance(message, ModificationDone):
         return {"flag": "MODIFICATION_DONE", "device_id": me, "secure_id": message.secure_id,
                 "path": message.path, "version": message.version}, b""
@@ -35,9 +38,11 @@ def header_message(header: dict[str, Any], payload: bytes) -> Message:
     flag = header["flag"]
     if flag == "MODIFICATION":
         _need(header, "secure_id", "path", "version", "hash", "size", "modified_ns", "modified_by", "deleted")
+        if payload and header.get("more"):
+            raise ProtocolError("a modification carries its delta inline or in DATA frames, not both")
         return Modification(header["secure_id"], header["path"], header["version"], header["hash"], header["size"],
                             header["modified_ns"], header["modified_by"], header["deleted"],
-                            header.get("base_hash", ""), None, header.get("reply", False))
+                            header.get("base_hash", ""), [payload] if payload else None, header.get("reply", False))
     if flag == "MODIFICATION_DONE":
         _need(header, "secure_id", "path", "version")
         return ModificationDone(header["secure_id"], header["path"], header["version"])
@@ -45,3 +50,14 @@ def header_message(header: dict[str, Any], payload: bytes) -> Message:
         _need(header, "secure_id", "path", "have_hash")
         return NeedState(header["secure_id"], header["path"], header["have_hash"], payload)
     raise ProtocolError(f"{flag} is not a sync message")
+
+
+INLINE_MAX = 256 * 1024
+
+
+def inline_delta(message: Message | None) -> Message | None:
+    """Read a small modification's delta now (in the caller's thread), so it travels inside its frame:
+    one frame and no stream for the thousands of small files of a tree."""
+    if isinstance(message, Modification) and message.delta is not None and message.size <= INLINE_MAX:
+        message.delta = b"".join(message.delta)
+    return message

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from ..sync.delta import DeltaError
 from ..sync.engine import Refused as EngineRefused
 from ..sync.messages import Message, Modification, NeedState
-from .codec import header_message, message_header
+from .codec import header_message, inline_delta, message_header
 from .protocol import MAX_PAYLOAD, PROTOCOL_VERSIONS, Frame, ProtocolError, encode_frame, read_frame
 from .transport import Connection
 
@@ -136,7 +136,8 @@ class PeerSession:
                 for secure_id, path, base_hash in pending:
                     if (secure_id, path) in self.in_flight:
                         continue
-                    message = await self.node.run_engine(self.node.engine.modification, secure_id, path, base_hash)
+                    message = await self.node.run_engine(
+                        lambda: inline_delta(self.node.engine.modification(secure_id, path, base_hash)))
                     if message is None:
                         continue
                     self.in_flight.add((secure_id, path))
@@ -149,8 +150,10 @@ class PeerSession:
             self._wake.clear()
 
     async def _send_message(self, message: Message) -> None:
+        if isinstance(message, Modification) and message.delta is not None and not isinstance(message.delta, bytes):
+            message = await self.node.run_engine(inline_delta, message)
         header, payload = message_header(message, self.node.me)
-        if not isinstance(message, Modification) or message.delta is None:
+        if not isinstance(message, Modification) or message.delta is None or isinstance(message.delta, bytes):
             await self.send(header, payload)
             return
         key = f"send:{message.path}"

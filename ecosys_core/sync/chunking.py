@@ -73,30 +73,69 @@ class Signature:
         return out
 
 
-def iter_chunks(stream: BinaryIO, params: tuple[int, int, int]) -> Iterator[bytes]:
-    """Yield the FastCDC chunks of ``stream`` as bytes, holding at most a few MiB at a time.
+class Chunker:
+    """Push-based FastCDC: ``feed`` bytes as they come, get the chunks that are final; ``finish`` at the end.
 
-    Boundaries equal those of chunking the whole content at once: a window's last chunk is re-cut
-    with the following data, and a window always holds at least ``max`` bytes past the cut.
+    Boundaries equal those of chunking the whole content at once: the last chunk of what was fed is
+    held back until at least ``max`` more bytes follow it, since it may still grow.
     """
-    mn, avg, mx = params
-    carry = b""
-    while True:
-        block = stream.read(max(READ_BLOCK, 4 * mx))
-        data = carry + block if carry else block
-        if not block:
-            if data:
-                for chunk in fastcdc_cy(data, mn, avg, mx):
-                    yield data[chunk.offset: chunk.offset + chunk.length]
-            return
-        cuts = [(c.offset, c.length) for c in fastcdc_cy(data, mn, avg, mx)]
+
+    def __init__(self, params: tuple[int, int, int]) -> None:
+        self.params = params
+        self._carry = b""
+
+    def feed(self, block: bytes) -> list[bytes]:
+        mn, avg, mx = self.params
+        data = self._carry + block if self._carry else block
+        if len(data) < 2 * mx:
+            self._carry = data
+            return []
+        out = []
         keep_from = len(data)
-        for offset, length in cuts:
-            if offset + length + mx > len(data):  # may change once more data arrives
-                keep_from = offset
+        for chunk in fastcdc_cy(data, mn, avg, mx):
+            if chunk.offset + chunk.length + mx > len(data):
+                keep_from = chunk.offset
                 break
-            yield data[offset: offset + length]
-        carry = data[keep_from:]
+            out.append(data[chunk.offset: chunk.offset + chunk.length])
+        self._carry = data[keep_from:]
+        return out
+
+    def finish(self) -> list[bytes]:
+        data, self._carry = self._carry, b""
+        if not data:
+            return []
+        mn, avg, mx = self.params
+        return [data[c.offset: c.offset + c.length] for c in fastcdc_cy(data, mn, avg, mx)]
+
+
+def iter_chunks(stream: BinaryIO, params: tuple[int, int, int]) -> Iterator[bytes]:
+    """Yield the FastCDC chunks of ``stream`` as bytes, holding at most a few MiB at a time."""
+    chunker = Chunker(params)
+    while block := stream.read(max(READ_BLOCK, 4 * params[2])):
+        yield from chunker.feed(block)
+    yield from chunker.finish()
+
+
+class SignatureBuilder:
+    """Builds the chunk signature of content seen once, as it streams by (while it is written, say)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._chunker = Chunker(chunk_params(size))
+        self._lengths: list[int] = []
+        self._digests: list[bytes] = []
+
+    def _take(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._lengths.append(len(chunk))
+            self._digests.append(blake3.blake3(chunk).digest(16))
+
+    def feed(self, data: bytes) -> None:
+        self._take(self._chunker.feed(data))
+
+    def signature(self) -> Signature:
+        self._take(self._chunker.finish())
+        return Signature(self._chunker.params, sum(self._lengths), self._lengths, self._digests)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import blake3
 import bsdiff4
@@ -122,11 +122,13 @@ def _bsdiff_new_size(patch: bytes) -> int:
     return -size if raw[7] & 0x80 else size
 
 
-def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, expected_size: int) -> str:
+def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, expected_size: int,
+                observe: Callable[[bytes], None] | None = None) -> str:
     """Write the content described by ``blocks`` (against file ``base``) into ``out``; return its BLAKE3.
 
     Raises DeltaError when the delta is malformed, reaches outside the base, or grows past
     ``expected_size``. The caller verifies the returned hash before anything is moved into place.
+    ``observe`` sees every byte written (to build a chunk signature in the same pass).
     """
     reader = _Reader(blocks)
     hasher = blake3.blake3()
@@ -141,6 +143,8 @@ def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, ex
             raise DeltaError("delta produces more bytes than announced")
         hasher.update(data)
         out.write(data)
+        if observe is not None:
+            observe(data)
 
     try:
         while True:

@@ -45,7 +45,7 @@ from ..store.tasks import task_info
 from ..store.versions import Order, bump, compare, merge
 from ..types import TaskInfo
 from . import notify
-from .chunking import Signature, digest_file
+from .chunking import Signature, SignatureBuilder, digest_file
 from .delta import BSDIFF_MAX, DeltaError, apply_delta, encode_against, encode_bsdiff, encode_full
 from .fsio import atomic_writer, commit_temp, conflict_name, remove_empty_parents
 from .messages import Message, Modification, ModificationDone, NeedState
@@ -370,14 +370,15 @@ class SyncEngine:
             if self.hook is not None:
                 notify.notify_applied(self.hook, info, m.path, True)
             return [ModificationDone(m.secure_id, m.path, merged)]
-        temp = self._materialize(info, target, local, m)
+        signature = SignatureBuilder(m.size) if m.size > BSDIFF_MAX else None
+        temp = self._materialize(info, target, local, m, signature)
         if isinstance(temp, NeedState):
             return [temp]
         if temp is None:
             return []
         st = commit_temp(temp, target, remote.modified_ns)
         self._commit_entry(info, local, remote.but(version=merged, mtime_ns=st.st_mtime_ns), peer, relay_to_peer)
-        self._remember_content(info.root, remote, None)
+        self._remember_content(info.root, remote, signature.signature() if signature else None)
         if self.hook is not None:
             notify.notify_applied(self.hook, info, m.path, False)
         return [ModificationDone(m.secure_id, m.path, merged)]
@@ -421,7 +422,8 @@ class SyncEngine:
             notify.notify_conflict(self.hook, info, m.path, copy_rel)
         return [ModificationDone(m.secure_id, m.path, merged)]
 
-    def _materialize(self, info: TaskInfo, target: Path, local: Entry | None, m: Modification) -> Path | NeedState | None:
+    def _materialize(self, info: TaskInfo, target: Path, local: Entry | None, m: Modification,
+                     signature: SignatureBuilder | None = None) -> Path | NeedState | None:
         """Rebuild ``m``'s content into a verified temp file beside ``target``; NEED_STATE when our content
         is not the delta's base (or the delta fails), None when even a requested answer failed."""
         base: Path | None = None
@@ -436,7 +438,8 @@ class SyncEngine:
             return None if m.reply else self._need_state(info, target, local, m)
         try:
             with atomic_writer(target) as (fh, temp):
-                got = apply_delta(m.delta, base, fh, expected_size=m.size)
+                got = apply_delta(m.delta, base, fh, expected_size=m.size,
+                                  observe=signature.feed if signature is not None else None)
                 if got != m.hash:
                     raise IntegrityError(f"{m.path}: content hashes to {got[:12]}…, {m.hash[:12]}… announced")
         except (IntegrityError, DeltaError, OSError) as exc:
