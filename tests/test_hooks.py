@@ -258,3 +258,14 @@ def test_hook_register_schemas(plugins):
 
 def test_check_pending_finds_no_typo(plugins):
     plugins.pm.check_pending()
+
+
+def test_app_link_rule_the_older_task_is_the_reference():
+    from ecosys_core.linking import AppLinkDecision, decide_app_link
+
+    old, new = datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert decide_app_link(new, "bb", old, "aa") is AppLinkDecision.ADOPT_REMOTE
+    assert decide_app_link(old, "aa", new, "bb") is AppLinkDecision.ASK_REMOTE_TO_ADOPT
+    # same timestamp: both sides agree through the secure_id
+    assert decide_app_link(old, "bb", old, "aa") is AppLinkDecision.ADOPT_REMOTE
+    assert decide_app_link(old, "aa", old, "bb") is AppLinkDecision.ASK_REMOTE_TO_ADOPT

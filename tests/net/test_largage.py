@@ -115,6 +115,20 @@ def test_cancel_from_the_sender_stops_both_sides(pair, tmp_path: Path):
     assert offer_state(a)["state"] == "cancelled"
 
 
+def test_cancel_from_the_receiver_stops_both_sides(pair, tmp_path: Path):
+    a, b = pair
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as fh:
+        for _ in range(600):
+            fh.write(os.urandom(1 << 20))
+    send(a, b, big)
+    b.answer("OTDL", "yes")
+    wait_until(lambda: offer_state(b, "receive").get("done", 0) > (20 << 20), 60, 0.01, "transfer under way")
+    assert "Cancelled 1" in b.cli("send", "--cancel").stdout
+    wait_until(lambda: offer_state(a)["state"] in ("cancelled", "failed"), 20, what="sender to stop")
+    wait_until(lambda: list((b.home / "largage_aerien").iterdir()) == [], 20, what="partial data removed")
+
+
 def test_512_mib_file_keeps_receiver_memory_bounded(pair, tmp_path: Path):
     a, b = pair
     big = tmp_path / "huge.bin"
