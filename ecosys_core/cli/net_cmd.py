@@ -20,7 +20,7 @@ def daemon_call(cmd: str, timeout: float = 30.0, **args: Any) -> Any:
 
 
 @click.command("up")
-@click.option("--port", type=int, default=None, help="TCP port to listen on (default: config.json's, else 22000).")
+@click.option("--port", type=int, default=None, help="TCP port to listen on (default: config.json's, else 22800).")
 @click.option("--host", default=None, help="Address to listen on (default 0.0.0.0).")
 @click.option("--peer", "peers", multiple=True, metavar="HOST:PORT", help="A peer to dial (networks without multicast).")
 @click.option("--no-mdns", is_flag=True, help="Do not announce or browse with zeroconf.")
@@ -33,7 +33,7 @@ def up_command(port: int | None, host: str | None, peers: tuple[str, ...], no_md
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     env = cli_env()
     config = read_config(env.layout)
-    node = Node(env.layout, port=port if port is not None else int(config.get("port", 22000)),
+    node = Node(env.layout, port=port if port is not None else int(config.get("port", 22800)),
                 host=host or str(config.get("host", "0.0.0.0")),
                 peers=[*config.get("peers", []), *peers], mdns=not no_mdns and bool(config.get("mdns", True)),
                 interfaces=list(interfaces) or config.get("mdns_interfaces"))

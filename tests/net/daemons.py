@@ -83,15 +83,18 @@ class Daemon:
         wait_until(lambda: self.call("status"), 30, what=f"{self.name} to start")
         return self
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        """Stop the daemon with ``sig``; return its exit status (None if it was not running)."""
+        code = None
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
-                self.proc.wait(15)
+                code = self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+        return code
 
     def kill(self) -> None:
         if self.proc:

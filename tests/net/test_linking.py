@@ -74,3 +74,16 @@ def test_status_and_errors_without_a_daemon(tmp_path: Path):
     assert "daemon not running" in d.cli("status").stdout
     bad = d.cli("link", "not-an-id")
     assert bad.returncode == 1
+
+
+def test_daemon_stops_cleanly_on_sigterm_and_ctrl_c(tmp_path: Path):
+    import signal
+
+    d = Daemon(tmp_path, "solo")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        d.start()
+        assert (d.home / "daemon.json").exists()
+        assert d.stop(sig) == 0
+        assert not (d.home / "daemon.json").exists()
+    log = d.log.read_text()
+    assert log.count("shutting down") == 2 and "Traceback" not in log
