@@ -380,6 +380,13 @@ class Node:
         if cmd == "share":
             return await self._share(args["task"], self.resolve_device(args["device"]),
                                      float(args.get("timeout_s", PROMPT_TIMEOUT + 10)))
+        if cmd == "reload":  # tasks were added from the command line while we run
+            for task in list_tasks(self.store):
+                if self.watcher is not None and task.secure_id not in self.watcher.tasks:
+                    self.watcher.add(task)
+                    await self.run_engine(self.engine.scan, task.secure_id)
+            self.changed()
+            return {}
         if cmd == "rescan":
             for task in list_tasks(self.store):
                 await self.run_engine(self.engine.scan, task.secure_id)

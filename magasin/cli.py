@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ecosys_core.cli.env import cli_env, echo_json, echo_table, json_option
+from ecosys_core.cli.env import cli_env, echo_json, echo_table, json_option, notify_daemon
 from ecosys_core.errors import EcosysError, NotFound
 from ecosys_core.store.settings_kv import get_setting, set_setting
 
@@ -171,6 +171,7 @@ def install_command(app: str, version: str | None, yes: bool) -> None:
     with _Bar() as bar:
         message = _installer().install(app, version, consent=_consent(yes), progress=bar,
                                        report=lambda m: click.echo(m, err=True))
+    notify_daemon()
     click.echo(message)
 
 

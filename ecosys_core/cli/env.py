@@ -106,6 +106,16 @@ def echo_table(headers: Iterable[str], rows: Iterable[Iterable[Any]], empty: str
     Console(soft_wrap=True).print(table)
 
 
+def notify_daemon(cmd: str = "reload") -> None:
+    """Tell a running daemon that tasks changed (nothing happens when none runs)."""
+    from ..net.control import call
+
+    try:
+        call(cli_env().layout.root / "daemon.json", cmd, timeout=30)
+    except Exception:  # no daemon, or it is busy: it will see the change on its next start or rescan
+        pass
+
+
 def warn(message: str) -> None:
     """One warning line on stderr."""
     click.echo(f"warning: {message}", err=True)

@@ -10,7 +10,7 @@ from ..errors import EcosysError, NotFound
 from ..resolve import resolve_grapin
 from ..store.tasks import add_task, get_task, list_tasks, remove_task
 from ..types import TaskKind
-from .env import cli_env, echo_json, echo_table, json_option
+from .env import cli_env, echo_json, echo_table, json_option, notify_daemon
 
 
 @click.group("task")
@@ -41,6 +41,7 @@ def add_command(path: Path | None, grapin_name: str | None, name: str | None, ba
             raise NotFound(f"folder {path} does not exist")
         task = add_task(env.store, name=name or path.resolve().name or str(path.resolve()), root=path,
                         kind=TaskKind.FOLDER, backup_mode=backup)
+    notify_daemon()
     mode = " (backup mode)" if task.backup_mode else ""
     click.echo(f"Added {task.kind.value} task {task.name!r}{mode}: {task.root} [secure_id {task.secure_id}]")
 

@@ -44,8 +44,7 @@ def test_cli_link_devices_share_and_unlink_on_both_sides(pair, tmp_path: Path):
     devices = json.loads(a.cli("devices", "--json").stdout)
     assert devices[0]["linked"] and devices[0]["connected"] and devices[0]["name"] == "beta"
     (a.root / "x.txt").write_text("x")
-    assert a.cli("task", "add", str(a.root), "--name", "docs").returncode == 0
-    a.call("rescan")
+    assert a.cli("task", "add", str(a.root), "--name", "docs").returncode == 0  # the running daemon is told
     thread, box = in_thread(lambda: a.cli("task", "share", "docs", "--with", "beta", "--timeout", "20"))
     b.answer("CHOOSELINKPATH", str(b.root))
     thread.join(40)
