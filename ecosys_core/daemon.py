@@ -380,11 +380,16 @@ class Node:
         if cmd == "share":
             return await self._share(args["task"], self.resolve_device(args["device"]),
                                      float(args.get("timeout_s", PROMPT_TIMEOUT + 10)))
-        if cmd == "reload":  # tasks were added from the command line while we run
-            for task in list_tasks(self.store):
-                if self.watcher is not None and task.secure_id not in self.watcher.tasks:
-                    self.watcher.add(task)
-                    await self.run_engine(self.engine.scan, task.secure_id)
+        if cmd == "reload":  # tasks were added or removed from the command line while we run
+            self.store.touch()
+            tasks = {t.secure_id: t for t in list_tasks(self.store)}
+            if self.watcher is not None:
+                for secure_id in set(self.watcher.tasks) - set(tasks):
+                    self.watcher.remove(secure_id)
+                for secure_id, task in tasks.items():
+                    if secure_id not in self.watcher.tasks:
+                        self.watcher.add(task)
+                        await self.run_engine(self.engine.scan, secure_id)
             self.changed()
             return {}
         if cmd == "rescan":

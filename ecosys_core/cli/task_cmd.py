@@ -67,6 +67,7 @@ def list_command(as_json: bool) -> None:
 def remove_command(name: str) -> None:
     """Forget sync task NAME. Its folder and files stay where they are."""
     task = remove_task(cli_env().store, name)
+    notify_daemon()
     click.echo(f"Removed task {task.name!r}; its files in {task.root} were left untouched.")
 
 

@@ -89,6 +89,23 @@ class TaskWatcher:
         if self._observer.is_alive():
             self._observer.schedule(_Handler(self, task), str(task.root), recursive=True)
 
+    def remove(self, secure_id: str) -> None:
+        """Stop watching a task that was removed."""
+        task = self.tasks.pop(secure_id, None)
+        if task is None:
+            return
+        with self._cond:
+            self._pending.pop(secure_id, None)
+            self._first.pop(secure_id, None)
+            self._last.pop(secure_id, None)
+        for watch in list(self._observer.emitters):
+            watch = watch.watch
+            if watch.path == str(task.root):
+                try:
+                    self._observer.unschedule(watch)
+                except (KeyError, OSError):
+                    pass
+
     def stop(self) -> None:
         """Stop watching; pending paths are scanned first."""
         self._observer.stop()

@@ -73,3 +73,15 @@ def test_engine_writes_are_not_local_edits_but_user_edits_are(tmp_path: Path):
         assert wait_for(lambda: entry(b, "doc.txt").version.get(b.engine.me) == 1)
     meet(a, b)
     assert a.files()["doc.txt"] == b"user edit on b"
+
+
+def test_a_removed_task_is_no_longer_watched(tmp_path: Path):
+    (a,) = make_devices(tmp_path, 1)
+    w, scans = watcher_for(a)
+    with w:
+        a.write("one.txt", b"1")
+        assert wait_for(lambda: entry(a, "one.txt") is not None)
+        w.remove(SECURE_ID)
+        a.write("two.txt", b"2")
+        time.sleep(0.6)
+        assert entry(a, "two.txt") is None
