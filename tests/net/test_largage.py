@@ -99,8 +99,8 @@ def test_unanswered_offer_expires(pair, tmp_path: Path):
     assert json.loads(b.cli("prompts", "--json").stdout) == [] and inbox(b) == {}
 
 
-def test_cancel_from_the_sender_stops_both_sides(pair, tmp_path: Path):
-    a, b = pair
+def start_big_transfer(a: Daemon, b: Daemon, tmp_path: Path) -> None:
+    """a sends 600 MiB to b, which accepts; returns once a part of it has arrived."""
     big = tmp_path / "big.bin"
     with open(big, "wb") as fh:
         for _ in range(600):
@@ -108,6 +108,11 @@ def test_cancel_from_the_sender_stops_both_sides(pair, tmp_path: Path):
     send(a, b, big)
     b.answer("OTDL", "yes")
     wait_until(lambda: offer_state(b, "receive").get("done", 0) > (20 << 20), 60, 0.01, "transfer under way")
+
+
+def test_cancel_from_the_sender_stops_both_sides(pair, tmp_path: Path):
+    a, b = pair
+    start_big_transfer(a, b, tmp_path)
     result = a.cli("send", "--cancel")
     assert result.returncode == 0 and "Cancelled 1" in result.stdout
     wait_until(lambda: offer_state(b, "receive")["state"] in ("cancelled", "failed"), 20, what="receiver to stop")
@@ -117,13 +122,7 @@ def test_cancel_from_the_sender_stops_both_sides(pair, tmp_path: Path):
 
 def test_cancel_from_the_receiver_stops_both_sides(pair, tmp_path: Path):
     a, b = pair
-    big = tmp_path / "big.bin"
-    with open(big, "wb") as fh:
-        for _ in range(600):
-            fh.write(os.urandom(1 << 20))
-    send(a, b, big)
-    b.answer("OTDL", "yes")
-    wait_until(lambda: offer_state(b, "receive").get("done", 0) > (20 << 20), 60, 0.01, "transfer under way")
+    start_big_transfer(a, b, tmp_path)
     assert "Cancelled 1" in b.cli("send", "--cancel").stdout
     wait_until(lambda: offer_state(a)["state"] in ("cancelled", "failed"), 20, what="sender to stop")
     wait_until(lambda: list((b.home / "largage_aerien").iterdir()) == [], 20, what="partial data removed")
