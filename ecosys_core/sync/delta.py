@@ -37,17 +37,22 @@ class DeltaError(IntegrityError):
     """A delta is malformed or does not fit its base; nothing was written."""
 
 
-def _literal(data: bytes) -> bytes:
-    packed = pyzstd.compress(data, _ZSTD_LEVEL)
-    if len(packed) < len(data) * 0.9:
-        return b"Z" + struct.pack(">II", len(packed), len(data)) + packed
+def _literal(data: bytes, compress: bool = True) -> bytes:
+    if compress:
+        packed = pyzstd.compress(data, _ZSTD_LEVEL)
+        if len(packed) < len(data) * 0.9:
+            return b"Z" + struct.pack(">II", len(packed), len(data)) + packed
     return b"L" + struct.pack(">I", len(data)) + data
 
 
 def encode_full(stream: BinaryIO) -> Iterator[bytes]:
-    """The whole content of ``stream`` as literals (compressed where it pays)."""
+    """The whole content of ``stream`` as literals, compressed while compressing pays (media and
+    archives stop being tried after two blocks that would not shrink)."""
+    misses = 0
     while block := stream.read(READ_BLOCK):
-        yield _literal(block)
+        literal = _literal(block, compress=misses < 2)
+        misses = misses + 1 if literal[:1] == b"L" else 0
+        yield literal
     yield b"E"
 
 
