@@ -139,6 +139,7 @@ class PeerSession:
                     message = await self.node.run_engine(
                         lambda: inline_delta(self.node.engine.modification(secure_id, path, base_hash)))
                     if message is None:
+                        await self.node.run_engine(self.node.engine.drop_pending, secure_id, path, self.peer)
                         continue
                     self.in_flight.add((secure_id, path))
                     await self._send_message(message)

@@ -239,12 +239,23 @@ def acknowledge(session: Session, task_id: int, path: str, device_id: str, versi
                         (task_id, path, MODIFICATION)).fetchone()
     if found is None or compare(version, json.loads(found[1])) not in (Order.EQUAL, Order.NEWER):
         return False
-    event_id = found[0]
+    return _drop_target(raw, found[0], device_id)
+
+
+def _drop_target(raw, event_id: int, device_id: str) -> bool:  # type: ignore[no-untyped-def]
     if not raw.execute("DELETE FROM pending_targets WHERE event_id = ? AND device_id = ?", (event_id, device_id)).rowcount:
         return False
     if not raw.execute("SELECT 1 FROM pending_targets WHERE event_id = ? LIMIT 1", (event_id,)).fetchone():
         raw.execute("DELETE FROM pending_events WHERE id = ?", (event_id,))
     return True
+
+
+def drop_pending(session: Session, task_id: int, path: str, device_id: str) -> bool:
+    """Give up sending ``path`` to ``device_id`` (this device no longer has what it would send)."""
+    raw = _raw(session)
+    found = raw.execute("SELECT id FROM pending_events WHERE task_id = ? AND path = ? AND flag = ?",
+                        (task_id, path, MODIFICATION)).fetchone()
+    return _drop_target(raw, found[0], device_id) if found else False
 
 
 def pending_counts(session: Session, task_id: int) -> dict[str, int]:

@@ -32,6 +32,7 @@ from ..store.index import (
     FileStat,
     IndexBatch,
     acknowledge,
+    drop_pending,
     get_entry,
     linked_devices,
     pending_counts,
@@ -227,9 +228,16 @@ class SyncEngine:
         messages = []
         for secure_id, path, base_hash in self.pending(peer):
             message = self.modification(secure_id, path, base_hash)
-            if message is not None:
+            if message is None:
+                self.drop_pending(secure_id, path, peer)
+            else:
                 messages.append(message)
         return messages
+
+    def drop_pending(self, secure_id: str, path: str, peer: str) -> None:
+        """Stop owing ``path`` to ``peer``: this device has nothing to send for it (see ``modification``)."""
+        with self._lock, self.store.session() as session:
+            drop_pending(session, self._ctx(secure_id).id, path, peer)
 
     def queue_all(self, secure_id: str, peer: str) -> int:
         """The setup queue: make every path of the task (tombstones included) pending for ``peer``, which
@@ -252,8 +260,8 @@ class SyncEngine:
             ctx = self._ctx(secure_id)
             entry = self._fresh_entry(ctx, path)
             root = ctx.root
-        if entry is None:
-            return None
+        if entry is None or (not entry.deleted and not root.joinpath(*path.split("/")).is_file()):
+            return None  # nothing indexed, or a backup-mode deletion: this device cannot send the content
         message = Modification(secure_id, path, entry.version, entry.hash, entry.size, entry.modified_ns,
                                entry.modified_by, entry.deleted, base_hash, None, reply)
         if entry.deleted or entry.hash == base_hash:
@@ -336,6 +344,9 @@ class SyncEngine:
         ctx, target = self._checked(peer, m.secure_id, m.path)
         local = self._fresh_entry(ctx, m.path)  # a local edit not yet indexed is a version too
         info = ctx.info
+        if local is not None and not local.deleted and info.backup_mode and not target.exists():
+            # Deleted here in backup mode: unrecorded, but nothing of it is left to keep or to win with.
+            local = local.but(deleted=True, hash="", size=0)
         remote = Entry(m.path, dict(m.version), m.hash, m.size, 0, m.modified_ns, m.modified_by, m.deleted)
         local_version = local.version if local else {}
         order = compare(remote.version, local_version)
