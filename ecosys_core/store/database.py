@@ -6,6 +6,7 @@ written by a newer Ecosys is refused rather than guessed at.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -35,16 +36,29 @@ class Store:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.generation = 0  # bumped when tasks or links change, so in-process caches know to reload
+        self._local = threading.local()
 
     def touch(self) -> None:
-        """Note that tasks, devices or their links changed."""
-        self.generation += 1
+        """Note that tasks, devices or their links changed. Inside a session the bump waits for the commit,
+        so no other thread can cache what it reads before the change is visible."""
+        if getattr(self._local, "depth", 0):
+            self._local.touched = True
+        else:
+            self.generation += 1
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """Yield a session in a transaction: committed when the block ends, rolled back on error."""
-        with self._sessions.begin() as session:
-            yield session
+        local = self._local
+        local.depth = getattr(local, "depth", 0) + 1
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        finally:
+            local.depth -= 1
+            if not local.depth and getattr(local, "touched", False):
+                local.touched = False
+                self.generation += 1
 
     def close(self) -> None:
         """Release the connections."""

@@ -17,7 +17,7 @@ from ecosys_core.net.identity import load_or_create_identity
 from ecosys_core.net.protocol import encode_frame
 from ecosys_core.net.transport import connect
 
-from .daemons import Daemon, tree
+from .daemons import Daemon, tree, wait_until
 
 HOSTILE_PATHS = ["../outside.txt", "/etc/evil", "C:/evil.txt", "a/../../evil", "ok/\x00evil", "dir\\evil",
                  "escape/evil.txt", "", ".", "a//b", "../" * 20 + "tmp/evil"]
@@ -126,7 +126,8 @@ def test_unlinked_device_cannot_change_anything(target):
                     "version": {me[:12]: 1}, "hash": "00" * 32, "size": 5, "modified_ns": 1, "modified_by": me[:12],
                     "deleted": False, "base_hash": "", "more": False}
     asyncio.run(_session(d, attacker, encode_frame(modification), True))
-    assert tree(d.root) == before and "refused MODIFICATION from unlinked device" in d.log.read_text()
+    wait_until(lambda: "refused MODIFICATION from unlinked device" in d.log.read_text(), 10, what="the refusal")
+    assert tree(d.root) == before
 
 
 def test_a_device_claiming_another_id_is_refused(target):
@@ -134,7 +135,7 @@ def test_a_device_claiming_another_id_is_refused(target):
     # the TLS certificate is the attacker's; the HELLO claims the linked device's id
     frame = encode_frame({"flag": "HELLO", "device_id": linked.device_id, "versions": [1]})
     asyncio.run(_session(d, attacker, frame, False))
-    assert "HELLO from the certificate's device" in d.log.read_text()
+    wait_until(lambda: "HELLO from the certificate's device" in d.log.read_text(), 10, what="the refusal")
     with pytest.raises(Exception):
         asyncio.run(connect("127.0.0.1", d.port, attacker, expected_id="ab" * 32))
 

@@ -132,7 +132,10 @@ def check_index_matches_disk(d: Device, backup: bool) -> dict:
     return entries
 
 
-@pytest.mark.parametrize("profile", [pytest.param("ci"), pytest.param("soak", marks=pytest.mark.soak)])
+@pytest.mark.parametrize("profile", [
+    pytest.param("ci", marks=pytest.mark.timeout(1800)),
+    pytest.param("soak", marks=[pytest.mark.soak, pytest.mark.timeout(0)]),
+])
 def test_devices_converge(profile: str):
     examples = EXAMPLES if profile == "ci" else max(EXAMPLES, 10_000)
 
