@@ -91,23 +91,19 @@ class FileStat(NamedTuple):
 
 
 class IndexBatch:
-    """Many entry and pending changes of one task in one session, with rows loaded once in bulk.
-
-    A full scan of 20,000 files would otherwise issue two queries per file.
-    """
+    """Many entry and pending changes of one task in one session, with the entries read once in bulk
+    (a full scan of 20,000 files would otherwise query each file's entry)."""
 
     def __init__(self, session: Session, task_id: int) -> None:
         self.session = session
         self.task_id = task_id
         self._entries: dict[str, Entry] | None = None
-        self._rows: dict[str, FileEntry] | None = None
-        self._events: dict[str, PendingEvent] | None = None
 
     def stats(self) -> dict[str, FileStat]:
         """What a scan compares with the disk, per path: one light query, no JSON to decode."""
-        cols = (FileEntry.path, FileEntry.size, FileEntry.mtime_ns, FileEntry.deleted, FileEntry.content_hash)
-        result = self.session.execute(select(*cols).where(FileEntry.task_id == self.task_id))
-        return {r[0]: FileStat(r[1], r[2], r[3], r[4]) for r in result}
+        rows = _raw(self.session).execute(
+            "SELECT path, size, mtime_ns, deleted, content_hash FROM file_entries WHERE task_id = ?", (self.task_id,))
+        return {r[0]: FileStat(r[1], r[2], bool(r[3]), r[4]) for r in rows}
 
     def entries(self) -> dict[str, Entry]:
         """Every entry (loaded once, on first use)."""
@@ -121,41 +117,12 @@ class IndexBatch:
     def get(self, path: str) -> Entry | None:
         return self.entries().get(path)
 
-    @property
-    def rows(self) -> dict[str, FileEntry]:
-        if self._rows is None:
-            self._rows = {r.path: r for r in self.session.scalars(select(FileEntry).where(FileEntry.task_id == self.task_id))}
-        return self._rows
-
-    @property
-    def events(self) -> dict[str, PendingEvent]:
-        if self._events is None:
-            self._events = {e.path: e for e in self.session.scalars(select(PendingEvent).where(
-                PendingEvent.task_id == self.task_id, PendingEvent.flag == MODIFICATION))}
-        return self._events
-
     def put(self, entry: Entry) -> None:
         self.entries()[entry.path] = entry
-        row = self.rows.get(entry.path)
-        if row is None:
-            row = self.rows[entry.path] = FileEntry(task_id=self.task_id, path=entry.path)
-            self.session.add(row)
-        _fill(row, entry)
+        put_entry(self.session, self.task_id, entry)
 
     def queue(self, path: str, base: Entry | None, version: dict[str, int], targets: Iterable[str]) -> None:
-        targets = set(targets)
-        if targets:
-            self.events[path] = _queue(self.session, self.task_id, path, base, version, targets, self.events.get(path))
-
-
-def _fill(row: FileEntry, entry: Entry) -> None:
-    row.version = dict(entry.version)
-    row.content_hash = entry.hash
-    row.size = entry.size
-    row.mtime_ns = entry.mtime_ns
-    row.modified_ns = entry.modified_ns
-    row.modified_by = entry.modified_by
-    row.deleted = entry.deleted
+        queue_pending(self.session, self.task_id, path, base, version, targets)
 
 
 def linked_devices(session: Session, task_id: int) -> list[str]:
@@ -194,23 +161,6 @@ def queue_pending(session: Session, task_id: int, path: str, base: Entry | None,
     raw.executemany("INSERT OR IGNORE INTO pending_targets (event_id, device_id) VALUES (?, ?)",
                     [(event_id, d) for d in sorted(targets)])
 
-
-def _queue(session: Session, task_id: int, path: str, base: Entry | None, version: dict[str, int],
-           targets: set[str], event: PendingEvent | None) -> PendingEvent:
-    if event is None:
-        event = PendingEvent(task_id=task_id, path=path, flag=MODIFICATION, version=dict(version), header={
-            "base_hash": base.hash if base and not base.deleted else "",
-            "base_version": dict(base.version) if base else {},
-        })
-        session.add(event)
-        session.flush()
-        have: set[str] = set()
-    else:
-        event.version = dict(version)
-        have = {t.device_id for t in event.targets}
-    for device in sorted(targets - have):
-        event.targets.append(PendingTarget(device_id=device))
-    return event
 
 
 @dataclass(frozen=True)
