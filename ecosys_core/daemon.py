@@ -120,7 +120,9 @@ class Node:
     def session_opened(self, session: PeerSession) -> bool:
         existing = self.sessions.get(session.peer)
         if existing is not None and not existing.closed.is_set():
-            keep_new = session.dialed == (self.me < session.peer)  # the lower id's dial wins on both sides
+            # Two connections opened together (both sides dialled): the lower id's dial wins on both sides.
+            # Otherwise the newer one is the peer coming back, and the old one is dead or dying.
+            keep_new = existing.stale() or session.dialed == (self.me < session.peer)
             if not keep_new:
                 asyncio.ensure_future(session.close())
                 return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import ssl
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -49,6 +50,7 @@ class PeerSession:
         self.in_flight: set[tuple[str, str]] = set()
         self.transfers: dict[str, dict[str, Any]] = {}
         self.closed = asyncio.Event()
+        self.opened_at = time.monotonic()
         self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -80,6 +82,11 @@ class PeerSession:
 
     async def close(self) -> None:
         await self.conn.close()
+
+    def stale(self) -> bool:
+        """True when this session is ending or old enough that a new connection means the peer came back
+        (a half-open connection, after a network drop, is never noticed otherwise)."""
+        return self.closed.is_set() or self.conn.reader.at_eof() or time.monotonic() - self.opened_at > 5.0
 
     @property
     def label(self) -> str:

@@ -255,6 +255,7 @@ def test_hostile_tar_aborts_and_leaves_nothing(pair, tmp_path: Path, case: str):
         return seen[-1]
 
     a.stop()  # the rogue takes alpha's identity; the real alpha must not be connected meanwhile
+    wait_until(lambda: not b.connected_to(a), 20, what="beta to notice alpha left")
     last = asyncio.run(attack())
     assert last == "CANCEL"
     wait_until(lambda: list((b.home / "largage_aerien").iterdir()) == [], 10, what="cleanup")
