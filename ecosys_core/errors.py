@@ -46,3 +46,8 @@ class PromptTimeout(EcosysError):
 
 class IntegrityError(EcosysError):
     """Content did not hash to what was announced; nothing was written."""
+
+
+class RootUnavailable(EcosysError):
+    """A sync task's folder cannot be listed (missing, unmounted, not a folder): nothing is recorded,
+    because reading it as empty would send a deletion of every file to every device."""

@@ -7,6 +7,7 @@ one transaction.
 from __future__ import annotations
 
 import json
+from operator import itemgetter
 
 from dataclasses import dataclass, replace
 from typing import Iterable, NamedTuple
@@ -98,6 +99,14 @@ class IndexBatch:
         self.session = session
         self.task_id = task_id
         self._entries: dict[str, Entry] | None = None
+
+    def fingerprints(self) -> dict[str, tuple[int, int]]:
+        """``path → (size, mtime_ns)`` of every live (not deleted) entry: all an unchanged file is compared
+        with, in the shape the scanner's walk produces, so the two compare as sets."""
+        rows = _raw(self.session).execute(
+            "SELECT path, size, mtime_ns FROM file_entries WHERE task_id = ? AND deleted = 0", (self.task_id,)
+        ).fetchall()
+        return dict(zip(map(itemgetter(0), rows), map(itemgetter(1, 2), rows)))
 
     def stats(self) -> dict[str, FileStat]:
         """What a scan compares with the disk, per path: one light query, no JSON to decode."""

@@ -10,12 +10,13 @@ import stat as stat_mod
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Mapping
 
 from ..store.index import FileStat
 from .chunking import FileDigest, digest_file
 from .delta import BSDIFF_MAX
-from .fsio import is_temp_name
+from ..errors import RootUnavailable
+from .fsio import TEMP_PREFIX, is_temp_name
 
 IGNORED_NAMES = frozenset({".ecosys", ".DS_Store", "Thumbs.db", "desktop.ini"})
 
@@ -38,6 +39,7 @@ class ScanResult:
     touched: list[Observation] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     stale_temp: list[Path] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
     files_seen: int = 0
     bytes_hashed: int = 0
 
@@ -46,30 +48,59 @@ def _ignored(name: str) -> bool:
     return name in IGNORED_NAMES or is_temp_name(name)
 
 
-def walk_files(root: Path, temp_files: list[Path] | None = None) -> Iterator[tuple[str, os.stat_result]]:
-    """Yield ``(relative '/' path, lstat)`` of every regular file under ``root``; links are not followed.
-    Our own temporary files are skipped (and listed into ``temp_files`` when given)."""
-    stack = [(root, "")]
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_SCANDIR_FD = os.scandir in os.supports_fd
+
+
+def walk_fingerprints(root: Path, temp_files: list[Path] | None = None,
+                      unreadable: list[str] | None = None) -> dict[str, tuple[int, int]]:
+    """``relative '/' path → (size, mtime_ns)`` of every regular file under ``root``; links below the
+    root are not followed (the root itself may be one). Our own temporary files are skipped (and listed
+    into ``temp_files`` when given); folders that cannot be listed go into ``unreadable`` as ``prefix/``.
+    Raises RootUnavailable when ``root`` itself cannot be listed.
+
+    One tight loop, and each folder listed through an open descriptor where the OS allows it, so each
+    file costs one short ``fstatat``: an unchanged rescan is bound by that system call.
+    """
+    found: dict[str, tuple[int, int]] = {}
+    stack = [(os.fspath(root), "")]
     while stack:
         folder, prefix = stack.pop()
         try:
-            entries = list(os.scandir(folder))
-        except OSError:
+            fd = os.open(folder, _DIR_FLAGS if prefix else _DIR_FLAGS & ~_NOFOLLOW) if _SCANDIR_FD else -1
+        except OSError as exc:
+            _unlistable(root, prefix, exc, unreadable)
             continue
-        for entry in entries:
-            if _ignored(entry.name):
-                if temp_files is not None and is_temp_name(entry.name):
-                    temp_files.append(Path(entry.path))
-                continue
-            rel = prefix + entry.name
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat_mod.S_ISDIR(st.st_mode):
-                stack.append((Path(entry.path), rel + "/"))
-            elif stat_mod.S_ISREG(st.st_mode):
-                yield rel, st
+        try:
+            with os.scandir(fd if fd >= 0 else folder) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name in IGNORED_NAMES or name.startswith(TEMP_PREFIX):
+                        if temp_files is not None and name.startswith(TEMP_PREFIX):
+                            temp_files.append(Path(folder, name))
+                        continue
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat_mod.S_ISREG(st.st_mode):
+                        found[prefix + name] = (st.st_size, st.st_mtime_ns)
+                    elif stat_mod.S_ISDIR(st.st_mode):
+                        stack.append((os.path.join(folder, name), prefix + name + "/"))
+        except OSError as exc:
+            _unlistable(root, prefix, exc, unreadable)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    return found
+
+
+def _unlistable(root: Path, prefix: str, exc: OSError, unreadable: list[str] | None) -> None:
+    if not prefix:
+        raise RootUnavailable(f"cannot read the folder {root}: {exc.strerror or exc}") from None
+    if unreadable is not None:
+        unreadable.append(prefix)
 
 
 # A file modified within this many ns of a scan may change again without its size or mtime moving
@@ -77,48 +108,69 @@ def walk_files(root: Path, temp_files: list[Path] | None = None) -> Iterator[tup
 RACY_NS = 2_000_000_000
 
 
-def _observe(root: Path, rel: str, st: os.stat_result, known: FileStat | None, result: ScanResult) -> None:
-    if (known is not None and not known.deleted and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns
-            and time.time_ns() - st.st_mtime_ns > RACY_NS):
+def _observe(root: Path, rel: str, size: int, mtime_ns: int, known: FileStat | None, result: ScanResult) -> None:
+    if (known is not None and not known.deleted and known.size == size and known.mtime_ns == mtime_ns
+            and time.time_ns() - mtime_ns > RACY_NS):
         return
     try:
-        digest = digest_file(root.joinpath(*rel.split("/")), with_signature=st.st_size > BSDIFF_MAX)
+        digest = digest_file(root.joinpath(*rel.split("/")), with_signature=size > BSDIFF_MAX)
     except OSError:
         return  # vanished or unreadable right now; the next scan will see it
     result.bytes_hashed += digest.size
     if known is not None and not known.deleted and known.hash == digest.hash:
-        result.touched.append(Observation(rel, digest.size, st.st_mtime_ns, None))
+        result.touched.append(Observation(rel, digest.size, mtime_ns, None))
     else:
-        result.changed.append(Observation(rel, digest.size, st.st_mtime_ns, digest))
+        result.changed.append(Observation(rel, digest.size, mtime_ns, digest))
 
 
-def scan_tree(root: Path, known: Mapping[str, FileStat]) -> ScanResult:
-    """Compare the whole tree under ``root`` with ``known``."""
+def scan_tree(root: Path, fingerprints: Mapping[str, tuple[int, int]],
+              details: Callable[[], Mapping[str, FileStat]]) -> ScanResult:
+    """Compare the whole tree under ``root`` with the index.
+
+    ``fingerprints`` maps each live indexed path to ``(size, mtime_ns)``; ``details`` returns every
+    entry (tombstones included) and is called at most once, only when some file differs, so an unchanged
+    tree costs one walk and two set operations.
+    """
     result = ScanResult()
-    seen = set()
-    for rel, st in walk_files(root, result.stale_temp):
-        seen.add(rel)
-        result.files_seen += 1
-        _observe(root, rel, st, known.get(rel), result)
-    result.missing = sorted(p for p, e in known.items() if not e.deleted and p not in seen)
+    found = walk_fingerprints(root, result.stale_temp, result.unreadable)
+    result.files_seen = len(found)
+    racy_after = time.time_ns() - RACY_NS
+    # dict equality and set difference run in C: an unchanged tree costs no Python work per file here
+    suspects = set() if found == fingerprints else {path for path, _ in found.items() - fingerprints.items()}
+    suspects.update([path for path, stamp in found.items() if stamp[1] > racy_after])
+    if suspects:
+        known = details()
+        for rel in sorted(suspects):
+            size, mtime_ns = found[rel]
+            _observe(root, rel, size, mtime_ns, known.get(rel), result)
+    missing = fingerprints.keys() - found.keys()
+    if result.unreadable:  # not listed is not deleted: those files are kept until they can be read
+        hidden = tuple(result.unreadable)
+        missing = {path for path in missing if not path.startswith(hidden)}
+    result.missing = sorted(missing)
     return result
 
 
 def scan_paths(root: Path, known: Mapping[str, FileStat], paths: Iterable[str]) -> ScanResult:
-    """Compare only ``paths`` (relative, '/'-separated) with ``known``."""
+    """Compare only ``paths`` (relative, '/'-separated) with ``known``. Only a path that is not there
+    counts as deleted (not one that cannot be read now); raises RootUnavailable without ``root``."""
+    if not root.is_dir():
+        raise RootUnavailable(f"cannot read the folder {root}: it is missing or not a folder")
     result = ScanResult()
     for rel in sorted(set(paths)):
         if any(_ignored(part) for part in rel.split("/")):
             continue
         try:
             st = os.lstat(root.joinpath(*rel.split("/")))
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             st = None
+        except OSError:
+            continue
         if st is None or not stat_mod.S_ISREG(st.st_mode):
             entry = known.get(rel)
             if entry is not None and not entry.deleted and st is None:
                 result.missing.append(rel)
             continue
         result.files_seen += 1
-        _observe(root, rel, st, known.get(rel), result)
+        _observe(root, rel, st.st_size, st.st_mtime_ns, known.get(rel), result)
     return result
