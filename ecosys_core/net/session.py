@@ -28,6 +28,7 @@ log = logging.getLogger("ecosys.session")
 UNLINKED_ALLOWED = frozenset({"HELLO", "PING", "ERROR", "LINK", "LINK_ACCEPTED", "LINK_REFUSED",
                               "OTDL", "MOTDL", "DATA", "CANCEL", "OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE"})
 DATA_FRAME = 1 << 20
+BATCH_MAX = 256  # received messages applied in one engine call
 
 
 class PeerSession:
@@ -268,7 +269,7 @@ class PeerSession:
 
     async def _drain(self, message: Message) -> None:
         """Consume what the engine left of a delta stream, so the reader never blocks on it."""
-        if isinstance(message, Modification) and message.delta is not None:
+        if _streamed(message):
             try:
                 await self.node.run_engine(lambda: [None for _ in message.delta])
             except Exception:
@@ -276,27 +277,45 @@ class PeerSession:
 
     async def _work(self) -> None:
         while True:
-            message = await self._inbox.get()
+            # Whatever has arrived meanwhile is applied in one engine call (one thread hop, one lock, one
+            # folder sync per folder); a streamed delta ends a batch, as its data is still arriving.
+            batch = [await self._inbox.get()]
+            while len(batch) < BATCH_MAX and not _streamed(batch[-1]) and not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
             try:
-                answers = await self.node.run_engine(self.node.engine.receive, self.peer, message)
-            except EngineRefused as exc:
-                log.warning("refused from %s: %s", self.label, exc)
-                answers = []
-                self.answer(("ERROR", {"flag": "ERROR", "device_id": self.node.me, "error": str(exc)[:300],
-                                       "secure_id": message.secure_id, "path": message.path[:4000]}, b""))
-            except Exception as exc:
-                log.exception("could not apply %s from %s", type(message).__name__, self.label)
-                answers = []
-                self.answer(("ERROR", {"flag": "ERROR", "device_id": self.node.me, "error": str(exc)[:300],
-                                       "secure_id": message.secure_id, "path": message.path[:4000]}, b""))
+                results = await self.node.run_engine(self.node.engine.receive_many, self.peer, batch)
+            except Exception as exc:  # the engine call itself failed: every message of the batch did
+                results = [exc] * len(batch)
             finally:
-                await self._drain(message)
-            if not isinstance(message, (Modification, NeedState)):  # MODIFICATION_DONE ends our send
-                self.in_flight.discard((message.secure_id, message.path))
-            for answer in answers:
-                self.answer(answer)
-            if isinstance(message, Modification) and not any(isinstance(a, NeedState) for a in answers):
+                await self._drain(batch[-1])
+            applied = False
+            for message, result in zip(batch, results):
+                applied = self._settle(message, result) or applied
+            if applied:
                 self.node.changed(except_peer=self.peer)
-            if isinstance(message, Modification) and not answers:
-                self.answer(("ERROR", {"flag": "ERROR", "device_id": self.node.me, "secure_id": message.secure_id,
-                                       "path": message.path, "error": "change could not be applied"}, b""))
+
+    def _settle(self, message: Message, result: list[Message] | Exception) -> bool:
+        """Send the answers (or the error) for one received message; True when it changed something here."""
+        if isinstance(result, Exception):
+            if isinstance(result, EngineRefused):
+                log.warning("refused from %s: %s", self.label, result)
+            else:
+                log.error("could not apply %s from %s", type(message).__name__, self.label, exc_info=result)
+            self.answer(("ERROR", {"flag": "ERROR", "device_id": self.node.me, "error": str(result)[:300],
+                                   "secure_id": message.secure_id, "path": message.path[:4000]}, b""))
+            answers: list[Message] = []
+        else:
+            answers = result
+        if not isinstance(message, (Modification, NeedState)):  # MODIFICATION_DONE ends our send
+            self.in_flight.discard((message.secure_id, message.path))
+        for answer in answers:
+            self.answer(answer)
+        if isinstance(message, Modification) and not answers and not isinstance(result, Exception):
+            self.answer(("ERROR", {"flag": "ERROR", "device_id": self.node.me, "secure_id": message.secure_id,
+                                   "path": message.path, "error": "change could not be applied"}, b""))
+        return isinstance(message, Modification) and not any(isinstance(a, NeedState) for a in answers)
+
+
+def _streamed(message: Message) -> bool:
+    """True for a modification whose delta is still arriving in DATA frames."""
+    return isinstance(message, Modification) and message.delta is not None and not isinstance(message.delta, bytes)

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from pluggy import HookRelay
 from sqlalchemy import select
@@ -48,7 +48,7 @@ from ..types import TaskInfo
 from . import notify
 from .chunking import Signature, SignatureBuilder, digest_file
 from .delta import BSDIFF_MAX, DeltaError, apply_delta, encode_against, encode_bsdiff, encode_full
-from .fsio import atomic_writer, commit_temp, conflict_name, remove_empty_parents
+from .fsio import atomic_writer, commit_temp, conflict_name, deferred_dir_syncs, remove_empty_parents
 from .messages import Message, Modification, ModificationDone, NeedState
 from .objects import ObjectStore
 from .scanner import RACY_NS, ScanResult, scan_paths, scan_tree
@@ -307,6 +307,22 @@ class SyncEngine:
             if isinstance(message, Modification):
                 return self._on_modification(peer, message)
         raise Refused(f"unknown message {type(message).__name__}")
+
+    def receive_many(self, peer: str, messages: Sequence[Message]) -> list[list[Message] | Exception]:
+        """Act on ``messages`` from ``peer`` in order, exactly as :meth:`receive` one by one, but under one
+        lock and with the folder syncs of all their renames done once, at the end, before returning.
+
+        Returns per message its answers, or the exception :meth:`receive` raised for it (the others still
+        run). Each message keeps its own index transaction, so one failure never undoes another's.
+        """
+        results: list[list[Message] | Exception] = []
+        with self._lock, deferred_dir_syncs():
+            for message in messages:
+                try:
+                    results.append(self.receive(peer, message))
+                except Exception as exc:  # reported per message by the caller, like receive's own errors
+                    results.append(exc)
+        return results
 
     def _checked(self, peer: str, secure_id: str, path: str) -> tuple[TaskContext, Path]:
         try:

@@ -6,6 +6,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -20,8 +21,40 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
 
 
+_deferred = threading.local()
+
+
+@contextmanager
+def deferred_dir_syncs() -> Iterator[None]:
+    """Within the block, :func:`fsync_dir` only notes its folder; each noted folder is synced once when
+    the block ends (also on error). Used around a batch of applied changes: N files renamed into one
+    folder cost one directory sync instead of N. The caller must not report the renames as done to
+    anyone before the block has ended.
+    """
+    outer = getattr(_deferred, "folders", None)
+    if outer is not None:  # already deferring: the outermost block syncs
+        yield
+        return
+    _deferred.folders = folders = set()
+    try:
+        yield
+    finally:
+        _deferred.folders = None
+        for folder in folders:
+            _sync_dir_now(folder)
+
+
 def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (no-op where directories cannot be opened)."""
+    """Make a rename in ``folder`` durable (no-op where directories cannot be opened); inside
+    :func:`deferred_dir_syncs`, at the end of that block."""
+    folders = getattr(_deferred, "folders", None)
+    if folders is not None:
+        folders.add(folder)
+        return
+    _sync_dir_now(folder)
+
+
+def _sync_dir_now(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

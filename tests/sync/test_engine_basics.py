@@ -202,3 +202,26 @@ def test_unlinked_device_and_unsafe_paths_are_refused_and_nothing_is_written(tmp
     message.secure_id = "00" * 16
     with pytest.raises(Refused):
         b.engine.receive(a.device_id, message)
+
+
+def test_a_batch_applies_like_one_by_one_and_a_bad_message_spoils_nothing(tmp_path: Path, monkeypatch):
+    import pytest
+
+    from ecosys_core.sync import fsio
+    from ecosys_core.sync.engine import Refused
+
+    a, b = make_devices(tmp_path, 2)
+    for i in range(6):
+        a.write(f"d{i % 2}/f{i}.txt", f"content {i}".encode())
+    a.scan()
+    messages = a.engine.outgoing(b.device_id)
+    messages[2].path = "../escape.txt"  # a hostile one in the middle of the batch
+    synced: list[Path] = []
+    monkeypatch.setattr(fsio, "_sync_dir_now", synced.append)  # recorded instead of done: the only faked part
+    results = b.engine.receive_many(a.device_id, messages)
+    assert isinstance(results[2], Refused)
+    assert all(isinstance(r, list) and isinstance(r[0], ModificationDone) for i, r in enumerate(results) if i != 2)
+    assert len(b.files()) == 5 and not (tmp_path / "escape.txt").exists()
+    assert sorted(synced) == sorted({b.root / "d0", b.root / "d1"})  # once per folder, not once per file
+    meet(a, b)
+    assert b.files() == a.files()
