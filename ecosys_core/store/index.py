@@ -7,9 +7,8 @@ one transaction.
 from __future__ import annotations
 
 import json
-from operator import itemgetter
-
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from typing import Iterable, NamedTuple
 
 from sqlalchemy import delete, func, select
