@@ -3,6 +3,8 @@ so a plain non-editable ``pip install .`` finds them (ecosys_core.resources look
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -27,3 +29,7 @@ def test_wheel_contains_package_data_and_console_script(tmp_path: Path):
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "ecosys = ecosys_core.cli:main" in text
     assert "magasin = magasin.plugin" in text
+    native = [n for n in names if n.startswith("ecosys_core/sync/_walk")]
+    if os.name == "posix" and (shutil.which("cc") or shutil.which("gcc")):
+        assert len(native) == 1 and native[0].endswith(".so"), names  # the scanner's C walk
+        assert not wheel.name.endswith("-none-any.whl")  # a platform wheel, since it carries C code

@@ -151,7 +151,7 @@ class SyncEngine:
             root = Path(task.root)
             if paths is None:
                 batch = IndexBatch(session, task.id)
-                result = scan_tree(root, batch.fingerprints(), batch.stats)
+                result = scan_tree(root, batch.fingerprints, batch.stats)
                 # Under the lock no write of ours is in flight: these are leftovers of a crash.
                 for temp in result.stale_temp:
                     temp.unlink(missing_ok=True)

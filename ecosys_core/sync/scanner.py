@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat as stat_mod
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,59 +49,91 @@ def _ignored(name: str) -> bool:
     return name in IGNORED_NAMES or is_temp_name(name)
 
 
+def _native_walk() -> Callable | None:
+    """The C walk (``_walk.c``) where it was built for this platform; None to walk in Python.
+    ``ECOSYS_PURE_WALK=1`` forces the Python walk (tests compare the two)."""
+    if os.environ.get("ECOSYS_PURE_WALK") == "1":
+        return None
+    try:
+        from ._walk import walk  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return walk
+
+
+_NATIVE_WALK = _native_walk()
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _SCANDIR_FD = os.scandir in os.supports_fd
 
 
-def walk_fingerprints(root: Path, temp_files: list[Path] | None = None,
-                      unreadable: list[str] | None = None) -> dict[str, tuple[int, int]]:
-    """``relative '/' path → (size, mtime_ns)`` of every regular file under ``root``; links below the
-    root are not followed (the root itself may be one). Our own temporary files are skipped (and listed
-    into ``temp_files`` when given); folders that cannot be listed go into ``unreadable`` as ``prefix/``.
-    Raises RootUnavailable when ``root`` itself cannot be listed.
+@dataclass
+class TreeWalk:
+    """What one walk of a task root found."""
 
-    One tight loop, and each folder listed through an open descriptor where the OS allows it, so each
-    file costs one short ``fstatat``: an unchanged rescan is bound by that system call.
+    files: dict[str, tuple[int, int]]  # relative '/' path -> (size, mtime_ns), regular files only
+    temp_files: list[Path] = field(default_factory=list)  # our own temporary files (crash leftovers)
+    unreadable: list[str] = field(default_factory=list)  # folders that could not be listed, as "a/b/"
+    racy: list[str] = field(default_factory=list)  # files modified after ``racy_after``
+
+
+def walk_tree(root: Path, racy_after: int | None = None) -> TreeWalk:
+    """Every regular file under ``root`` with its size and mtime; links below the root are not followed
+    (the root itself may be one), our temporary files and IGNORED_NAMES are left out. Files modified
+    after ``racy_after`` (ns) are also listed in ``racy``. Raises RootUnavailable when ``root`` itself
+    cannot be listed.
+
+    Where the C walk is built it does it all in one call, without the GIL while it lists; the Python
+    walk lists each folder through an open descriptor where the OS allows it. Either way each file costs
+    one short ``fstatat``: an unchanged rescan is bound by that system call.
     """
-    found: dict[str, tuple[int, int]] = {}
+    if _NATIVE_WALK is not None:
+        try:
+            files, temps, hidden, racy = _NATIVE_WALK(root, tuple(IGNORED_NAMES), TEMP_PREFIX,
+                                                      (1 << 63) - 1 if racy_after is None else racy_after)
+        except OSError as exc:
+            raise RootUnavailable(f"cannot read the folder {root}: {exc.strerror or exc}") from None
+        return TreeWalk(files, [Path(root, *rel.split("/")) for rel in temps], hidden, racy)
+    walk = TreeWalk({})
+    files = walk.files
     stack = [(os.fspath(root), "")]
     while stack:
         folder, prefix = stack.pop()
         try:
             fd = os.open(folder, _DIR_FLAGS if prefix else _DIR_FLAGS & ~_NOFOLLOW) if _SCANDIR_FD else -1
         except OSError as exc:
-            _unlistable(root, prefix, exc, unreadable)
+            _unlistable(root, prefix, exc, walk.unreadable)
             continue
         try:
             with os.scandir(fd if fd >= 0 else folder) as entries:
                 for entry in entries:
                     name = entry.name
                     if name in IGNORED_NAMES or name.startswith(TEMP_PREFIX):
-                        if temp_files is not None and name.startswith(TEMP_PREFIX):
-                            temp_files.append(Path(folder, name))
+                        if name.startswith(TEMP_PREFIX):
+                            walk.temp_files.append(Path(folder, name))
                         continue
                     try:
                         st = entry.stat(follow_symlinks=False)
                     except OSError:
                         continue
                     if stat_mod.S_ISREG(st.st_mode):
-                        found[prefix + name] = (st.st_size, st.st_mtime_ns)
+                        files[prefix + name] = (st.st_size, st.st_mtime_ns)
                     elif stat_mod.S_ISDIR(st.st_mode):
                         stack.append((os.path.join(folder, name), prefix + name + "/"))
         except OSError as exc:
-            _unlistable(root, prefix, exc, unreadable)
+            _unlistable(root, prefix, exc, walk.unreadable)
         finally:
             if fd >= 0:
                 os.close(fd)
-    return found
+    if racy_after is not None:
+        walk.racy = [path for path, stamp in files.items() if stamp[1] > racy_after]
+    return walk
 
 
-def _unlistable(root: Path, prefix: str, exc: OSError, unreadable: list[str] | None) -> None:
+def _unlistable(root: Path, prefix: str, exc: OSError, unreadable: list[str]) -> None:
     if not prefix:
         raise RootUnavailable(f"cannot read the folder {root}: {exc.strerror or exc}") from None
-    if unreadable is not None:
-        unreadable.append(prefix)
+    unreadable.append(prefix)
 
 
 # A file modified within this many ns of a scan may change again without its size or mtime moving
@@ -123,27 +156,54 @@ def _observe(root: Path, rel: str, size: int, mtime_ns: int, known: FileStat | N
         result.changed.append(Observation(rel, digest.size, mtime_ns, digest))
 
 
-def scan_tree(root: Path, fingerprints: Mapping[str, tuple[int, int]],
+def _walk_while_loading(root: Path, racy_after: int, load: Callable[[], Mapping[str, tuple[int, int]]]
+                        ) -> tuple[TreeWalk, Mapping[str, tuple[int, int]]]:
+    """Walk ``root`` in a helper thread while ``load`` runs in this one (it may hold a database session
+    that must not change threads); the walk's error, if any, is raised here. The Python walk would only
+    fight ``load`` for the GIL, so without the C walk the two run one after the other."""
+    if _NATIVE_WALK is None:
+        return walk_tree(root, racy_after), load()
+    outcome: list = []
+
+    def walk() -> None:
+        try:
+            outcome.append(walk_tree(root, racy_after))
+        except BaseException as exc:  # handed to the caller below
+            outcome.append(exc)
+
+    walker = threading.Thread(target=walk, name="ecosys-walk", daemon=True)
+    walker.start()
+    try:
+        indexed = load()
+    finally:
+        walker.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0], indexed
+
+
+def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int]]],
               details: Callable[[], Mapping[str, FileStat]]) -> ScanResult:
     """Compare the whole tree under ``root`` with the index.
 
-    ``fingerprints`` maps each live indexed path to ``(size, mtime_ns)``; ``details`` returns every
-    entry (tombstones included) and is called at most once, only when some file differs, so an unchanged
-    tree costs one walk and two set operations.
+    ``fingerprints`` returns each live indexed path's ``(size, mtime_ns)``; it is called in this thread
+    while the tree is walked in another (the C walk and SQLite both run without the GIL). ``details``
+    returns every entry (tombstones included) and is called at most once, only when some file differs,
+    so an unchanged tree costs one walk and two set operations.
     """
-    result = ScanResult()
-    found = walk_fingerprints(root, result.stale_temp, result.unreadable)
-    result.files_seen = len(found)
-    racy_after = time.time_ns() - RACY_NS
+    # taken before the walk, so every file written within RACY_NS of its stat counts as racy
+    walk, indexed = _walk_while_loading(root, time.time_ns() - RACY_NS, fingerprints)
+    found = walk.files
+    result = ScanResult(stale_temp=walk.temp_files, unreadable=walk.unreadable, files_seen=len(found))
     # dict equality and set difference run in C: an unchanged tree costs no Python work per file here
-    suspects = set() if found == fingerprints else {path for path, _ in found.items() - fingerprints.items()}
-    suspects.update([path for path, stamp in found.items() if stamp[1] > racy_after])
+    same = found == indexed
+    suspects = set(walk.racy) if same else {path for path, _ in found.items() - indexed.items()}.union(walk.racy)
     if suspects:
         known = details()
         for rel in sorted(suspects):
             size, mtime_ns = found[rel]
             _observe(root, rel, size, mtime_ns, known.get(rel), result)
-    missing = fingerprints.keys() - found.keys()
+    missing = set() if same else indexed.keys() - found.keys()
     if result.unreadable:  # not listed is not deleted: those files are kept until they can be read
         hidden = tuple(result.unreadable)
         missing = {path for path in missing if not path.startswith(hidden)}

@@ -54,7 +54,9 @@ def test_unlistable_subfolder_is_not_deleted(tmp_path: Path, monkeypatch: pytest
     a.scan()
     meet(a, b)
     # Tests run as root here, where permissions cannot make a folder unreadable: the listing error is
-    # injected (the only mocked part), for that one folder.
+    # injected (the only mocked part), for that one folder, into the Python walk. The C walk meets a
+    # really unreadable folder in test_native_walk.py.
+    monkeypatch.setattr(scanner, "_NATIVE_WALK", None)
     real_open, real_scandir = os.open, os.scandir
     blocked = os.fspath(a.root / "private")
 
