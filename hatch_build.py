@@ -27,7 +27,7 @@ def compile_walk(root: Path, out_dir: Path | None = None) -> Path:
     source = root / SOURCE
     target = (out_dir or source.parent) / ("_walk" + sysconfig.get_config_var("EXT_SUFFIX"))
     linker = os.environ.get("LDSHARED") or sysconfig.get_config_var("LDSHARED") or "cc -shared"
-    command = [*shlex.split(linker), "-O2", "-fPIC", "-I" + sysconfig.get_paths()["include"],
+    command = [*shlex.split(linker), "-O2", "-fPIC", "-pthread", "-I" + sysconfig.get_paths()["include"],
                str(source), "-o", str(target)]
     subprocess.run(command, check=True, capture_output=True, text=True)
     return target

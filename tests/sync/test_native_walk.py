@@ -136,3 +136,20 @@ def test_the_built_walk_is_the_one_in_use():
     if not built:
         pytest.skip("no C walk was built next to the scanner (no compiler at install): the Python walk is used")
     assert scanner._NATIVE_WALK is not None
+
+
+def test_wide_and_deep_trees_agree(tmp_path: Path, native: ModuleType, monkeypatch: pytest.MonkeyPatch):
+    """Several threads share the C walk's folder stack: nothing may be missed or listed twice."""
+    root = tmp_path / "root"
+    deep = root.joinpath(*[f"level{i}" for i in range(60)])
+    deep.mkdir(parents=True)
+    (deep / "bottom.txt").write_bytes(b"b")
+    for i in range(300):
+        folder = root / f"w{i % 30}" / f"x{i}"
+        folder.mkdir(parents=True)
+        for j in range(i % 4):
+            (folder / f"f{j}").write_bytes(b"x" * j)
+    expected = walk(root, None, monkeypatch)
+    for _ in range(5):
+        assert walk(root, native, monkeypatch) == expected
+    assert len(expected[0]) == 1 + sum(i % 4 for i in range(300))
