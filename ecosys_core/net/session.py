@@ -9,6 +9,7 @@ their delta in DATA frames pulled lazily from disk. A slow peer only slows its o
 from __future__ import annotations
 
 import asyncio
+from collections import abc
 import logging
 import time
 import ssl
@@ -317,5 +318,6 @@ class PeerSession:
 
 
 def _streamed(message: Message) -> bool:
-    """True for a modification whose delta is still arriving in DATA frames."""
-    return isinstance(message, Modification) and message.delta is not None and not isinstance(message.delta, bytes)
+    """True for a modification whose delta is still arriving in DATA frames (an iterator fed by the
+    reader); an inline delta arrives as a list holding the frame's payload."""
+    return isinstance(message, Modification) and isinstance(message.delta, abc.Iterator)

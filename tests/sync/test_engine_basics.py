@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from ecosys_core.store.index import load_entries
 from ecosys_core.store.index import task_row
-from ecosys_core.sync.messages import ModificationDone
+from ecosys_core.sync.messages import Modification, ModificationDone, NeedState
 
 from .harness import SECURE_ID, make_devices, meet
 
@@ -204,9 +206,16 @@ def test_unlinked_device_and_unsafe_paths_are_refused_and_nothing_is_written(tmp
         b.engine.receive(a.device_id, message)
 
 
-def test_a_batch_applies_like_one_by_one_and_a_bad_message_spoils_nothing(tmp_path: Path, monkeypatch):
-    import pytest
+def as_received(messages: list) -> list:
+    """Messages as a session hands them over: each small delta inline, as a list of one block."""
+    for m in messages:
+        if isinstance(m, Modification) and m.delta is not None:
+            m.delta = [b"".join(m.delta)]
+    return messages
 
+
+@pytest.mark.parametrize("inline", [False, True], ids=["streamed", "inline"])
+def test_a_batch_applies_like_one_by_one_and_a_bad_message_spoils_nothing(tmp_path: Path, monkeypatch, inline):
     from ecosys_core.sync import fsio
     from ecosys_core.sync.engine import Refused
 
@@ -215,6 +224,8 @@ def test_a_batch_applies_like_one_by_one_and_a_bad_message_spoils_nothing(tmp_pa
         a.write(f"d{i % 2}/f{i}.txt", f"content {i}".encode())
     a.scan()
     messages = a.engine.outgoing(b.device_id)
+    if inline:  # written ahead and synced together before being applied
+        as_received(messages)
     messages[2].path = "../escape.txt"  # a hostile one in the middle of the batch
     synced: list[Path] = []
     monkeypatch.setattr(fsio, "_sync_dir_now", synced.append)  # recorded instead of done: the only faked part
@@ -223,5 +234,41 @@ def test_a_batch_applies_like_one_by_one_and_a_bad_message_spoils_nothing(tmp_pa
     assert all(isinstance(r, list) and isinstance(r[0], ModificationDone) for i, r in enumerate(results) if i != 2)
     assert len(b.files()) == 5 and not (tmp_path / "escape.txt").exists()
     assert sorted(synced) == sorted({b.root / "d0", b.root / "d1"})  # once per folder, not once per file
+    assert not [p for p in b.root.rglob("*") if fsio.is_temp_name(p.name)]
     meet(a, b)
     assert b.files() == a.files()
+
+
+def test_written_ahead_content_is_right_whatever_the_apply_decides(tmp_path: Path):
+    """A batch mixing edits on a base, a conflict, an outdated message, a duplicate and a delta that lies
+    about its hash: the result is what one-by-one application gives, and no temp file is left."""
+    from ecosys_core.sync.fsio import is_temp_name
+
+    a, b, c = make_devices(tmp_path, 3)
+    for i in range(4):
+        a.write(f"f{i}.txt", b"base %d" % i * 50)
+    a.scan()
+    meet(a, b)
+    meet(a, c)
+    a.write("f0.txt", b"edited on a " * 40)  # an edit on a base b has
+    a.write("f1.txt", b"a's side " * 30)  # concurrent with c's edit below: a conflict on b
+    a.write("new.txt", b"brand new")
+    a.scan()
+    c.write("f1.txt", b"c's side " * 30)
+    c.scan()
+    meet(c, b)
+    messages = as_received(a.engine.outgoing(b.device_id))
+    liar = next(m for m in messages if m.path == "new.txt")
+    liar.delta = [b"\x00" * 9]  # same size, other content: verified and refused, never staged
+    messages.append(as_received(a.engine.outgoing(b.device_id))[0])  # a duplicate of the first
+    results = b.engine.receive_many(a.device_id, messages)
+    assert not [p for p in b.root.rglob("*") if is_temp_name(p.name)]
+    assert b.files()["f0.txt"] == b"edited on a " * 40
+    assert not (b.root / "new.txt").exists()
+    assert any(isinstance(r, list) and r and isinstance(r[0], NeedState) for r in results)
+    for _ in range(2):
+        meet(a, b)
+        meet(b, c)
+        meet(a, c)
+    assert a.files() == b.files() == c.files()
+    assert len([p for p in b.files() if "sync-conflict" in p]) == 1
