@@ -365,17 +365,11 @@ class SyncEngine:
             return None
         base: Path | None = None
         if m.base_hash:
-            local = get_entry(session, ctx.id, m.path)
-            if local is not None and not local.deleted and local.hash == m.base_hash and target.is_file():
-                base = target
-            else:
-                base = self.objects.shadow_path(m.base_hash)
+            base = self._base_of(target, get_entry(session, ctx.id, m.path), m)
             if base is None:
                 return None
         try:
-            with atomic_writer(target, durable=False) as (fh, temp):
-                if apply_delta(m.delta, base, fh, expected_size=m.size) != m.hash:
-                    raise IntegrityError("staged content differs from the announced hash")
+            temp = self._rebuild(target, m, base, durable=False)
         except (IntegrityError, DeltaError, OSError):
             return None
         return temp
@@ -514,23 +508,34 @@ class SyncEngine:
             return staged
         base: Path | None = None
         if m.base_hash:
-            if local is not None and not local.deleted and local.hash == m.base_hash and target.exists():
-                base = target
-            else:
-                base = self.objects.shadow_path(m.base_hash)
+            base = self._base_of(target, local, m)
             if base is None:
                 return None if m.reply else self._need_state(info, target, local, m)
         if m.delta is None:
             return None if m.reply else self._need_state(info, target, local, m)
         try:
-            with atomic_writer(target) as (fh, temp):
-                got = apply_delta(m.delta, base, fh, expected_size=m.size,
-                                  observe=signature.feed if signature is not None else None)
-                if got != m.hash:
-                    raise IntegrityError(f"{m.path}: content hashes to {got[:12]}…, {m.hash[:12]}… announced")
+            temp = self._rebuild(target, m, base, observe=signature.feed if signature is not None else None)
         except (IntegrityError, DeltaError, OSError) as exc:
             log.warning("discarded change of %s from %s: %s", m.path, m.modified_by, exc)
             return None if m.reply else self._need_state(info, target, local, m, whole=True)
+        return temp
+
+    def _base_of(self, target: Path, local: Entry | None, m: Modification) -> Path | None:
+        """The file ``m``'s delta applies to: ours when it is the delta's base, else the kept copy of
+        that base; None when we have neither."""
+        if local is not None and not local.deleted and local.hash == m.base_hash and target.is_file():
+            return target
+        return self.objects.shadow_path(m.base_hash)
+
+    @staticmethod
+    def _rebuild(target: Path, m: Modification, base: Path | None, *, durable: bool = True,
+                 observe: Callable[[bytes], None] | None = None) -> Path:
+        """``m``'s content in a temp file beside ``target``, its hash checked (IntegrityError otherwise;
+        DeltaError or OSError when the delta or the disk fails)."""
+        with atomic_writer(target, durable=durable) as (fh, temp):
+            got = apply_delta(m.delta, base, fh, expected_size=m.size, observe=observe)
+            if got != m.hash:
+                raise IntegrityError(f"{m.path}: content hashes to {got[:12]}…, {m.hash[:12]}… announced")
         return temp
 
     def _need_state(self, info: TaskInfo, target: Path, local: Entry | None, m: Modification, *,
