@@ -117,13 +117,17 @@ def test_an_unreadable_folder_is_reported_not_listed(native: ModuleType):
         (tree / "private" / "s.txt").write_bytes(b"s")
         (tree / "private").chmod(0o000)
         code = ("import json, os, sys\n"
-                "if os.geteuid() == 0:\n    os.setgid(65534); os.setuid(65534)\n"
+                "if os.geteuid() == 0:\n"
+                "    try:\n        os.setgid(65534); os.setuid(65534)\n"
+                "    except PermissionError:\n        print('cannot drop root'); sys.exit(0)\n"
                 f"sys.path.insert(0, {str(module.parent)!r})\n"
                 "import _walk\n"
                 f"found, temps, hidden, racy = _walk.walk({str(tree)!r}, (), {TEMP_PREFIX!r}, 0)\n"
                 "print(json.dumps([sorted(found), temps, hidden]))\n")
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
+        if done.stdout.strip() == "cannot drop root":
+            pytest.skip("running as root without the right to become another user: no folder is unreadable")
         assert json.loads(done.stdout) == [["open/f.txt"], [], ["private/"]]
     finally:
         if (base / "tree" / "private").exists():
