@@ -9,10 +9,10 @@ their delta in DATA frames pulled lazily from disk. A slow peer only slows its o
 from __future__ import annotations
 
 import asyncio
-from collections import abc
 import logging
-import time
 import ssl
+import time
+from collections import abc
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..sync.delta import DeltaError

@@ -343,11 +343,11 @@ class SyncEngine:
         try:
             with self.store.session() as session:
                 for m in messages:
-                    key = (m.secure_id, m.path, getattr(m, "hash", ""))
-                    if _stageable(m) and key not in staged:
-                        temp = self._prewrite(session, peer, m)
-                        if temp is not None:
-                            staged[key] = temp
+                    if not _stageable(m) or (key := (m.secure_id, m.path, m.hash)) in staged:
+                        continue
+                    temp = self._prewrite(session, peer, m)
+                    if temp is not None:
+                        staged[key] = temp
             synced = set(sync_files(list(staged.values())))
             self._staged = {key: temp for key, temp in staged.items() if temp in synced}
             yield

@@ -9,7 +9,8 @@ import pytest
 
 from ecosys_core.store.index import load_entries
 from ecosys_core.store.index import task_row
-from ecosys_core.sync.messages import Modification, ModificationDone, NeedState
+from ecosys_core.net.codec import header_message, inline_delta, message_header
+from ecosys_core.sync.messages import ModificationDone, NeedState
 
 from .harness import SECURE_ID, make_devices, meet
 
@@ -206,12 +207,10 @@ def test_unlinked_device_and_unsafe_paths_are_refused_and_nothing_is_written(tmp
         b.engine.receive(a.device_id, message)
 
 
-def as_received(messages: list) -> list:
-    """Messages as a session hands them over: each small delta inline, as a list of one block."""
-    for m in messages:
-        if isinstance(m, Modification) and m.delta is not None:
-            m.delta = [b"".join(m.delta)]
-    return messages
+def as_received(messages: list, sender: str) -> list:
+    """Messages as a receiving session hands them over: through the real frame codec, with each small
+    delta read inline by the sender (``inline_delta``) and carried as the frame's payload."""
+    return [header_message(*message_header(inline_delta(m), sender)) for m in messages]
 
 
 @pytest.mark.parametrize("inline", [False, True], ids=["streamed", "inline"])
@@ -225,7 +224,7 @@ def test_a_batch_applies_like_one_by_one_and_a_bad_message_spoils_nothing(tmp_pa
     a.scan()
     messages = a.engine.outgoing(b.device_id)
     if inline:  # written ahead and synced together before being applied
-        as_received(messages)
+        messages = as_received(messages, a.device_id)
     messages[2].path = "../escape.txt"  # a hostile one in the middle of the batch
     synced: list[Path] = []
     monkeypatch.setattr(fsio, "_sync_dir_now", synced.append)  # recorded instead of done: the only faked part
@@ -257,10 +256,10 @@ def test_written_ahead_content_is_right_whatever_the_apply_decides(tmp_path: Pat
     c.write("f1.txt", b"c's side " * 30)
     c.scan()
     meet(c, b)
-    messages = as_received(a.engine.outgoing(b.device_id))
+    messages = as_received(a.engine.outgoing(b.device_id), a.device_id)
     liar = next(m for m in messages if m.path == "new.txt")
     liar.delta = [b"\x00" * 9]  # same size, other content: verified and refused, never staged
-    messages.append(as_received(a.engine.outgoing(b.device_id))[0])  # a duplicate of the first
+    messages.append(as_received(a.engine.outgoing(b.device_id), a.device_id)[0])  # a duplicate of the first
     results = b.engine.receive_many(a.device_id, messages)
     assert not [p for p in b.root.rglob("*") if is_temp_name(p.name)]
     assert b.files()["f0.txt"] == b"edited on a " * 40
