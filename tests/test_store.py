@@ -97,3 +97,32 @@ def test_removing_a_task_cascades_to_index_and_pending_events(store, tmp_path: P
     remove_task(store, task.name)
     with store.session() as s:
         assert s.scalars(select(FileEntry)).all() == [] and s.scalars(select(PendingTarget)).all() == []
+
+
+def test_a_batch_commits_once_and_a_failing_block_inside_is_undone_alone(tmp_path: Path):
+    from ecosys_core.store.index import Entry, get_entry, put_entry
+
+    store = open_store(tmp_path / "ecosys.db")
+    (tmp_path / "root").mkdir()
+    task = add_task(store, name="t", root=tmp_path / "root", kind=TaskKind.FOLDER)
+    with store.session() as session:
+        task_id = session.scalar(select(SyncTask.id).where(SyncTask.secure_id == task.secure_id))
+
+    def entry(path: str) -> Entry:
+        return Entry(path, {"a": 1}, "h", 1, 1, 1, "a", False)
+
+    with store.batch():
+        with store.session() as session:
+            put_entry(session, task_id, entry("kept"))
+        with pytest.raises(RuntimeError):
+            with store.session() as session:
+                put_entry(session, task_id, entry("undone"))
+                raise RuntimeError("this block fails")
+        with store.session() as session:
+            put_entry(session, task_id, entry("after"))
+            assert get_entry(session, task_id, "kept") is not None
+        with sqlite3.connect(tmp_path / "ecosys.db") as other:  # another connection sees nothing yet
+            assert other.execute("select count(*) from file_entries").fetchone() == (0,)
+    with store.session() as session:
+        assert {p for p in ("kept", "undone", "after") if get_entry(session, task_id, p)} == {"kept", "after"}
+    store.close()

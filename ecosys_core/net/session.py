@@ -30,6 +30,7 @@ UNLINKED_ALLOWED = frozenset({"HELLO", "PING", "ERROR", "LINK", "LINK_ACCEPTED",
                               "OTDL", "MOTDL", "DATA", "CANCEL", "OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE"})
 DATA_FRAME = 1 << 20
 BATCH_MAX = 256  # received messages applied in one engine call
+SEND_GROUP = 64  # pending modifications prepared in one engine call
 
 
 class PeerSession:
@@ -109,10 +110,7 @@ class PeerSession:
 
     # -- sending -------------------------------------------------------------------------------
     async def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
-        data = encode_frame(header, payload)
-        async with self._wlock:
-            self.conn.writer.write(data)
-            await self.conn.writer.drain()
+        await self._write([encode_frame(header, payload)])
 
     async def _try_send(self, header: dict[str, Any]) -> None:
         try:
@@ -133,31 +131,52 @@ class PeerSession:
     async def _send_loop(self) -> None:
         while True:
             if not self._answers.empty():
-                item = self._answers.get_nowait()
-                if isinstance(item, tuple):
-                    await self.send(item[1], item[2])
-                else:
-                    await self._send_message(item)
+                await self._send_answers()
                 continue
             if self._flush:
                 self._flush = False
                 pending = await self.node.run_engine(self.node.engine.pending, self.peer)
-                for secure_id, path, base_hash in pending:
-                    if (secure_id, path) in self.in_flight:
-                        continue
-                    message = await self.node.run_engine(
-                        lambda: inline_delta(self.node.engine.modification(secure_id, path, base_hash)))
-                    if message is None:
-                        await self.node.run_engine(self.node.engine.drop_pending, secure_id, path, self.peer)
-                        continue
-                    self.in_flight.add((secure_id, path))
-                    await self._send_message(message)
-                    while not self._answers.empty():  # answers overtake the rest of the queue
-                        item = self._answers.get_nowait()
-                        await (self.send(item[1], item[2]) if isinstance(item, tuple) else self._send_message(item))
+                todo = [item for item in pending if (item[0], item[1]) not in self.in_flight]
+                for start in range(0, len(todo), SEND_GROUP):
+                    messages = await self.node.run_engine(self._prepare, todo[start:start + SEND_GROUP])
+                    ready = [m for m in messages if m is not None]
+                    self.in_flight.update((m.secure_id, m.path) for m in ready)
+                    await self._send_all(ready)
+                    await self._send_answers()  # answers overtake the rest of the queue
                 continue
             await self._wake.wait()
             self._wake.clear()
+
+    def _prepare(self, items: list[tuple[str, str, str]]) -> list[Modification | None]:
+        """(In a worker thread.) The modifications of pending ``items``, small deltas read inline."""
+        return [inline_delta(m) for m in self.node.engine.modifications(self.peer, items)]
+
+    async def _send_answers(self) -> None:
+        items = []
+        while not self._answers.empty():
+            items.append(self._answers.get_nowait())
+        await self._send_all(items)
+
+    async def _send_all(self, items: list[Message | tuple[str, dict, bytes]]) -> None:
+        """Send ``items`` in order: the frames that carry all they have in one write (thousands of small
+        files cost one drain per group, not one each), a modification whose delta streams on its own."""
+        frames: list[bytes] = []
+        for item in items:
+            if isinstance(item, tuple):
+                frames.append(encode_frame(item[1], item[2]))
+            elif isinstance(item, Modification) and item.delta is not None and not isinstance(item.delta, bytes):
+                await self._write(frames)
+                frames = []
+                await self._send_message(item)
+            else:
+                frames.append(encode_frame(*message_header(item, self.node.me)))
+        await self._write(frames)
+
+    async def _write(self, frames: list[bytes]) -> None:
+        if frames:
+            async with self._wlock:
+                self.conn.writer.writelines(frames)
+                await self.conn.writer.drain()
 
     async def _send_message(self, message: Message) -> None:
         if isinstance(message, Modification) and message.delta is not None and not isinstance(message.delta, bytes):

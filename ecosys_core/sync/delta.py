@@ -26,7 +26,7 @@ import bsdiff4
 import pyzstd
 
 from ..errors import IntegrityError
-from .chunking import READ_BLOCK, Signature, iter_chunks
+from .chunking import READ_BLOCK, Signature, chunk_digest, iter_chunks
 
 BSDIFF_MAX = 1 << 20
 MAX_LITERAL = 4 << 20
@@ -69,7 +69,7 @@ def encode_against(stream: BinaryIO, base: Signature) -> Iterator[bytes]:
     literal = bytearray()
     copy_off = copy_len = 0
     for chunk in iter_chunks(stream, base.params):
-        hit = known.get(blake3.blake3(chunk).digest(16))
+        hit = known.get(chunk_digest(chunk))
         if hit is not None and hit[1] == len(chunk):
             if literal:
                 yield _literal(bytes(literal))

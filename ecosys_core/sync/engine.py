@@ -12,6 +12,7 @@ so devices can be tested in one process and driven unchanged by the network laye
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import EcosysError, IntegrityError, NotFound, UnsafePath
-from ..safe_paths import check_relative_path, join_inside
+from ..safe_paths import InsideChecker, join_inside
 from ..store import Store
 from ..store.index import (
     Entry,
@@ -49,13 +50,14 @@ from ..types import TaskInfo
 from . import notify
 from .chunking import Signature, SignatureBuilder, digest_file
 from .delta import BSDIFF_MAX, DeltaError, apply_delta, encode_against, encode_bsdiff, encode_full
-from .fsio import atomic_writer, commit_temp, conflict_name, deferred_dir_syncs, remove_empty_parents, sync_files
+from .fsio import atomic_writer, commit_temp, conflict_name, deferred_dir_syncs, remove_empty_parents, write_temps
 from .messages import Message, Modification, ModificationDone, NeedState
 from .objects import ObjectStore
 from .scanner import RACY_NS, ScanResult, scan_paths, scan_tree
 
 log = logging.getLogger(__name__)
 SHADOW_MIN = 16 << 10
+STAGE_MAX = 32 << 20  # bytes of a batch's content built in memory before writing it
 
 
 class Refused(EcosysError):
@@ -66,6 +68,24 @@ def _stageable(m: Message) -> bool:
     """A modification whose whole delta is already here and small: worth writing ahead in a batch."""
     return (isinstance(m, Modification) and not m.deleted and isinstance(m.delta, list)
             and m.size <= BSDIFF_MAX)
+
+
+def _streaming(m: Message) -> bool:
+    """A modification whose delta is still arriving (an iterator fed from the network)."""
+    return isinstance(m, Modification) and m.delta is not None and not isinstance(m.delta, (list, bytes))
+
+
+def _runs(messages: Sequence[Message]) -> Iterator[Sequence[Message]]:
+    """``messages`` cut into runs of messages that are all here, each streaming one being a run alone."""
+    start = 0
+    for i, m in enumerate(messages):
+        if _streaming(m):
+            if i > start:
+                yield messages[start:i]
+            yield messages[i:i + 1]
+            start = i + 1
+    if start < len(messages):
+        yield messages[start:]
 
 
 def short_id(device_id: str) -> str:
@@ -117,6 +137,7 @@ class SyncEngine:
         self._contexts: dict[str, TaskContext] = {}
         self._generation = -1
         self._staged: dict[tuple[str, str, str], Path] = {}  # (task, path, hash) -> verified, synced temp
+        self._paths: InsideChecker | None = None  # during receive_many: folders already checked
 
     def _ctx(self, secure_id: str) -> TaskContext:
         """The task's id, snapshot and linked devices (cached; NotFound if there is no such task)."""
@@ -125,7 +146,7 @@ class SyncEngine:
             self._generation = self.store.generation
         ctx = self._contexts.get(secure_id)
         if ctx is None:
-            with self.store.session() as session:
+            with self.store.session(own=True) as session:  # cached: must not read a batch's older snapshot
                 task = self._task(session, secure_id)
                 ctx = TaskContext(task.id, task_info(task), frozenset(linked_devices(session, task.id)))
             self._contexts[secure_id] = ctx
@@ -233,14 +254,20 @@ class SyncEngine:
 
     def outgoing(self, peer: str) -> list[Modification]:
         """Everything pending for ``peer`` in the tasks linked with it, as modification events."""
-        messages = []
-        for secure_id, path, base_hash in self.pending(peer):
-            message = self.modification(secure_id, path, base_hash)
-            if message is None:
-                self.drop_pending(secure_id, path, peer)
-            else:
-                messages.append(message)
-        return messages
+        return [m for m in self.modifications(peer, self.pending(peer)) if m is not None]
+
+    def modifications(self, peer: str, items: Sequence[tuple[str, str, str]]) -> list[Modification | None]:
+        """:meth:`modification` of each ``(secure_id, path, base_hash)`` of ``items`` (as :meth:`pending`
+        gives them), read in one index transaction. A path this device has nothing to send for gives None
+        and stops being pending for ``peer``."""
+        out: list[Modification | None] = []
+        with self._lock, self.store.batch():
+            for secure_id, path, base_hash in items:
+                out.append(self.modification(secure_id, path, base_hash))
+            for (secure_id, path, _), message in zip(items, out):  # writes last: the write lock is held briefly
+                if message is None:
+                    self.drop_pending(secure_id, path, peer)
+        return out
 
     def drop_pending(self, secure_id: str, path: str, peer: str) -> None:
         """Stop owing ``path`` to ``peer``: this device has nothing to send for it (see ``modification``)."""
@@ -318,47 +345,69 @@ class SyncEngine:
 
     def receive_many(self, peer: str, messages: Sequence[Message]) -> list[list[Message] | Exception]:
         """Act on ``messages`` from ``peer`` in order, exactly as :meth:`receive` one by one, but under one
-        lock and with the folder syncs of all their renames done once, at the end, before returning.
+        lock, with the index changes of each run of messages whose delta is all here made in one
+        transaction (committed after the folder syncs of their renames), before returning.
 
         Returns per message its answers, or the exception :meth:`receive` raised for it (the others still
-        run). Each message keeps its own index transaction, so one failure never undoes another's.
+        run): within a transaction each message's changes are savepoints, so one failure never undoes
+        another's. A message whose delta is still streaming in is applied on its own, outside any batch
+        transaction: holding the index's write lock while waiting on the network could block the very
+        thread that feeds the stream.
         """
         results: list[list[Message] | Exception] = []
-        with self._lock, deferred_dir_syncs(), self._staging(peer, messages):
-            for message in messages:
-                try:
-                    results.append(self.receive(peer, message))
-                except Exception as exc:  # reported per message by the caller, like receive's own errors
-                    results.append(exc)
+        with self._lock:
+            self._paths = InsideChecker()
+            try:
+                for run in _runs(messages):
+                    if _streaming(run[0]):
+                        self._receive_each(peer, run, results)
+                        continue
+                    with self.store.batch(), deferred_dir_syncs(), self._staging(peer, run):
+                        self._receive_each(peer, run, results)
+            finally:
+                self._paths = None
         return results
+
+    def _receive_each(self, peer: str, messages: Sequence[Message], results: list[list[Message] | Exception]) -> None:
+        for message in messages:
+            try:
+                results.append(self.receive(peer, message))
+            except Exception as exc:  # reported per message by the caller, like receive's own errors
+                results.append(exc)
 
     @contextmanager
     def _staging(self, peer: str, messages: Sequence[Message]) -> Iterator[None]:
-        """Write the new content of the batch's small inline modifications first, then fsync those temp
-        files side by side (one journal commit for many, instead of one each), so that applying them
-        one by one afterwards costs a rename. A staged file holds exactly the announced content (its
-        hash is checked), so it is right whatever the apply then decides; what is not used is removed.
+        """Build the new content of the batch's small inline modifications in memory, each checked against
+        its announced hash, then write them all to durable temp files from several threads
+        (:func:`fsio.write_temps`), so that applying them one by one afterwards costs a rename. A staged
+        file holds exactly the announced content, so it is right whatever the apply then decides; what
+        is not used is removed. At most ``STAGE_MAX`` bytes are held in memory per batch.
         """
         staged: dict[tuple[str, str, str], Path] = {}
         try:
+            contents: dict[tuple[str, str, str], tuple[Path, bytes]] = {}
+            held = 0
             with self.store.session() as session:
                 for m in messages:
-                    if not _stageable(m) or (key := (m.secure_id, m.path, m.hash)) in staged:
+                    if held >= STAGE_MAX or not _stageable(m) or (key := (m.secure_id, m.path, m.hash)) in contents:
                         continue
-                    temp = self._prewrite(session, peer, m)
-                    if temp is not None:
-                        staged[key] = temp
-            synced = set(sync_files(list(staged.values())))
-            self._staged = {key: temp for key, temp in staged.items() if temp in synced}
+                    built = self._prebuild(session, peer, m)
+                    if built is not None:
+                        contents[key] = built
+                        held += len(built[1])
+            keys = list(contents)
+            temps = write_temps([contents.pop(key) for key in keys])
+            staged = {key: temp for key, temp in zip(keys, temps) if temp is not None}
+            self._staged = dict(staged)
             yield
         finally:
             self._staged = {}
             for temp in staged.values():
                 temp.unlink(missing_ok=True)  # used ones were renamed away already
 
-    def _prewrite(self, session: Session, peer: str, m: Modification) -> Path | None:
-        """The announced content of ``m`` in an unsynced, verified temp file beside its path; None when
-        it cannot be built now (apply will then do what it always does)."""
+    def _prebuild(self, session: Session, peer: str, m: Modification) -> tuple[Path, bytes] | None:
+        """``m``'s target and announced content, built in memory and verified; None when it cannot be
+        built now (apply will then do what it always does)."""
         try:
             ctx, target = self._checked(peer, m.secure_id, m.path)
         except Refused:
@@ -368,11 +417,12 @@ class SyncEngine:
             base = self._base_of(target, get_entry(session, ctx.id, m.path), m)
             if base is None:
                 return None
+        out = io.BytesIO()
         try:
-            temp = self._rebuild(target, m, base, durable=False)
-        except (IntegrityError, DeltaError, OSError):
+            got = apply_delta(m.delta, base, out, expected_size=m.size)
+        except (DeltaError, OSError):
             return None
-        return temp
+        return (target, out.getvalue()) if got == m.hash else None
 
     def _checked(self, peer: str, secure_id: str, path: str) -> tuple[TaskContext, Path]:
         try:
@@ -382,8 +432,7 @@ class SyncEngine:
         if ctx is None or peer not in ctx.linked:
             raise Refused(f"task {secure_id[:12]}… is not shared with device {peer[:12]}…")
         try:
-            check_relative_path(path)
-            target = join_inside(ctx.root, path)
+            target = (self._paths or InsideChecker()).join(ctx.root, path)
         except UnsafePath as exc:
             raise Refused(f"unsafe path from {peer[:12]}…: {exc}") from None
         return ctx, target
@@ -528,11 +577,11 @@ class SyncEngine:
         return self.objects.shadow_path(m.base_hash)
 
     @staticmethod
-    def _rebuild(target: Path, m: Modification, base: Path | None, *, durable: bool = True,
+    def _rebuild(target: Path, m: Modification, base: Path | None, *,
                  observe: Callable[[bytes], None] | None = None) -> Path:
         """``m``'s content in a temp file beside ``target``, its hash checked (IntegrityError otherwise;
         DeltaError or OSError when the delta or the disk fails)."""
-        with atomic_writer(target, durable=durable) as (fh, temp):
+        with atomic_writer(target) as (fh, temp):
             got = apply_delta(m.delta, base, fh, expected_size=m.size, observe=observe)
             if got != m.hash:
                 raise IntegrityError(f"{m.path}: content hashes to {got[:12]}…, {m.hash[:12]}… announced")

@@ -69,11 +69,10 @@ def _sync_dir_now(folder: Path) -> None:
 
 
 @contextmanager
-def atomic_writer(target: Path, *, durable: bool = True) -> Iterator[tuple[BinaryIO, Path]]:
-    """Yield ``(file, temp_path)`` for new content of ``target``; the caller moves it into place with
-    :func:`commit_temp` after checking it. On any error the temp file is removed. With ``durable=False``
-    the content is not synced here: the caller must pass the temp file to :func:`sync_files` before
-    committing it."""
+def atomic_writer(target: Path) -> Iterator[tuple[BinaryIO, Path]]:
+    """Yield ``(file, temp_path)`` for new content of ``target``, synced to disk when the block ends; the
+    caller moves it into place with :func:`commit_temp` after checking it. On any error the temp file is
+    removed."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
     temp = Path(name)
@@ -81,37 +80,34 @@ def atomic_writer(target: Path, *, durable: bool = True) -> Iterator[tuple[Binar
         with os.fdopen(fd, "wb") as fh:
             yield fh, temp
             fh.flush()
-            if durable:
-                os.fsync(fh.fileno())
+            os.fsync(fh.fileno())
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
 
 
-SYNC_THREADS = 16
+WRITE_THREADS = 16
 
 
-def sync_files(paths: list[Path]) -> list[Path]:
-    """fsync every file of ``paths`` and return those that could be synced. The calls run side by side:
-    a journaling file system then commits many of them together, where one by one each waits for its
-    own commit (2,000 small files: 0.29 s one by one, 0.09 s from 16 threads)."""
-    def sync(path: Path) -> Path | None:
+def write_temps(contents: list[tuple[Path, bytes]]) -> list[Path | None]:
+    """For each ``(target, data)``: a durable temp file holding ``data`` beside ``target`` (its folders
+    created), or None where the disk refused. The files are created, written and synced from several
+    threads: creating a file costs ~0.2 ms of kernel time here, which threads overlap, and fsyncs made
+    side by side share the journal's commits (2,000 small files: 0.73 s one by one, 0.39 s this way).
+    Move each into place with :func:`commit_temp`."""
+    def write(item: tuple[Path, bytes]) -> Path | None:
+        target, data = item
         try:
-            fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))  # Windows syncs only writable files
+            with atomic_writer(target) as (fh, temp):
+                fh.write(data)
+            return temp
         except OSError:
             return None
-        try:
-            os.fsync(fd)
-            return path
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
 
-    if len(paths) <= 1:
-        return [p for p in map(sync, paths) if p is not None]
-    with ThreadPoolExecutor(min(SYNC_THREADS, len(paths)), thread_name_prefix="ecosys-fsync") as pool:
-        return [p for p in pool.map(sync, paths) if p is not None]
+    if len(contents) <= 1:
+        return [write(item) for item in contents]
+    with ThreadPoolExecutor(min(WRITE_THREADS, len(contents)), thread_name_prefix="ecosys-write") as pool:
+        return list(pool.map(write, contents))
 
 
 def commit_temp(temp: Path, target: Path, modified_ns: int | None = None) -> os.stat_result:

@@ -14,7 +14,17 @@ import threading
 import time
 from typing import Callable
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from ..types import TaskInfo
@@ -23,6 +33,10 @@ from .fsio import is_temp_name
 
 log = logging.getLogger(__name__)
 _FULL = None  # marker: rescan the whole task
+# What can change a file's content or existence. Opens, closes and reads are not asked of the kernel:
+# every file the sender reads would cost two events, and every write a third, each handled in Python.
+_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent,
+           DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
 
 
 class _Handler(FileSystemEventHandler):
@@ -75,7 +89,7 @@ class TaskWatcher:
         """Start watching every task root (recursively) and the scanning thread."""
         for task in self.tasks.values():
             if task.root.is_dir():
-                self._observer.schedule(_Handler(self, task), str(task.root), recursive=True)
+                self._observer.schedule(_Handler(self, task), str(task.root), recursive=True, event_filter=_EVENTS)
             else:
                 log.warning("not watching %s: %s does not exist", task.name, task.root)
         self._observer.start()
@@ -87,7 +101,7 @@ class TaskWatcher:
             return
         self.tasks[task.secure_id] = task
         if self._observer.is_alive():
-            self._observer.schedule(_Handler(self, task), str(task.root), recursive=True)
+            self._observer.schedule(_Handler(self, task), str(task.root), recursive=True, event_filter=_EVENTS)
 
     def remove(self, secure_id: str) -> None:
         """Stop watching a task that was removed."""

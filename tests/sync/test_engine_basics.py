@@ -232,7 +232,10 @@ def test_a_batch_applies_like_one_by_one_and_a_bad_message_spoils_nothing(tmp_pa
     assert isinstance(results[2], Refused)
     assert all(isinstance(r, list) and isinstance(r[0], ModificationDone) for i, r in enumerate(results) if i != 2)
     assert len(b.files()) == 5 and not (tmp_path / "escape.txt").exists()
-    assert sorted(synced) == sorted({b.root / "d0", b.root / "d1"})  # once per folder, not once per file
+    if inline:  # one transaction for the batch: each folder synced once, before the index commits
+        assert sorted(synced) == sorted({b.root / "d0", b.root / "d1"})
+    else:  # a delta still streaming in is applied on its own, its folder synced before its entry commits
+        assert len(synced) == 5 and set(synced) == {b.root / "d0", b.root / "d1"}
     assert not [p for p in b.root.rglob("*") if fsio.is_temp_name(p.name)]
     meet(a, b)
     assert b.files() == a.files()
@@ -271,3 +274,62 @@ def test_written_ahead_content_is_right_whatever_the_apply_decides(tmp_path: Pat
         meet(a, c)
     assert a.files() == b.files() == c.files()
     assert len([p for p in b.files() if "sync-conflict" in p]) == 1
+
+
+def test_a_delta_streaming_in_is_applied_with_no_index_write_lock_held(tmp_path: Path):
+    """The daemon's event loop both feeds a streaming delta and writes to the store (a peer connects):
+    if a batch held the index's write lock while waiting on the stream, the two would wait on each other."""
+    import threading
+
+    from ecosys_core.store.devices import upsert_device
+
+    a, b = make_devices(tmp_path, 2)
+    a.write("small.txt", b"small")
+    a.write("medium.bin", os.urandom(100 << 10))
+    a.scan()
+    messages = {m.path: m for m in a.engine.outgoing(b.device_id)}
+    streaming = messages["medium.bin"]
+    blocks = streaming.delta
+    waited: list[bool] = []
+
+    def network() -> object:
+        writer = threading.Thread(target=upsert_device, args=(b.store, "ee" * 32), kwargs={"name": "newcomer"})
+        writer.start()
+        writer.join(5)  # the store's busy timeout is 10 s: a held write lock would show here
+        waited.append(writer.is_alive())
+        writer.join()
+        yield from blocks
+
+    streaming.delta = network()
+    batch = as_received([messages["small.txt"]], a.device_id) + [streaming]
+    results = b.engine.receive_many(a.device_id, batch)
+    assert waited == [False]
+    assert all(isinstance(r, list) and isinstance(r[0], ModificationDone) for r in results)
+    assert b.files() == a.files()
+
+
+def test_a_link_made_during_a_batch_waits_for_it_and_is_seen_after_it(tmp_path: Path):
+    """A batch holds the index's write lock from its start, so it never reads an older snapshot than what
+    it then writes over; a link made meanwhile (another thread) waits for the batch, and what the engine
+    caches (a task's linked devices) shows it once the batch is done."""
+    import threading
+    import time
+
+    from ecosys_core.store.devices import link_task_device, upsert_device
+
+    a, b = make_devices(tmp_path, 2)
+    newcomer = "ee" * 32
+
+    def link() -> None:
+        upsert_device(b.store, newcomer, name="newcomer", linked=True)
+        link_task_device(b.store, SECURE_ID, newcomer)
+
+    worker = threading.Thread(target=link)
+    with b.store.batch():
+        assert newcomer not in b.engine._ctx(SECURE_ID).linked
+        worker.start()
+        time.sleep(0.3)
+        assert worker.is_alive()  # waiting for the batch's write lock
+    worker.join(10)
+    assert not worker.is_alive()
+    assert newcomer in b.engine._ctx(SECURE_ID).linked
