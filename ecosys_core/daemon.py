@@ -37,6 +37,7 @@ from .store.devices import get_device, link_task_device, list_devices, task_devi
 from .store.settings_kv import get_setting
 from .store.tasks import get_task, list_tasks
 from .sync.engine import SyncEngine
+from .sync.fsio import clear_staging
 from .sync.objects import ObjectStore
 from .sync.watcher import TaskWatcher
 from .types import TaskKind, TaskOffer
@@ -79,7 +80,8 @@ class Node:
         self.identity = load_or_create_identity(home.identity)
         self.me = self.identity.device_id
         self.name = get_setting(self.store, "device_name") or socket.gethostname()
-        self.engine = SyncEngine(self.store, ObjectStore(home.objects), self.me, self.plugins.hook)
+        clear_staging(home.staging)  # one daemon per home: what is there was left by a crash
+        self.engine = SyncEngine(self.store, ObjectStore(home.objects), self.me, self.plugins.hook, home.staging)
         self.prompts = Prompts(home.prompts)
         self.host, self.port = host, port
         self.static_peers = [parse_peer(p) for p in peers]

@@ -57,9 +57,15 @@ class HomeLayout:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def staging(self) -> Path:
+        """Received content waiting to be moved into a task folder (see ``fsio.write_temps``)."""
+        return self.root / "staging"
+
     def ensure(self) -> "HomeLayout":
         """Create every folder of the layout (idempotent) and return self."""
-        for folder in (self.root, self.plugins, self.apps, self.largage, self.prompts, self.objects, self.logs):
+        for folder in (self.root, self.plugins, self.apps, self.largage, self.prompts, self.objects, self.logs,
+                       self.staging):
             folder.mkdir(parents=True, exist_ok=True)
         self.identity.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self

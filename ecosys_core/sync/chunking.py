@@ -17,7 +17,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import blake3
 import xxhash
@@ -34,6 +34,29 @@ def hash_bytes(data: bytes) -> str:
 
 
 chunk_digest = xxhash.xxh3_128_digest  # 16 bytes identifying one chunk of a signature
+
+
+def _native_cut() -> Callable[[bytes, int, int, int], list[int]] | None:
+    """The C chunker (``_cdc.c``, the fastcdc package's cuts for its gear table) where it was built;
+    None to cut with the package itself. ``ECOSYS_PURE_CDC=1`` forces the package."""
+    if os.environ.get("ECOSYS_PURE_CDC"):
+        return None
+    try:
+        from fastcdc.fastcdc_py import GEAR
+
+        from ._cdc import cut, set_gear  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    set_gear(GEAR)
+    return cut
+
+
+def _package_cut(data: bytes, mn: int, avg: int, mx: int) -> list[int]:
+    return [c.length for c in fastcdc_cy(data, mn, avg, mx)]
+
+
+cut_lengths: Callable[[bytes, int, int, int], list[int]] = _native_cut() or _package_cut
+"""The FastCDC chunk lengths of ``data`` for (min, avg, max), in order."""
 
 
 def chunk_params(size: int) -> tuple[int, int, int]:
@@ -103,13 +126,13 @@ class Chunker:
             return []
         view = memoryview(data)
         out = []
-        keep_from = len(data)
-        for chunk in fastcdc_cy(data, mn, avg, mx):
-            if chunk.offset + chunk.length + mx > len(data):
-                keep_from = chunk.offset
+        start, last_end = 0, len(data) - mx
+        for length in cut_lengths(data, mn, avg, mx):
+            if start + length > last_end:
                 break
-            out.append(view[chunk.offset: chunk.offset + chunk.length])
-        self._carry = data[keep_from:]
+            out.append(view[start: start + length])
+            start += length
+        self._carry = data[start:]
         return out
 
     def finish(self) -> list[memoryview]:
@@ -117,9 +140,12 @@ class Chunker:
         data, self._carry = self._carry, b""
         if not data:
             return []
-        mn, avg, mx = self.params
         view = memoryview(data)
-        return [view[c.offset: c.offset + c.length] for c in fastcdc_cy(data, mn, avg, mx)]
+        out, start = [], 0
+        for length in cut_lengths(data, *self.params):
+            out.append(view[start: start + length])
+            start += length
+        return out
 
 
 def iter_chunks(stream: BinaryIO, params: tuple[int, int, int]) -> Iterator[memoryview]:

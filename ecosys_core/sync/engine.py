@@ -127,9 +127,14 @@ class SyncEngine:
     read-compare-write of the index against the disk, so the engine's own writes are never mistaken for
     local edits (the seed's receiving_update) and a user edit is always indexed before being overwritten."""
 
-    def __init__(self, store: Store, objects: ObjectStore, device_id: str, hook: HookRelay | None = None) -> None:
+    def __init__(self, store: Store, objects: ObjectStore, device_id: str, hook: HookRelay | None = None,
+                 staging: Path | None = None) -> None:
+        """``staging``: a folder of this device's own (``ECOSYS_HOME/staging``) where received content
+        waits before being moved into a task folder (see ``fsio.write_temps``); None writes beside the
+        target. Only one engine may use a staging folder."""
         self.store = store
         self.objects = objects
+        self.staging = staging
         self.device_id = device_id
         self.me = short_id(device_id)
         self.hook = hook
@@ -396,7 +401,7 @@ class SyncEngine:
                         contents[key] = built
                         held += len(built[1])
             keys = list(contents)
-            temps = write_temps([contents.pop(key) for key in keys])
+            temps = write_temps([contents.pop(key) for key in keys], self.staging)
             staged = {key: temp for key, temp in zip(keys, temps) if temp is not None}
             self._staged = dict(staged)
             yield
@@ -553,7 +558,7 @@ class SyncEngine:
         """Rebuild ``m``'s content into a verified temp file beside ``target``; NEED_STATE when our content
         is not the delta's base (or the delta fails), None when even a requested answer failed."""
         staged = self._staged.pop((m.secure_id, m.path, m.hash), None)
-        if staged is not None and staged.parent == target.parent:
+        if staged is not None and staged.parent in (target.parent, self.staging):
             return staged
         base: Path | None = None
         if m.base_hash:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 import stat
 import tempfile
 import threading
@@ -69,12 +71,13 @@ def _sync_dir_now(folder: Path) -> None:
 
 
 @contextmanager
-def atomic_writer(target: Path) -> Iterator[tuple[BinaryIO, Path]]:
+def atomic_writer(target: Path, folder: Path | None = None) -> Iterator[tuple[BinaryIO, Path]]:
     """Yield ``(file, temp_path)`` for new content of ``target``, synced to disk when the block ends; the
     caller moves it into place with :func:`commit_temp` after checking it. On any error the temp file is
-    removed."""
+    removed. The temp file is made in ``folder`` (default: beside ``target``), which must be on the same
+    file system as ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder or target.parent)
     temp = Path(name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -89,25 +92,57 @@ def atomic_writer(target: Path) -> Iterator[tuple[BinaryIO, Path]]:
 WRITE_THREADS = 16
 
 
-def write_temps(contents: list[tuple[Path, bytes]]) -> list[Path | None]:
-    """For each ``(target, data)``: a durable temp file holding ``data`` beside ``target`` (its folders
-    created), or None where the disk refused. The files are created, written and synced from several
-    threads: creating a file costs ~0.2 ms of kernel time here, which threads overlap, and fsyncs made
-    side by side share the journal's commits (2,000 small files: 0.73 s one by one, 0.39 s this way).
-    Move each into place with :func:`commit_temp`."""
-    def write(item: tuple[Path, bytes]) -> Path | None:
-        target, data = item
+def write_temps(contents: list[tuple[Path, bytes]], staging: Path | None = None) -> list[Path | None]:
+    """For each ``(target, data)``: a durable temp file holding ``data``, ready to be moved onto
+    ``target`` (its folders are created), or None where the disk refused. Move each into place with
+    :func:`commit_temp`.
+
+    The files are created, written and synced from several threads: creating a file costs ~0.2 ms of
+    kernel time here, which threads overlap, and fsyncs made side by side share the journal's commits
+    (2,000 small files: 0.73 s one by one, 0.39 s this way). They are made in ``staging`` when it is on
+    the target's file system, else beside the target: a temp file in a watched task folder costs the
+    watcher five events (create, write, two attribute changes, the move), where one moved in from
+    outside costs one."""
+    same_device: dict[Path, bool] = {}
+
+    def folder_for(target: Path) -> Path | None:
+        if staging is None:
+            return None
+        parent = target.parent
+        if parent not in same_device:
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+                same_device[parent] = os.stat(parent).st_dev == os.stat(staging).st_dev
+            except OSError:
+                same_device[parent] = False
+        return staging if same_device[parent] else None
+
+    def write(item: tuple[Path, Path | None, bytes]) -> Path | None:
+        target, folder, data = item
         try:
-            with atomic_writer(target) as (fh, temp):
+            with atomic_writer(target, folder) as (fh, temp):
                 fh.write(data)
             return temp
         except OSError:
             return None
 
-    if len(contents) <= 1:
-        return [write(item) for item in contents]
-    with ThreadPoolExecutor(min(WRITE_THREADS, len(contents)), thread_name_prefix="ecosys-write") as pool:
-        return list(pool.map(write, contents))
+    if staging is not None:
+        staging.mkdir(parents=True, exist_ok=True)
+    items = [(target, folder_for(target), data) for target, data in contents]
+    if len(items) <= 1:
+        return [write(item) for item in items]
+    with ThreadPoolExecutor(min(WRITE_THREADS, len(items)), thread_name_prefix="ecosys-write") as pool:
+        return list(pool.map(write, items))
+
+
+def clear_staging(staging: Path) -> None:
+    """Remove what a crash left in ``staging`` (call it before anything writes there)."""
+    try:
+        leftovers = [p for p in staging.iterdir() if is_temp_name(p.name)]
+    except OSError:
+        return
+    for path in leftovers:
+        path.unlink(missing_ok=True)
 
 
 def commit_temp(temp: Path, target: Path, modified_ns: int | None = None) -> os.stat_result:
@@ -119,7 +154,19 @@ def commit_temp(temp: Path, target: Path, modified_ns: int | None = None) -> os.
     os.chmod(temp, mode)
     if modified_ns is not None:
         os.utime(temp, ns=(modified_ns, modified_ns))
-    os.replace(temp, target)
+    try:
+        os.replace(temp, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # A staged file on the same device but another mount (a bind mount): copy it beside the target.
+        with atomic_writer(target) as (fh, beside), open(temp, "rb") as src:
+            shutil.copyfileobj(src, fh)
+        os.chmod(beside, mode)
+        if modified_ns is not None:
+            os.utime(beside, ns=(modified_ns, modified_ns))
+        os.replace(beside, target)
+        temp.unlink(missing_ok=True)
     fsync_dir(target.parent)
     return os.stat(target)
 

@@ -69,7 +69,7 @@ def make_devices(tmp_path: Path, count: int, *, backup: set[int] = frozenset(), 
             if other != device_id:
                 upsert_device(store, other, name=other[:6], linked=True)
                 link_task_device(store, SECURE_ID, other)
-        engine = SyncEngine(store, ObjectStore(home.objects), device_id, hook)
+        engine = SyncEngine(store, ObjectStore(home.objects), device_id, hook, home.staging)
         devices.append(Device(f"d{i}", device_id, home, root, store, engine))
     return devices
 
@@ -81,7 +81,7 @@ def reopen_devices(tmp_path: Path, count: int) -> list[Device]:
         device_id = hashlib.sha256(f"device-{i}".encode()).hexdigest()
         home = HomeLayout(tmp_path / f"home{i}")
         store = open_store(home.database)
-        engine = SyncEngine(store, ObjectStore(home.objects), device_id)
+        engine = SyncEngine(store, ObjectStore(home.objects), device_id, staging=home.staging)
         devices.append(Device(f"d{i}", device_id, home, tmp_path / f"root{i}", store, engine))
     return devices
 

@@ -1,0 +1,135 @@
+/* Content-defined chunk boundaries (FastCDC with normalized chunking, Xia et al., USENIX ATC 2016),
+ * cut exactly where the fastcdc package's chunker cuts for the same gear table, which the caller passes
+ * in: that package stays the reference (tests/sync/test_native_cdc.py compares the two).
+ *
+ * Why native: the package yields one Python object per chunk through a generator that slices a
+ * memoryview per chunk; a 128 MiB file has 131,072 chunks, and that loop, not the gear hash, was most of
+ * the time spent building signatures (docs/decisions.md). Here the whole buffer is cut with the GIL
+ * released and only the lengths come back.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static uint32_t gear[256];
+static int gear_set = 0;
+
+/* Where the chunk starting at data[0] ends (data holds at most the chunker's read size). */
+static uint32_t cut_point(const uint8_t *data, uint32_t size, uint32_t mi, uint32_t ma, uint32_t cs,
+                          uint32_t mask_s, uint32_t mask_l) {
+    uint32_t pattern = 0;
+    uint32_t i = mi < size ? mi : size;
+    uint32_t barrier = cs < size ? cs : size;
+    for (; i < barrier; i++) {
+        pattern = (pattern >> 1) + gear[data[i]];
+        if (!(pattern & mask_s))
+            return i + 1;
+    }
+    barrier = ma < size ? ma : size;
+    for (; i < barrier; i++) {
+        pattern = (pattern >> 1) + gear[data[i]];
+        if (!(pattern & mask_l))
+            return i + 1;
+    }
+    return i;
+}
+
+static PyObject *py_set_gear(PyObject *self, PyObject *args) {
+    PyObject *table;
+    if (!PyArg_ParseTuple(args, "O", &table))
+        return NULL;
+    PyObject *seq = PySequence_Fast(table, "the gear table must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    if (PySequence_Fast_GET_SIZE(seq) != 256) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "the gear table must have 256 entries");
+        return NULL;
+    }
+    uint32_t table_read[256];  /* the table in use changes only once all of the new one is valid */
+    for (Py_ssize_t k = 0; k < 256; k++) {
+        unsigned long value = PyLong_AsUnsignedLong(PySequence_Fast_GET_ITEM(seq, k));
+        if (PyErr_Occurred() || value > 0xFFFFFFFFUL) {
+            Py_DECREF(seq);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "gear entries are 32-bit");
+            return NULL;
+        }
+        table_read[k] = (uint32_t)value;
+    }
+    Py_DECREF(seq);
+    memcpy(gear, table_read, sizeof gear);
+    gear_set = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_cut(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    unsigned int mi, avg, ma;
+    if (!PyArg_ParseTuple(args, "y*III", &view, &mi, &avg, &ma))
+        return NULL;
+    if (!gear_set || mi < 64 || avg < mi || ma < avg || avg < 2) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, gear_set ? "bad chunk sizes" : "set_gear was not called");
+        return NULL;
+    }
+    /* The parameters the reference derives from (min, avg, max). */
+    uint32_t offset_cs = mi + (mi + 1) / 2;
+    if (offset_cs > avg)
+        offset_cs = avg;
+    uint32_t cs = avg - offset_cs;
+    if (cs > ma)
+        cs = ma;
+    uint32_t bits = (uint32_t)lround(log2((double)avg));
+    uint32_t mask_s = (uint32_t)((1ULL << (bits + 1)) - 1);
+    uint32_t mask_l = (uint32_t)((1ULL << (bits - 1)) - 1);
+    uint32_t read_size = ma > 65536 ? ma : 65536;
+
+    const uint8_t *data = (const uint8_t *)view.buf;
+    Py_ssize_t len = view.len;
+    Py_ssize_t cap = len / mi + 2, count = 0;
+    uint32_t *lengths = PyMem_RawMalloc((size_t)cap * sizeof(uint32_t));
+    if (lengths == NULL) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t at = 0;
+    while (at < len) {
+        Py_ssize_t left = len - at;
+        uint32_t size = left < (Py_ssize_t)read_size ? (uint32_t)left : read_size;
+        uint32_t cp = cut_point(data + at, size, mi, ma, cs, mask_s, mask_l);
+        lengths[count++] = cp;  /* cp >= 1 whenever size >= 1; chunks but the last are >= mi */
+        at += cp;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    PyObject *out = PyList_New(count);
+    if (out != NULL) {
+        for (Py_ssize_t k = 0; k < count; k++) {
+            PyObject *n = PyLong_FromUnsignedLong(lengths[k]);
+            if (n == NULL) {
+                Py_CLEAR(out);
+                break;
+            }
+            PyList_SET_ITEM(out, k, n);
+        }
+    }
+    PyMem_RawFree(lengths);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"set_gear", py_set_gear, METH_VARARGS, "set_gear(table): the 256 32-bit gear values to cut with."},
+    {"cut", py_cut, METH_VARARGS,
+     "cut(data, min, avg, max) -> [length, ...]: the chunk lengths of data, in order."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_cdc", "Native content-defined chunk boundaries.", -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__cdc(void) { return PyModule_Create(&module); }

@@ -1,0 +1,86 @@
+"""The C chunker (ecosys_core/sync/_cdc.c) cuts exactly where the fastcdc package cuts, which is the
+reference: same chunk lengths for every size and parameter set, so signatures and deltas made on a
+device with it and on one without it match."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from fastcdc.fastcdc_py import GEAR
+
+from ecosys_core.sync import chunking
+from ecosys_core.sync.chunking import SignatureBuilder, _package_cut, chunk_params
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from hatch_build import compile_module  # noqa: E402  (the same build the wheel gets)
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    try:
+        built = compile_module(ROOT, "_cdc", tmp_path_factory.mktemp("native"))
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"the C chunker cannot be compiled on this machine: {getattr(exc, 'stderr', '') or exc}")
+    loader = importlib.machinery.ExtensionFileLoader("_cdc", str(built))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("_cdc", loader))
+    loader.exec_module(module)
+    with pytest.raises(ValueError, match="set_gear"):
+        module.cut(b"x" * 5000, 512, 1024, 4096)
+    module.set_gear(GEAR)
+    return module
+
+
+PARAMS = [(512, 1024, 4096), (64, 256, 1024), (4096, 8192, 32768), chunk_params(1 << 30), (1000, 3000, 9000)]
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=lambda p: "-".join(map(str, p)))
+def test_cuts_equal_the_package_cuts(native: ModuleType, params: tuple[int, int, int]):
+    random = os.urandom(3 << 20)
+    runs = b"\x00" * 300_000 + random[:100_000] + b"\xff" * 200_000  # no cut point: max-size chunks
+    for data in (random, runs, random[: params[0] - 1], random[: params[0]], random[: 70_000], b""):
+        assert native.cut(data, *params) == _package_cut(data, *params)
+    assert sum(native.cut(random, *params)) == len(random)
+    assert native.cut(memoryview(random)[5:], *params) == _package_cut(random[5:], *params)
+
+
+def test_bad_arguments_are_refused(native: ModuleType):
+    for params in [(10, 1024, 4096), (512, 256, 4096), (512, 1024, 1000)]:
+        with pytest.raises(ValueError):
+            native.cut(b"data", *params)
+    with pytest.raises(ValueError):
+        native.set_gear([1, 2, 3])
+    with pytest.raises((ValueError, OverflowError)):
+        native.set_gear([0] * 255 + [1 << 40])  # the last entry is bad: none of the table is taken
+    with pytest.raises(TypeError):
+        native.cut("not bytes", 512, 1024, 4096)
+    assert native.cut(b"x" * 100, 64, 256, 1024) == _package_cut(b"x" * 100, 64, 256, 1024)
+
+
+def test_signatures_are_the_same_with_and_without_it(native: ModuleType, monkeypatch: pytest.MonkeyPatch):
+    data = os.urandom(5 << 20)
+
+    def signature() -> tuple[list[int], list[bytes]]:
+        builder = SignatureBuilder(len(data))
+        for start in range(0, len(data), 300_000):  # blocks that do not fall on chunk boundaries
+            builder.feed(data[start:start + 300_000])
+        sig = builder.signature()
+        return sig.lengths, sig.digests
+
+    monkeypatch.setattr(chunking, "cut_lengths", native.cut)
+    with_native = signature()
+    monkeypatch.setattr(chunking, "cut_lengths", _package_cut)
+    assert signature() == with_native
+
+
+def test_the_built_chunker_is_the_one_in_use():
+    if not list(Path(chunking.__file__).parent.glob("_cdc*.so")):
+        pytest.skip("no C chunker was built next to chunking.py (no compiler at install): the package cuts")
+    assert chunking.cut_lengths is not _package_cut
