@@ -26,6 +26,7 @@ from fastcdc.fastcdc_cy import fastcdc_cy
 READ_BLOCK = 1 << 20
 _MAX_ENTRIES = 131_072
 _SIG_MAGIC = b"ECS2"  # ECS1 had BLAKE3 chunk digests
+_ENTRY = struct.Struct(">I16s")  # one chunk: length, digest
 
 
 def hash_bytes(data: bytes) -> str:
@@ -78,7 +79,7 @@ class Signature:
 
     def to_bytes(self) -> bytes:
         head = _SIG_MAGIC + struct.pack(">IIIQI", *self.params, self.size, len(self.lengths))
-        return head + b"".join(struct.pack(">I", n) + d for n, d in zip(self.lengths, self.digests))
+        return head + b"".join(map(_ENTRY.pack, self.lengths, self.digests))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Signature":
@@ -87,11 +88,9 @@ class Signature:
         mn, avg, mx, size, count = struct.unpack(">IIIQI", data[4:28])
         if len(data) != 28 + 20 * count or count > 4 * _MAX_ENTRIES:
             raise ValueError("truncated chunk signature")
-        lengths, digests = [], []
-        for i in range(count):
-            rec = data[28 + 20 * i: 48 + 20 * i]
-            lengths.append(struct.unpack(">I", rec[:4])[0])
-            digests.append(rec[4:])
+        entries = list(_ENTRY.iter_unpack(data[28:]))
+        lengths = [length for length, _ in entries]
+        digests = [digest for _, digest in entries]
         if sum(lengths) != size:
             raise ValueError("inconsistent chunk signature")
         return cls((mn, avg, mx), size, lengths, digests)
