@@ -101,3 +101,11 @@ def meet(a: Device, b: Device, max_messages: int = 100_000) -> int:
             for answer in dst.engine.receive(src.device_id, message):
                 queue.append((dst, src, answer))
     raise AssertionError("devices keep finding new things to say")
+
+
+def as_received(messages: list, sender: str) -> list:
+    """Messages as a receiving session hands them over: through the real frame codec, with each small
+    delta read inline by the sender (``inline_delta``) and carried as the frame's payload."""
+    from ecosys_core.net.codec import header_message, inline_delta, message_header
+
+    return [header_message(*message_header(inline_delta(m), sender)) for m in messages]

@@ -9,10 +9,9 @@ import pytest
 
 from ecosys_core.store.index import load_entries
 from ecosys_core.store.index import task_row
-from ecosys_core.net.codec import header_message, inline_delta, message_header
 from ecosys_core.sync.messages import ModificationDone, NeedState
 
-from .harness import SECURE_ID, make_devices, meet
+from .harness import SECURE_ID, as_received, make_devices, meet
 
 
 def entries(device):
@@ -205,12 +204,6 @@ def test_unlinked_device_and_unsafe_paths_are_refused_and_nothing_is_written(tmp
     message.secure_id = "00" * 16
     with pytest.raises(Refused):
         b.engine.receive(a.device_id, message)
-
-
-def as_received(messages: list, sender: str) -> list:
-    """Messages as a receiving session hands them over: through the real frame codec, with each small
-    delta read inline by the sender (``inline_delta``) and carried as the frame's payload."""
-    return [header_message(*message_header(inline_delta(m), sender)) for m in messages]
 
 
 @pytest.mark.parametrize("inline", [False, True], ids=["streamed", "inline"])

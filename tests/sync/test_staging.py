@@ -13,15 +13,10 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from ecosys_core.net.codec import header_message, inline_delta, message_header
 from ecosys_core.sync import fsio
 from ecosys_core.sync.fsio import TEMP_PREFIX, clear_staging
 
-from .harness import make_devices
-
-
-def as_received(messages: list, sender: str) -> list:
-    return [header_message(*message_header(inline_delta(m), sender)) for m in messages]
+from .harness import as_received, make_devices
 
 
 class Recorder(FileSystemEventHandler):
