@@ -51,9 +51,9 @@ class Store:
         """Yield a session in a transaction: committed when the block ends, rolled back on error.
 
         Inside :meth:`batch` (same thread) the block is a savepoint of the batch's transaction instead:
-        undone alone on error, and committed with the batch. Such a block reads the database as it was
-        when the batch began; ``own=True`` gives a transaction of its own, which sees what other threads
-        committed since (for what is cached beyond the batch)."""
+        undone alone on error, and committed with the batch, so it also sees the batch's writes before
+        they are committed. ``own=True`` gives a transaction of its own all the same: for what is cached
+        beyond the batch, which must hold only what is committed."""
         local = self._local
         local.depth = getattr(local, "depth", 0) + 1
         shared = None if own else getattr(local, "shared", None)

@@ -151,7 +151,7 @@ class SyncEngine:
             self._generation = self.store.generation
         ctx = self._contexts.get(secure_id)
         if ctx is None:
-            with self.store.session(own=True) as session:  # cached: must not read a batch's older snapshot
+            with self.store.session(own=True) as session:  # cached beyond any batch: committed state only
                 task = self._task(session, secure_id)
                 ctx = TaskContext(task.id, task_info(task), frozenset(linked_devices(session, task.id)))
             self._contexts[secure_id] = ctx
@@ -555,8 +555,9 @@ class SyncEngine:
 
     def _materialize(self, info: TaskInfo, target: Path, local: Entry | None, m: Modification,
                      signature: SignatureBuilder | None = None) -> Path | NeedState | None:
-        """Rebuild ``m``'s content into a verified temp file beside ``target``; NEED_STATE when our content
-        is not the delta's base (or the delta fails), None when even a requested answer failed."""
+        """``m``'s content in a verified temp file ready to move onto ``target`` (staged ahead, or rebuilt
+        now beside it); NEED_STATE when our content is not the delta's base (or the delta fails), None
+        when even a requested answer failed."""
         staged = self._staged.pop((m.secure_id, m.path, m.hash), None)
         if staged is not None and staged.parent in (target.parent, self.staging):
             return staged
