@@ -63,7 +63,10 @@ class PeerSession:
             await self._hello()
             if not self.node.session_opened(self):
                 return
-            self._tasks = [asyncio.create_task(self._work()), asyncio.create_task(self._send_loop())]
+            self._tasks = [asyncio.create_task(self._work(), name="worker"),
+                           asyncio.create_task(self._send_loop(), name="sender")]
+            for task in self._tasks:
+                task.add_done_callback(self._helper_ended)
             while True:
                 frame = await read_frame(self.conn.reader)
                 await self._dispatch(frame)
@@ -85,6 +88,17 @@ class PeerSession:
 
     async def close(self) -> None:
         await self.conn.close()
+
+    def _helper_ended(self, task: asyncio.Task) -> None:
+        """The worker and the sender run as long as the connection; one that ended failed (the store
+        refused a write, say). A session without it would stay connected but mute or deaf, so it is
+        closed: the peer reconnects to a fresh session and what was pending is sent again."""
+        if task.cancelled() or self.closed.is_set():
+            return
+        exc = task.exception()
+        log.error("the %s of the session with %s failed; closing the connection", task.get_name(), self.label,
+                  exc_info=exc)
+        asyncio.ensure_future(self.conn.close())
 
     def stale(self) -> bool:
         """True when this session is ending or old enough that a new connection means the peer came back

@@ -1,0 +1,69 @@
+"""A session whose sender fails closes its connection (the peer reconnects to a fresh one) instead of
+staying connected but mute. Real TLS on loopback and the real session; the daemon behind it is a small
+stand-in here, because the failure must be provoked at one exact place (its engine call)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Callable
+
+from ecosys_core.net.identity import load_or_create_identity
+from ecosys_core.net.protocol import PROTOCOL_VERSIONS, encode_frame, read_frame
+from ecosys_core.net.session import PeerSession
+from ecosys_core.net.transport import accept, connect
+
+
+class FailingNode:
+    """What a session asks of its daemon; its engine call for pending work fails."""
+
+    def __init__(self, me: str) -> None:
+        self.me, self.name, self.port = me, "server", 0
+        self.loop = asyncio.get_running_loop()
+        self.closed: list[PeerSession] = []
+
+    def session_opened(self, session: PeerSession) -> bool:
+        session.request_flush()
+        return True
+
+    def session_closed(self, session: PeerSession) -> None:
+        self.closed.append(session)
+
+    def is_linked(self, device_id: str) -> bool:
+        return True
+
+    async def run_engine(self, fn: Callable, *args: Any) -> Any:
+        raise RuntimeError("database is locked")
+
+
+def test_a_session_whose_sender_fails_closes_its_connection(tmp_path: Path):
+    server_id = load_or_create_identity(tmp_path / "server")
+    client_id = load_or_create_identity(tmp_path / "client")
+
+    async def scenario() -> tuple[list[str], int]:
+        node = FailingNode(server_id.device_id)
+        sessions: list[asyncio.Task] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = await accept(reader, writer, server_id)
+            sessions.append(asyncio.current_task())  # type: ignore[arg-type]
+            await PeerSession(node, conn, dialed=False).run()  # type: ignore[arg-type]
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        conn = await connect("127.0.0.1", server.sockets[0].getsockname()[1], client_id, server_id.device_id)
+        conn.writer.write(encode_frame({"flag": "HELLO", "device_id": client_id.device_id, "name": "client",
+                                        "versions": list(PROTOCOL_VERSIONS)}))
+        await conn.writer.drain()
+        flags = []
+        try:
+            while True:  # the HELLO, then the end of the connection (or the test times out)
+                flags.append((await asyncio.wait_for(read_frame(conn.reader), 10)).flag)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        await asyncio.wait_for(asyncio.gather(*sessions), 10)
+        await conn.close()
+        server.close()
+        return flags, len(node.closed)
+
+    flags, closed = asyncio.run(scenario())
+    assert flags == ["HELLO"] and closed == 1
