@@ -44,6 +44,7 @@ class PeerSession:
         self.peer_name = ""
         self.protocol = PROTOCOL_VERSIONS[-1]
         self._wlock = asyncio.Lock()
+        self._stream_slot = asyncio.Lock()  # one modification streams its DATA frames at a time
         self._answers: asyncio.Queue[Message | tuple[str, dict, bytes]] = asyncio.Queue()
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._stream: asyncio.Queue[bytes | None | Exception] | None = None
@@ -173,17 +174,23 @@ class PeerSession:
 
     async def _send_all(self, items: list[Message | tuple[str, dict, bytes]]) -> None:
         """Send ``items`` in order: the frames that carry all they have in one write (thousands of small
-        files cost one drain per group, not one each), a modification whose delta streams on its own."""
+        files cost one drain per group, not one each). A modification whose delta is too large to
+        carry inline streams from a task of its own, one stream at a time, while the frames that follow
+        are sent between its DATA frames."""
         frames: list[bytes] = []
         for item in items:
             if isinstance(item, tuple):
                 frames.append(encode_frame(item[1], item[2]))
-            elif isinstance(item, Modification) and item.delta is not None and not isinstance(item.delta, bytes):
-                await self._write(frames)
-                frames = []
-                await self._send_message(item)
-            else:
-                frames.append(encode_frame(*message_header(item, self.node.me)))
+                continue
+            if isinstance(item, Modification) and item.delta is not None and not isinstance(item.delta, bytes):
+                item = await self.node.run_engine(inline_delta, item)
+                if not isinstance(item.delta, bytes):
+                    await self._write(frames)
+                    frames = []
+                    await self._stream_slot.acquire()
+                    self._side_task(self._stream_out(item), "stream")
+                    continue
+            frames.append(encode_frame(*message_header(item, self.node.me)))
         await self._write(frames)
 
     async def _write(self, frames: list[bytes]) -> None:
@@ -192,44 +199,50 @@ class PeerSession:
                 self.conn.writer.writelines(frames)
                 await self.conn.writer.drain()
 
-    async def _send_message(self, message: Message) -> None:
-        if isinstance(message, Modification) and message.delta is not None and not isinstance(message.delta, bytes):
-            message = await self.node.run_engine(inline_delta, message)
-        header, payload = message_header(message, self.node.me)
-        if not isinstance(message, Modification) or message.delta is None or isinstance(message.delta, bytes):
-            await self.send(header, payload)
-            return
+    async def _stream_out(self, message: Modification) -> None:
+        """Send ``message`` and its delta in DATA frames; holds the stream slot (taken by the caller)."""
+        header, _ = message_header(message, self.node.me)
         key = f"send:{message.path}"
         self.transfers[key] = {"direction": "send", "path": message.path, "done": 0, "total": message.size}
         blocks: Iterator[bytes] = iter(message.delta)
         try:
-            async with self._wlock:  # the whole stream, so no other frame lands inside it
-                self.conn.writer.write(encode_frame(header))
-                buffer = bytearray()
-                error = None
-                while True:
-                    try:
-                        block = await self.node.run_engine(next, blocks, None)
-                    except Exception as exc:  # the file changed or vanished while being read
-                        block, error = None, f"{type(exc).__name__}: {exc}"
-                    if block:
-                        buffer += block
-                        self.transfers[key]["done"] += len(block)
-                    if buffer and (block is None or len(buffer) >= DATA_FRAME):
-                        for start in range(0, len(buffer), MAX_PAYLOAD):
-                            self.conn.writer.write(encode_frame(
-                                {"flag": "DATA", "device_id": self.node.me}, bytes(buffer[start:start + MAX_PAYLOAD])))
-                        buffer.clear()
-                        await self.conn.writer.drain()
-                    if block is None:
-                        end = {"flag": "DATA", "device_id": self.node.me, "end": True}
-                        if error:
-                            end["error"] = error[:300]
-                        self.conn.writer.write(encode_frame(end))
-                        await self.conn.writer.drain()
-                        return
+            await self._write([encode_frame(header)])
+            buffer = bytearray()
+            error = None
+            while True:
+                try:
+                    block = await self.node.run_engine(next, blocks, None)
+                except Exception as exc:  # the file changed or vanished while being read
+                    block, error = None, f"{type(exc).__name__}: {exc}"
+                if block:
+                    buffer += block
+                    self.transfers[key]["done"] += len(block)
+                if buffer and (block is None or len(buffer) >= DATA_FRAME):
+                    await self._write([encode_frame({"flag": "DATA", "device_id": self.node.me},
+                                                    bytes(buffer[start:start + MAX_PAYLOAD]))
+                                       for start in range(0, len(buffer), MAX_PAYLOAD)])
+                    buffer.clear()
+                if block is None:
+                    end = {"flag": "DATA", "device_id": self.node.me, "end": True}
+                    if error:
+                        end["error"] = error[:300]
+                    await self._write([encode_frame(end)])
+                    return
         finally:
             self.transfers.pop(key, None)
+            self._stream_slot.release()
+
+    def _side_task(self, coro: Any, name: str) -> None:
+        """Run ``coro`` beside the worker and the sender, ending with the session like them."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        task.add_done_callback(self._side_task_ended)
+
+    def _side_task_ended(self, task: asyncio.Task) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._helper_ended(task)
 
     # -- receiving -----------------------------------------------------------------------------
     async def _dispatch(self, frame: Frame) -> None:
@@ -312,21 +325,40 @@ class PeerSession:
     async def _work(self) -> None:
         while True:
             # Whatever has arrived meanwhile is applied in one engine call (one thread hop, one lock, one
-            # folder sync per folder); a streamed delta ends a batch, as its data is still arriving.
+            # folder sync per folder). A delta still streaming in ends a batch and is written ahead on
+            # its own, while what arrives after it is applied.
             batch = [await self._inbox.get()]
             while len(batch) < BATCH_MAX and not _streamed(batch[-1]) and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
-            try:
-                results = await self.node.run_engine(self.node.engine.receive_many, self.peer, batch)
-            except Exception as exc:  # the engine call itself failed: every message of the batch did
-                results = [exc] * len(batch)
-            finally:
-                await self._drain(batch[-1])
-            applied = False
-            for message, result in zip(batch, results):
-                applied = self._settle(message, result) or applied
-            if applied:
-                self.node.changed(except_peer=self.peer)
+            if _streamed(batch[-1]):
+                self._side_task(self._receive_streamed(batch.pop()), "stream-in")
+            if batch:
+                await self._apply(batch)
+
+    async def _receive_streamed(self, message: Modification) -> None:
+        key = None
+        try:
+            key = await self.node.run_engine(self.node.engine.prebuild, self.peer, message)
+        except Exception:  # the apply below finds the delta used up and asks for the whole content
+            log.exception("could not write %s from %s ahead", message.path, self.label)
+        try:
+            await self._apply([message])
+        finally:
+            if key is not None:
+                await self.node.run_engine(self.node.engine.discard_prebuilt, key)
+
+    async def _apply(self, batch: list[Message]) -> None:
+        try:
+            results = await self.node.run_engine(self.node.engine.receive_many, self.peer, batch)
+        except Exception as exc:  # the engine call itself failed: every message of the batch did
+            results = [exc] * len(batch)
+        finally:
+            await self._drain(batch[-1])
+        applied = False
+        for message, result in zip(batch, results):
+            applied = self._settle(message, result) or applied
+        if applied:
+            self.node.changed(except_peer=self.peer)
 
     def _settle(self, message: Message, result: list[Message] | Exception) -> bool:
         """Send the answers (or the error) for one received message; True when it changed something here."""

@@ -163,12 +163,14 @@ class SignatureBuilder:
         self._chunker = Chunker(chunk_params(size))
         self._lengths: list[int] = []
         self._digests: list[bytes] = []
+        self.seen = 0  # bytes fed
 
     def _take(self, chunks: list[memoryview]) -> None:
         self._lengths += map(len, chunks)
         self._digests += map(chunk_digest, chunks)
 
     def feed(self, data: bytes) -> None:
+        self.seen += len(data)
         self._take(self._chunker.feed(data))
 
     def signature(self) -> Signature:

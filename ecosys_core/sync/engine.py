@@ -50,7 +50,15 @@ from ..types import TaskInfo
 from . import notify
 from .chunking import Signature, SignatureBuilder, digest_file
 from .delta import BSDIFF_MAX, DeltaError, apply_delta, encode_against, encode_bsdiff, encode_full
-from .fsio import atomic_writer, commit_temp, conflict_name, deferred_dir_syncs, remove_empty_parents, write_temps
+from .fsio import (
+    atomic_writer,
+    commit_temp,
+    conflict_name,
+    deferred_dir_syncs,
+    remove_empty_parents,
+    same_device,
+    write_temps,
+)
 from .messages import Message, Modification, ModificationDone, NeedState
 from .objects import ObjectStore
 from .scanner import RACY_NS, ScanResult, scan_paths, scan_tree
@@ -143,6 +151,8 @@ class SyncEngine:
         self._generation = -1
         self._staged: dict[tuple[str, str, str], Path] = {}  # (task, path, hash) -> verified, synced temp
         self._paths: InsideChecker | None = None  # during receive_many: folders already checked
+        self._prebuilt: dict[tuple[str, str, str], Path] = {}  # streamed content written ahead (prebuild)
+        self._prebuilt_lock = threading.Lock()
 
     def _ctx(self, secure_id: str) -> TaskContext:
         """The task's id, snapshot and linked devices (cached; NotFound if there is no such task)."""
@@ -240,6 +250,8 @@ class SyncEngine:
             if entry.size <= BSDIFF_MAX:
                 self.objects.put_shadow(entry.hash, root.joinpath(*entry.path.split("/")))
             else:
+                if signature is None and self.objects.has_signature(entry.hash):
+                    return  # kept already (a prebuilt stream stores it)
                 if signature is None:
                     signature = digest_file(root.joinpath(*entry.path.split("/")), with_signature=True).signature
                 if signature is not None:
@@ -429,7 +441,53 @@ class SyncEngine:
             return None
         return (target, out.getvalue()) if got == m.hash else None
 
-    def _checked(self, peer: str, secure_id: str, path: str) -> tuple[TaskContext, Path]:
+    def prebuild(self, peer: str, m: Modification) -> tuple[str, str, str] | None:
+        """Write the content of ``m``, whose delta is still streaming in, to a durable temp file now,
+        without the engine lock, so other messages are applied while it arrives; :meth:`receive` then only
+        moves it into place. The content is checked against its announced hash, so it is right whatever
+        the apply decides, even if the local file changed meanwhile. Consumes the delta; returns the key
+        to pass to :meth:`discard_prebuilt` once ``m`` was received, or None when nothing could be
+        written (the apply then finds the delta used up and asks for the whole content again)."""
+        if not _streaming(m) or m.deleted:
+            return None
+        try:
+            ctx, target = self._checked(peer, m.secure_id, m.path, InsideChecker())
+            with self.store.session(own=True) as session:
+                local = get_entry(session, ctx.id, m.path)
+        except (Refused, NotFound):
+            return None
+        base = self._base_of(target, local, m) if m.base_hash else None
+        if m.base_hash and base is None:
+            return None
+        signature = SignatureBuilder(m.size) if m.size > BSDIFF_MAX else None
+        folder = self.staging if self.staging is not None and same_device(self.staging, target.parent) else None
+        try:
+            temp = self._rebuild(target, m, base, folder=folder, observe=signature.feed if signature else None)
+        except (IntegrityError, DeltaError, OSError) as exc:
+            log.warning("discarded change of %s from %s: %s", m.path, m.modified_by, exc)
+            return None
+        if signature is not None:
+            try:  # keyed by content: right whatever the apply decides
+                self.objects.put_signature(m.hash, signature.signature())
+            except OSError:
+                pass
+        key = (m.secure_id, m.path, m.hash)
+        with self._prebuilt_lock:
+            old = self._prebuilt.pop(key, None)
+            self._prebuilt[key] = temp
+        if old is not None:
+            old.unlink(missing_ok=True)
+        return key
+
+    def discard_prebuilt(self, key: tuple[str, str, str]) -> None:
+        """Remove what :meth:`prebuild` wrote for ``key`` if the apply did not use it."""
+        with self._prebuilt_lock:
+            temp = self._prebuilt.pop(key, None)
+        if temp is not None:
+            temp.unlink(missing_ok=True)
+
+    def _checked(self, peer: str, secure_id: str, path: str, paths: InsideChecker | None = None
+                 ) -> tuple[TaskContext, Path]:
         try:
             ctx = self._ctx(secure_id)
         except NotFound:
@@ -437,7 +495,7 @@ class SyncEngine:
         if ctx is None or peer not in ctx.linked:
             raise Refused(f"task {secure_id[:12]}… is not shared with device {peer[:12]}…")
         try:
-            target = (self._paths or InsideChecker()).join(ctx.root, path)
+            target = (paths or self._paths or InsideChecker()).join(ctx.root, path)
         except UnsafePath as exc:
             raise Refused(f"unsafe path from {peer[:12]}…: {exc}") from None
         return ctx, target
@@ -509,7 +567,7 @@ class SyncEngine:
             return []
         st = commit_temp(temp, target, remote.modified_ns)
         self._commit_entry(info, local, remote.but(version=merged, mtime_ns=st.st_mtime_ns), peer, relay_to_peer)
-        self._remember_content(info.root, remote, signature.signature() if signature else None)
+        self._remember_content(info.root, remote, signature.signature() if signature and signature.seen else None)
         if self.hook is not None:
             notify.notify_applied(self.hook, info, m.path, False)
         return [ModificationDone(m.secure_id, m.path, merged)]
@@ -558,7 +616,11 @@ class SyncEngine:
         """``m``'s content in a verified temp file ready to move onto ``target`` (staged ahead, or rebuilt
         now beside it); NEED_STATE when our content is not the delta's base (or the delta fails), None
         when even a requested answer failed."""
-        staged = self._staged.pop((m.secure_id, m.path, m.hash), None)
+        key = (m.secure_id, m.path, m.hash)
+        staged = self._staged.pop(key, None)
+        if staged is None:
+            with self._prebuilt_lock:
+                staged = self._prebuilt.pop(key, None)
         if staged is not None and staged.parent in (target.parent, self.staging):
             return staged
         base: Path | None = None
@@ -583,11 +645,11 @@ class SyncEngine:
         return self.objects.shadow_path(m.base_hash)
 
     @staticmethod
-    def _rebuild(target: Path, m: Modification, base: Path | None, *,
+    def _rebuild(target: Path, m: Modification, base: Path | None, *, folder: Path | None = None,
                  observe: Callable[[bytes], None] | None = None) -> Path:
-        """``m``'s content in a temp file beside ``target``, its hash checked (IntegrityError otherwise;
-        DeltaError or OSError when the delta or the disk fails)."""
-        with atomic_writer(target) as (fh, temp):
+        """``m``'s content in a temp file beside ``target`` (or in ``folder``, on its device), its hash
+        checked (IntegrityError otherwise; DeltaError or OSError when the delta or the disk fails)."""
+        with atomic_writer(target, folder) as (fh, temp):
             got = apply_delta(m.delta, base, fh, expected_size=m.size, observe=observe)
             if got != m.hash:
                 raise IntegrityError(f"{m.path}: content hashes to {got[:12]}…, {m.hash[:12]}… announced")

@@ -103,19 +103,15 @@ def write_temps(contents: list[tuple[Path, bytes]], staging: Path | None = None)
     the target's file system, else beside the target: a temp file in a watched task folder costs the
     watcher five events (create, write, two attribute changes, the move), where one moved in from
     outside costs one."""
-    same_device: dict[Path, bool] = {}
+    usable: dict[Path, bool] = {}
 
     def folder_for(target: Path) -> Path | None:
         if staging is None:
             return None
         parent = target.parent
-        if parent not in same_device:
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-                same_device[parent] = os.stat(parent).st_dev == os.stat(staging).st_dev
-            except OSError:
-                same_device[parent] = False
-        return staging if same_device[parent] else None
+        if parent not in usable:
+            usable[parent] = same_device(staging, parent)
+        return staging if usable[parent] else None
 
     def write(item: tuple[Path, Path | None, bytes]) -> Path | None:
         target, folder, data = item
@@ -133,6 +129,16 @@ def write_temps(contents: list[tuple[Path, bytes]], staging: Path | None = None)
         return [write(item) for item in items]
     with ThreadPoolExecutor(min(WRITE_THREADS, len(items)), thread_name_prefix="ecosys-write") as pool:
         return list(pool.map(write, items))
+
+
+def same_device(staging: Path, folder: Path) -> bool:
+    """True when a file in ``staging`` can be renamed into ``folder`` (created if missing): same device."""
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.stat(folder).st_dev == os.stat(staging).st_dev
+    except OSError:
+        return False
 
 
 def clear_staging(staging: Path) -> None:

@@ -81,6 +81,10 @@ class ObjectStore:
         """Keep the chunk signature of the content ``digest``."""
         self._put("sig", digest, lambda fh: fh.write(signature.to_bytes()))
 
+    def has_signature(self, digest: str) -> bool:
+        """True when a signature for ``digest`` is kept (not read: cheap)."""
+        return self._path("sig", digest).is_file()
+
     def signature(self, digest: str) -> Signature | None:
         """The kept signature for ``digest``, or None (also when the file is damaged)."""
         try:

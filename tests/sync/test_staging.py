@@ -79,3 +79,47 @@ def test_what_a_crash_left_in_staging_is_cleared(tmp_path: Path):
     clear_staging(staging)
     assert sorted(p.name for p in staging.iterdir()) == ["not-ours"]
     clear_staging(tmp_path / "missing")  # nothing to clear is not an error
+
+
+def test_a_streaming_delta_is_written_ahead_without_the_engine_lock(tmp_path: Path):
+    from ecosys_core.sync.messages import ModificationDone
+
+    from .harness import SECURE_ID
+
+    a, b = make_devices(tmp_path, 2)
+    a.write("video.bin", os.urandom(3 << 20))  # above BSDIFF_MAX: the receiver keeps a chunk signature
+    a.scan()
+    message = a.engine.modification(SECURE_ID, "video.bin", "", reply=True)  # what answers a NEED_STATE
+    keys: list = []
+    with b.engine._lock:  # another batch is being applied meanwhile
+        writer = threading.Thread(target=lambda: keys.append(b.engine.prebuild(a.device_id, message)))
+        writer.start()
+        writer.join(20)
+        assert not writer.is_alive() and keys[0] is not None
+        assert not (b.root / "video.bin").exists()  # written ahead, not published
+        assert [p.name.startswith(TEMP_PREFIX) for p in b.home.staging.iterdir()] == [True]
+    results = b.engine.receive_many(a.device_id, [message])
+    assert isinstance(results[0][0], ModificationDone)
+    assert b.files() == a.files() and list(b.home.staging.iterdir()) == []
+    assert b.engine.objects.has_signature(message.hash)
+    b.engine.discard_prebuilt(keys[0])  # used: nothing left to remove
+
+
+def test_a_stream_that_does_not_hash_right_is_not_written_and_is_asked_again_whole(tmp_path: Path):
+    from ecosys_core.sync.messages import NeedState
+
+    a, b = make_devices(tmp_path, 2)
+    a.write("doc.bin", os.urandom(512 << 10))  # streamed (above the inline size)
+    a.scan()
+    message = a.engine.outgoing(b.device_id)[0]
+    blocks = message.delta
+
+    def damaged():  # type: ignore[no-untyped-def]
+        for block in blocks:
+            yield block[:-1] + bytes([block[-1] ^ 1]) if len(block) > 100 else block
+
+    message.delta = damaged()
+    assert b.engine.prebuild(a.device_id, message) is None
+    results = b.engine.receive_many(a.device_id, [message])
+    assert isinstance(results[0][0], NeedState) and results[0][0].have_hash == ""
+    assert b.files() == {} and list(b.home.staging.iterdir()) == []
