@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ecosys_core.errors import EcosysError, NotFound
 from ecosys_core.net.control import call
@@ -155,3 +156,36 @@ def share(a: Daemon, task: str, b: Daemon, where: Path | None) -> None:
         b.answer("CHOOSELINKPATH", str(where))
     thread.join(45)
     assert "error" not in box, box.get("error")
+
+
+@contextmanager
+def shared_pair(base: Path, task: str) -> Iterator[tuple[Daemon, Daemon]]:
+    """alpha and beta, linked, alpha's folder shared with beta as ``task`` and its first file
+    (``small.txt``) synced; both stopped afterwards."""
+    a, b = Daemon(base, "alpha"), Daemon(base, "beta")
+    try:
+        (a.root / "small.txt").write_text("small\n")
+        assert a.cli("task", "add", str(a.root), "--name", task).returncode == 0
+        b.peers = [f"127.0.0.1:{a.port}"]
+        a.start()
+        b.start()
+        link(a, b)
+        share(a, task, b, b.root)
+        wait_until(lambda: (b.root / "small.txt").exists(), 30, what="the first sync")
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+def write_random(path: Path, mib: int) -> None:
+    """A file of ``mib`` MiB of random bytes."""
+    with open(path, "wb") as fh:
+        for _ in range(mib):
+            fh.write(os.urandom(1 << 20))
+
+
+def receiving(d: Daemon, path: str | None = None) -> bool:
+    """True while ``d`` is receiving a file (``path``, if given) and has some of it."""
+    return any(t["direction"] == "receive" and path in (None, t["path"]) and t["done"] > 0
+               for dev in d.status()["devices"] for t in dev["transfers"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .daemons import Daemon, link, share, tree, wait_until
+from .daemons import Daemon, link, receiving, share, shared_pair, tree, wait_until, write_random
 
 
 @pytest.fixture
@@ -77,21 +77,9 @@ def test_three_devices_link_share_sync_relay_and_conflict(trio, tmp_path: Path):
 
 
 def test_receiver_killed_mid_transfer_resumes_without_corruption(tmp_path: Path):
-    a, b = Daemon(tmp_path, "alpha"), Daemon(tmp_path, "beta")
-    try:
-        (a.root / "small.txt").write_text("small\n")
-        assert a.cli("task", "add", str(a.root), "--name", "big").returncode == 0
-        b.peers = [f"127.0.0.1:{a.port}"]
-        a.start()
-        b.start()
-        link(a, b)
-        share(a, "big", b, b.root)
-        wait_until(lambda: (b.root / "small.txt").exists(), 20, what="first sync")
-        with open(a.root / "huge.bin", "wb") as fh:
-            for _ in range(400):
-                fh.write(os.urandom(1 << 20))
-        wait_until(lambda: any(t["direction"] == "receive" for d in b.status()["devices"] for t in d["transfers"]),
-                   30, 0.02, "the transfer to start")
+    with shared_pair(tmp_path, "big") as (a, b):
+        write_random(a.root / "huge.bin", 400)
+        wait_until(lambda: receiving(b), 30, 0.02, "the transfer to start")
         b.kill()
         partial = b.root / "huge.bin"
         assert not partial.exists() or partial.stat().st_size in (0, 400 << 20)
@@ -99,6 +87,3 @@ def test_receiver_killed_mid_transfer_resumes_without_corruption(tmp_path: Path)
         expected = tree(a.root)
         wait_until(lambda: tree(b.root) == expected, 120, 0.2, "resumed transfer")
         assert not [p for p in b.root.iterdir() if p.name.startswith(".ecosys-tmp-")]
-    finally:
-        a.stop()
-        b.stop()
