@@ -97,8 +97,11 @@ class PeerSession:
         if task.cancelled() or self.closed.is_set():
             return
         exc = task.exception()
-        log.error("the %s of the session with %s failed; closing the connection", task.get_name(), self.label,
-                  exc_info=exc)
+        if isinstance(exc, (ConnectionError, ssl.SSLError, OSError)):  # the reader sees the end too
+            log.info("the %s of the session with %s stopped: %s", task.get_name(), self.label, type(exc).__name__)
+        else:
+            log.error("the %s of the session with %s failed; closing the connection", task.get_name(),
+                      self.label, exc_info=exc)
         asyncio.ensure_future(self.conn.close())
 
     def stale(self) -> bool:

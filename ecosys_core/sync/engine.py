@@ -445,9 +445,10 @@ class SyncEngine:
         """Write the content of ``m``, whose delta is still streaming in, to a durable temp file now,
         without the engine lock, so other messages are applied while it arrives; :meth:`receive` then only
         moves it into place. The content is checked against its announced hash, so it is right whatever
-        the apply decides, even if the local file changed meanwhile. Consumes the delta; returns the key
-        to pass to :meth:`discard_prebuilt` once ``m`` was received, or None when nothing could be
-        written (the apply then finds the delta used up and asks for the whole content again)."""
+        the apply decides, even if the local file changed meanwhile. Returns the key to pass to
+        :meth:`discard_prebuilt` once ``m`` was received, or None when nothing was written: refused, no
+        base here (the delta is left for the apply, which answers as it always does), or a delta that
+        failed or hashed wrong (used up: the apply asks for the whole content again)."""
         if not _streaming(m) or m.deleted:
             return None
         try:
