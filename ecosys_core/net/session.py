@@ -12,12 +12,11 @@ import asyncio
 import logging
 import ssl
 import time
-from collections import abc
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..sync.delta import DeltaError
 from ..sync.engine import Refused as EngineRefused
-from ..sync.messages import Message, Modification, NeedState
+from ..sync.messages import Message, Modification, NeedState, is_streaming
 from .codec import header_message, inline_delta, message_header
 from .protocol import MAX_PAYLOAD, PROTOCOL_VERSIONS, Frame, ProtocolError, encode_frame, read_frame
 from .transport import Connection
@@ -185,9 +184,9 @@ class PeerSession:
             if isinstance(item, tuple):
                 frames.append(encode_frame(item[1], item[2]))
                 continue
-            if isinstance(item, Modification) and item.delta is not None and not isinstance(item.delta, bytes):
+            if is_streaming(item):
                 item = await self.node.run_engine(inline_delta, item)
-                if not isinstance(item.delta, bytes):
+                if is_streaming(item):
                     await self._write(frames)
                     frames = []
                     await self._stream_slot.acquire()
@@ -319,7 +318,7 @@ class PeerSession:
 
     async def _drain(self, message: Message) -> None:
         """Consume what the engine left of a delta stream, so the reader never blocks on it."""
-        if _streamed(message):
+        if is_streaming(message):
             try:
                 await self.node.run_engine(lambda: [None for _ in message.delta])
             except Exception:
@@ -331,14 +330,14 @@ class PeerSession:
             # folder sync per folder). A delta still streaming in ends a batch and is written ahead on
             # its own, while what arrives after it is applied.
             batch = [await self._inbox.get()]
-            while len(batch) < BATCH_MAX and not _streamed(batch[-1]) and not self._inbox.empty():
+            while len(batch) < BATCH_MAX and not is_streaming(batch[-1]) and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
-            if _streamed(batch[-1]):
-                self._side_task(self._receive_streamed(batch.pop()), "stream-in")
+            if is_streaming(batch[-1]):
+                self._side_task(self._receive_streaming(batch.pop()), "stream-in")
             if batch:
                 await self._apply(batch)
 
-    async def _receive_streamed(self, message: Modification) -> None:
+    async def _receive_streaming(self, message: Modification) -> None:
         key = None
         try:
             key = await self.node.run_engine(self.node.engine.prebuild, self.peer, message)
@@ -383,9 +382,3 @@ class PeerSession:
             self.answer(("ERROR", {"flag": "ERROR", "device_id": self.node.me, "secure_id": message.secure_id,
                                    "path": message.path, "error": "change could not be applied"}, b""))
         return isinstance(message, Modification) and not any(isinstance(a, NeedState) for a in answers)
-
-
-def _streamed(message: Message) -> bool:
-    """True for a modification whose delta is still arriving in DATA frames (an iterator fed by the
-    reader); an inline delta arrives as a list holding the frame's payload."""
-    return isinstance(message, Modification) and isinstance(message.delta, abc.Iterator)

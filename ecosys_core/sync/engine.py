@@ -59,7 +59,7 @@ from .fsio import (
     same_device,
     write_temps,
 )
-from .messages import Message, Modification, ModificationDone, NeedState
+from .messages import Message, Modification, ModificationDone, NeedState, is_streaming
 from .objects import ObjectStore
 from .scanner import RACY_NS, ScanResult, scan_paths, scan_tree
 
@@ -78,16 +78,11 @@ def _stageable(m: Message) -> bool:
             and m.size <= BSDIFF_MAX)
 
 
-def _streaming(m: Message) -> bool:
-    """A modification whose delta is still arriving (an iterator fed from the network)."""
-    return isinstance(m, Modification) and m.delta is not None and not isinstance(m.delta, (list, bytes))
-
-
 def _runs(messages: Sequence[Message]) -> Iterator[Sequence[Message]]:
     """``messages`` cut into runs of messages that are all here, each streaming one being a run alone."""
     start = 0
     for i, m in enumerate(messages):
-        if _streaming(m):
+        if is_streaming(m):
             if i > start:
                 yield messages[start:i]
             yield messages[i:i + 1]
@@ -149,10 +144,11 @@ class SyncEngine:
         self._lock = threading.RLock()
         self._contexts: dict[str, TaskContext] = {}
         self._generation = -1
-        self._staged: dict[tuple[str, str, str], Path] = {}  # (task, path, hash) -> verified, synced temp
+        # (task, path, hash) -> a verified, durable temp file holding that content, written ahead by
+        # _staging (a batch's small files) or prebuild (a streaming delta); the apply only moves it.
+        self._ready: dict[tuple[str, str, str], Path] = {}
+        self._ready_lock = threading.Lock()
         self._paths: InsideChecker | None = None  # during receive_many: folders already checked
-        self._prebuilt: dict[tuple[str, str, str], Path] = {}  # streamed content written ahead (prebuild)
-        self._prebuilt_lock = threading.Lock()
 
     def _ctx(self, secure_id: str) -> TaskContext:
         """The task's id, snapshot and linked devices (cached; NotFound if there is no such task)."""
@@ -376,7 +372,7 @@ class SyncEngine:
             self._paths = InsideChecker()
             try:
                 for run in _runs(messages):
-                    if _streaming(run[0]):
+                    if is_streaming(run[0]):
                         self._receive_each(peer, run, results)
                         continue
                     with self.store.batch(), deferred_dir_syncs(), self._staging(peer, run):
@@ -400,7 +396,7 @@ class SyncEngine:
         file holds exactly the announced content, so it is right whatever the apply then decides; what
         is not used is removed. At most ``STAGE_MAX`` bytes are held in memory per batch.
         """
-        staged: dict[tuple[str, str, str], Path] = {}
+        mine: dict[tuple[str, str, str], Path] = {}
         try:
             contents: dict[tuple[str, str, str], tuple[Path, bytes]] = {}
             held = 0
@@ -408,38 +404,53 @@ class SyncEngine:
                 for m in messages:
                     if held >= STAGE_MAX or not _stageable(m) or (key := (m.secure_id, m.path, m.hash)) in contents:
                         continue
-                    built = self._prebuild(session, peer, m)
+                    built = self._build_in_memory(session, peer, m)
                     if built is not None:
                         contents[key] = built
                         held += len(built[1])
             keys = list(contents)
             temps = write_temps([contents.pop(key) for key in keys], self.staging)
-            staged = {key: temp for key, temp in zip(keys, temps) if temp is not None}
-            self._staged = dict(staged)
+            mine = {key: temp for key, temp in zip(keys, temps) if temp is not None and self._set_ready(key, temp)}
             yield
         finally:
-            self._staged = {}
-            for temp in staged.values():
-                temp.unlink(missing_ok=True)  # used ones were renamed away already
+            for key, temp in mine.items():  # used ones were moved away already
+                self._discard_ready(key, temp)
 
-    def _prebuild(self, session: Session, peer: str, m: Modification) -> tuple[Path, bytes] | None:
+    def _build_in_memory(self, session: Session, peer: str, m: Modification) -> tuple[Path, bytes] | None:
         """``m``'s target and announced content, built in memory and verified; None when it cannot be
         built now (apply will then do what it always does)."""
-        try:
-            ctx, target = self._checked(peer, m.secure_id, m.path)
-        except Refused:
+        found = self._target_and_base(session, peer, m)
+        if found is None:
             return None
-        base: Path | None = None
-        if m.base_hash:
-            base = self._base_of(target, get_entry(session, ctx.id, m.path), m)
-            if base is None:
-                return None
+        target, base = found
         out = io.BytesIO()
         try:
             got = apply_delta(m.delta, base, out, expected_size=m.size)
         except (DeltaError, OSError):
             return None
         return (target, out.getvalue()) if got == m.hash else None
+
+    def _target_and_base(self, session: Session, peer: str, m: Modification,
+                         paths: InsideChecker | None = None) -> tuple[Path, Path | None] | None:
+        """Where ``m`` goes and the file its delta applies to (None: a whole content); None when ``m``
+        is refused or its base is not here, which the apply then answers as it always does."""
+        try:
+            ctx, target = self._checked(peer, m.secure_id, m.path, paths)
+        except (Refused, NotFound):
+            return None
+        if not m.base_hash:
+            return target, None
+        base = self._base_of(target, get_entry(session, ctx.id, m.path), m)
+        return (target, base) if base is not None else None
+
+    def _set_ready(self, key: tuple[str, str, str], temp: Path) -> bool:
+        """Record ``temp`` as the content for ``key``; False (and ``temp`` removed) if one is there."""
+        with self._ready_lock:
+            if key not in self._ready:
+                self._ready[key] = temp
+                return True
+        temp.unlink(missing_ok=True)
+        return False
 
     def prebuild(self, peer: str, m: Modification) -> tuple[str, str, str] | None:
         """Write the content of ``m``, whose delta is still streaming in, to a durable temp file now,
@@ -449,17 +460,13 @@ class SyncEngine:
         :meth:`discard_prebuilt` once ``m`` was received, or None when nothing was written: refused, no
         base here (the delta is left for the apply, which answers as it always does), or a delta that
         failed or hashed wrong (used up: the apply asks for the whole content again)."""
-        if not _streaming(m) or m.deleted:
+        if not is_streaming(m) or m.deleted:
             return None
-        try:
-            ctx, target = self._checked(peer, m.secure_id, m.path, InsideChecker())
-            with self.store.session(own=True) as session:
-                local = get_entry(session, ctx.id, m.path)
-        except (Refused, NotFound):
+        with self.store.session(own=True) as session:
+            found = self._target_and_base(session, peer, m, InsideChecker())
+        if found is None:
             return None
-        base = self._base_of(target, local, m) if m.base_hash else None
-        if m.base_hash and base is None:
-            return None
+        target, base = found
         signature = SignatureBuilder(m.size) if m.size > BSDIFF_MAX else None
         folder = self.staging if self.staging is not None and same_device(self.staging, target.parent) else None
         try:
@@ -473,19 +480,19 @@ class SyncEngine:
             except OSError:
                 pass
         key = (m.secure_id, m.path, m.hash)
-        with self._prebuilt_lock:
-            old = self._prebuilt.pop(key, None)
-            self._prebuilt[key] = temp
-        if old is not None:
-            old.unlink(missing_ok=True)
-        return key
+        return key if self._set_ready(key, temp) else None
 
     def discard_prebuilt(self, key: tuple[str, str, str]) -> None:
         """Remove what :meth:`prebuild` wrote for ``key`` if the apply did not use it."""
-        with self._prebuilt_lock:
-            temp = self._prebuilt.pop(key, None)
-        if temp is not None:
-            temp.unlink(missing_ok=True)
+        self._discard_ready(key)
+
+    def _discard_ready(self, key: tuple[str, str, str], temp: Path | None = None) -> None:
+        """Forget and remove the content ready for ``key`` (only if it is ``temp``, when given)."""
+        with self._ready_lock:
+            if key not in self._ready or (temp is not None and self._ready[key] != temp):
+                return
+            temp = self._ready.pop(key)
+        temp.unlink(missing_ok=True)
 
     def _checked(self, peer: str, secure_id: str, path: str, paths: InsideChecker | None = None
                  ) -> tuple[TaskContext, Path]:
@@ -617,13 +624,12 @@ class SyncEngine:
         """``m``'s content in a verified temp file ready to move onto ``target`` (staged ahead, or rebuilt
         now beside it); NEED_STATE when our content is not the delta's base (or the delta fails), None
         when even a requested answer failed."""
-        key = (m.secure_id, m.path, m.hash)
-        staged = self._staged.pop(key, None)
-        if staged is None:
-            with self._prebuilt_lock:
-                staged = self._prebuilt.pop(key, None)
-        if staged is not None and staged.parent in (target.parent, self.staging):
-            return staged
+        with self._ready_lock:
+            ready = self._ready.pop((m.secure_id, m.path, m.hash), None)
+        if ready is not None:
+            if ready.parent in (target.parent, self.staging):  # a rename away, on the same device
+                return ready
+            ready.unlink(missing_ok=True)
         base: Path | None = None
         if m.base_hash:
             base = self._base_of(target, local, m)

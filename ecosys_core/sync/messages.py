@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import abc
 from dataclasses import dataclass, field
 from typing import Iterable, Union
 
@@ -58,3 +59,9 @@ class NeedState:
 
 
 Message = Union[Modification, ModificationDone, NeedState]
+
+
+def is_streaming(message: Message) -> bool:
+    """True for a modification whose delta is a stream still to be read (from disk on the sender, from
+    DATA frames on the receiver); a delta already all here is ``bytes`` or a list of blocks."""
+    return isinstance(message, Modification) and isinstance(message.delta, abc.Iterator)

@@ -5,8 +5,7 @@ every inline delta ended its batch, so the receiver applied 2,000 small files on
 from __future__ import annotations
 
 from ecosys_core.net.codec import header_message, message_header
-from ecosys_core.net.session import _streamed
-from ecosys_core.sync.messages import Modification, ModificationDone
+from ecosys_core.sync.messages import Modification, ModificationDone, is_streaming
 
 
 def modification(delta) -> Modification:
@@ -15,8 +14,8 @@ def modification(delta) -> Modification:
 
 def test_only_a_delta_still_arriving_ends_a_batch():
     received = header_message(*message_header(modification(b"abc"), "dev"))  # an inline delta, decoded
-    assert received.delta == [b"abc"] and not _streamed(received)
-    assert not _streamed(modification(None))
-    assert not _streamed(ModificationDone("task", "a.txt", {"dev": 1}))
-    assert _streamed(modification(iter([b"abc"])))
-    assert _streamed(modification(block for block in [b"abc"]))
+    assert received.delta == [b"abc"] and not is_streaming(received)
+    assert not is_streaming(modification(None))
+    assert not is_streaming(ModificationDone("task", "a.txt", {"dev": 1}))
+    assert is_streaming(modification(iter([b"abc"])))
+    assert is_streaming(modification(block for block in [b"abc"]))
