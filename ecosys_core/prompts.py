@@ -172,7 +172,10 @@ class Prompts:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(claim, self._done(prompt.id))
+        try:
+            os.replace(claim, self._done(prompt.id))
+        except FileNotFoundError:
+            pass  # the asker saw the answer already and cleared the prompt: answered all the same
         return prompt
 
     def wait_event_loop(self, callbacks: Mapping[str, Callable[[str], None]], stop: threading.Event,

@@ -103,3 +103,28 @@ def test_expired_prompts_are_not_listed(tmp_path: Path):
     prompts.post("ALERT_USER", "old news", timeout=0.05)
     time.sleep(0.1)
     assert prompts.pending() == []
+
+
+def test_an_answer_taken_before_the_answerer_finishes_still_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The asker may see the appended answer and clear the prompt before the answerer has marked it
+    done (a loaded machine delays the answerer between the two steps). The answer was given: ``give``
+    must not fail then, or a front end retrying it would wait for a prompt that is gone. The delay is
+    forced at that exact point; the files and the waiting asker are real."""
+    import os
+
+    from ecosys_core import prompts as module
+
+    folder = Prompts(tmp_path)
+    prompt_id = folder.post("OTDL", "Accept? ")
+    got: list[str] = []
+    asker = threading.Thread(target=lambda: got.append(folder.wait(prompt_id, timeout=10, poll=0.01)))
+    asker.start()
+    real_replace = os.replace
+
+    def late_replace(src, dst):  # type: ignore[no-untyped-def]
+        asker.join(10)  # the asker has taken the answer and removed the prompt's files
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(module.os, "replace", late_replace)
+    assert folder.give("OTDL", "yes").id == prompt_id
+    assert got == ["yes"] and list(tmp_path.iterdir()) == []
