@@ -65,31 +65,65 @@ class Arrivals:
 
 
 async def tls_ceiling(base: Path, total: int = 1 << 30) -> float:
-    """MB/s of 1 MiB writes through our own mutual-TLS transport on loopback."""
+    """MB/s of 1 MiB writes through plain asyncio streams over TLS 1.3 on loopback (both ends in this
+    process, mutually authenticated with two device certificates, as daemons are): what the asyncio
+    TLS stack moves with nothing of Ecosys in the way."""
     from ecosys_core.net.identity import load_or_create_identity
-    from ecosys_core.net.transport import accept, connect
+    from ecosys_core.net.transport import _cert_der, _context
 
     a, b = load_or_create_identity(base / "ca"), load_or_create_identity(base / "cb")
     done = asyncio.get_running_loop().create_future()
 
-    async def serve(reader, writer):
-        conn = await accept(reader, writer, a)
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         got = 0
         while got < total:
-            chunk = await conn.reader.read(1 << 20)
+            chunk = await reader.read(1 << 20)
             if not chunk:
                 break
             got += len(chunk)
         done.set_result(got)
-        await conn.close()
+        writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    conn = await connect("127.0.0.1", server.sockets[0].getsockname()[1], b, a.device_id)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=_context(a, _cert_der(b), server=True))
+    _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1],
+                                                   ssl=_context(b, _cert_der(a), server=False))
     block = os.urandom(1 << 20)
     start = time.perf_counter()
     for _ in range(total >> 20):
-        conn.writer.write(block)
-        await conn.writer.drain()
+        writer.write(block)
+        await writer.drain()
+    await done
+    elapsed = time.perf_counter() - start
+    writer.close()
+    server.close()
+    return total / elapsed / 1e6
+
+
+async def frames_ceiling(base: Path, total: int = 1 << 30) -> float:
+    """MB/s of 1 MiB DATA frames through Ecosys's own transport (``net.transport``, with its
+    handshake and frame decoding) on loopback, both ends in this process, no engine behind it."""
+    from ecosys_core.net.identity import load_or_create_identity
+    from ecosys_core.net.protocol import encode_frame
+    from ecosys_core.net.transport import accept, connect, listen
+
+    a, b = load_or_create_identity(base / "fa"), load_or_create_identity(base / "fb")
+    done = asyncio.get_running_loop().create_future()
+
+    async def serve(incoming) -> None:
+        conn = await accept(incoming, a)
+        got = 0
+        while got < total:
+            got += len((await conn.read_frame()).payload)
+        done.set_result(got)
+        await conn.close()
+
+    server = await listen("127.0.0.1", 0, serve)
+    conn = await connect("127.0.0.1", server.sockets[0].getsockname()[1], b, a.device_id)
+    frame = encode_frame({"flag": "DATA", "device_id": b.device_id}, os.urandom(1 << 20))
+    start = time.perf_counter()
+    for _ in range(total >> 20):
+        conn.write(frame)
+        await conn.drain()
     await done
     elapsed = time.perf_counter() - start
     await conn.close()
@@ -107,6 +141,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("ECOSYS_BENCH_TMP")) as tmp:
         base = Path(tmp)
         results["tls_ceiling_mb_s"] = round(asyncio.run(tls_ceiling(base)), 1)
+        results["ecosys_transport_mb_s"] = round(asyncio.run(frames_ceiling(base)), 1)
         a, b = Daemon(base, "alpha"), Daemon(base, "beta")
         try:
             for i in range(args.small):

@@ -28,7 +28,7 @@ from .net.discovery import Discovery
 from .net.identity import load_or_create_identity, parse_device_id
 from .net.protocol import Frame
 from .net.session import PeerSession
-from .net.transport import Refused, accept, connect
+from .net.transport import Incoming, Refused, accept, connect, listen
 from .plugins import get_plugin_manager
 from .prompts import Prompts
 from .settings import HomeLayout
@@ -147,12 +147,12 @@ class Node:
             except Exception:  # the device may have been forgotten (unlink)
                 pass
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, incoming: Incoming) -> None:
         try:
-            conn = await accept(reader, writer, self.identity)
+            conn = await accept(incoming, self.identity)
         except Exception as exc:  # hostile or broken handshakes must not disturb the daemon
             log.info("refused a connection: %s", exc)
-            writer.close()
+            incoming.abort()
             return
         if conn.peer_id == self.me:
             await conn.close()
@@ -458,7 +458,7 @@ class Node:
         """Serve until ``stop`` is set (or SIGINT/SIGTERM when run by ``ecosys up``)."""
         self.loop = asyncio.get_running_loop()
         self._stop = stop or asyncio.Event()
-        server = await asyncio.start_server(self._serve, self.host, self.port)
+        server = await listen(self.host, self.port, self._serve)
         self.port = server.sockets[0].getsockname()[1]
         control = ControlServer(self.home.root / "daemon.json", self.handle)
         await control.start()

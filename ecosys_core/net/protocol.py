@@ -108,7 +108,8 @@ def decode_frame(body: bytes) -> Frame:
 
 
 async def read_frame(reader: asyncio.StreamReader) -> Frame:
-    """Read one frame; raise ProtocolError for a malformed one and IncompleteReadError at end of stream."""
+    """Read one frame from an asyncio stream; raise ProtocolError for a malformed one and
+    IncompleteReadError at end of stream. (Connections read theirs through ``wire.FrameProtocol``.)"""
     (length,) = struct.unpack(">I", await reader.readexactly(4))
     if length < 2 or length > MAX_FRAME:
         raise ProtocolError(f"frame length {length} out of bounds")
@@ -120,8 +121,9 @@ def preamble(cert_der: bytes) -> bytes:
     return PREAMBLE_MAGIC + struct.pack(">I", len(cert_der)) + cert_der
 
 
-async def read_preamble(reader: asyncio.StreamReader) -> bytes:
-    """Read the peer's preamble and return its certificate (DER)."""
+async def read_preamble(reader: asyncio.StreamReader | Any) -> bytes:
+    """Read the peer's preamble (from anything with an awaitable ``readexactly``) and return its
+    certificate (DER)."""
     if await reader.readexactly(len(PREAMBLE_MAGIC)) != PREAMBLE_MAGIC:
         raise ProtocolError("not an Ecosys peer")
     (length,) = struct.unpack(">I", await reader.readexactly(4))

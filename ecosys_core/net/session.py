@@ -18,7 +18,7 @@ from ..sync.delta import DeltaError
 from ..sync.engine import Refused as EngineRefused
 from ..sync.messages import Message, Modification, NeedState, is_streaming
 from .codec import header_message, inline_delta, message_header
-from .protocol import MAX_PAYLOAD, PROTOCOL_VERSIONS, Frame, ProtocolError, encode_frame, read_frame
+from .protocol import MAX_PAYLOAD, PROTOCOL_VERSIONS, Frame, ProtocolError, encode_frame
 from .transport import Connection
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,7 +68,7 @@ class PeerSession:
             for task in self._tasks:
                 task.add_done_callback(self._helper_ended)
             while True:
-                frame = await read_frame(self.conn.reader)
+                frame = await self.conn.read_frame()
                 await self._dispatch(frame)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError) as exc:
             log.info("connection with %s ended: %s", self.label, exc.__class__.__name__)
@@ -106,7 +106,7 @@ class PeerSession:
     def stale(self) -> bool:
         """True when this session is ending or old enough that a new connection means the peer came back
         (a half-open connection, after a network drop, is never noticed otherwise)."""
-        return self.closed.is_set() or self.conn.reader.at_eof() or time.monotonic() - self.opened_at > 5.0
+        return self.closed.is_set() or self.conn.at_eof() or time.monotonic() - self.opened_at > 5.0
 
     @property
     def label(self) -> str:
@@ -115,7 +115,7 @@ class PeerSession:
     async def _hello(self) -> None:
         await self.send({"flag": "HELLO", "device_id": self.node.me, "name": self.node.name,
                          "versions": list(PROTOCOL_VERSIONS), "port": self.node.port})
-        frame = await asyncio.wait_for(read_frame(self.conn.reader), 15)
+        frame = await asyncio.wait_for(self.conn.read_frame(), 15)
         if frame.flag != "HELLO" or frame.header["device_id"] != self.peer:
             raise ProtocolError("the first frame must be a HELLO from the certificate's device")
         common = set(PROTOCOL_VERSIONS) & {v for v in frame.header.get("versions", []) if isinstance(v, int)}
@@ -198,8 +198,8 @@ class PeerSession:
     async def _write(self, frames: list[bytes]) -> None:
         if frames:
             async with self._wlock:
-                self.conn.writer.writelines(frames)
-                await self.conn.writer.drain()
+                self.conn.writelines(frames)
+                await self.conn.drain()
 
     async def _stream_out(self, message: Modification) -> None:
         """Send ``message`` and its delta in DATA frames; holds the stream slot (taken by the caller)."""

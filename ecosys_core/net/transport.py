@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
-from dataclasses import dataclass
+from typing import Awaitable, Callable, ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .identity import Identity
-from .protocol import ProtocolError, preamble, read_preamble
+from .protocol import Frame, ProtocolError, preamble, read_preamble
+from .wire import FrameProtocol
 
 HANDSHAKE_TIMEOUT = 10.0
 
@@ -26,19 +27,40 @@ class Refused(Exception):
     """The peer is not who it should be."""
 
 
-@dataclass
 class Connection:
-    """An authenticated connection: streams, the peer's device_id and address."""
+    """An authenticated connection: frames both ways, the peer's device_id and address."""
 
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    peer_id: str
-    address: str
+    def __init__(self, protocol: FrameProtocol, transport: asyncio.BaseTransport, peer_id: str, address: str) -> None:
+        self._protocol = protocol
+        self._transport = transport
+        self.peer_id = peer_id
+        self.address = address
+
+    async def read_frame(self) -> Frame:
+        """The next frame (see :meth:`FrameProtocol.read_frame` for how the stream ends)."""
+        return await self._protocol.read_frame()
+
+    def write(self, data: bytes) -> None:
+        """Queue encoded bytes for sending (see :meth:`drain`)."""
+        self._transport.write(data)  # type: ignore[attr-defined]
+
+    def writelines(self, frames: list[bytes]) -> None:
+        """Queue encoded frames for sending, in order."""
+        self._transport.writelines(frames)  # type: ignore[attr-defined]
+
+    async def drain(self) -> None:
+        """Wait until what was queued is mostly sent; ConnectionError once the connection is gone."""
+        await self._protocol.drain()
+
+    def at_eof(self) -> bool:
+        """True once the peer ended the connection or it broke."""
+        return self._protocol.at_eof()
 
     async def close(self) -> None:
-        self.writer.close()
+        """Close the connection and wait (briefly) until it is gone."""
+        self._transport.close()
         try:
-            await asyncio.wait_for(self.writer.wait_closed(), 2)
+            await asyncio.wait_for(self._protocol.closed(), 2)
         except (OSError, asyncio.TimeoutError, ssl.SSLError):
             pass
 
@@ -61,35 +83,75 @@ def _context(identity: Identity, peer_cert: bytes, *, server: bool) -> ssl.SSLCo
     return ctx
 
 
-def _verified_peer(writer: asyncio.StreamWriter, announced: bytes) -> str:
-    ssl_object = writer.get_extra_info("ssl_object")
+def _verified_peer(transport: asyncio.BaseTransport, announced: bytes) -> str:
+    ssl_object = transport.get_extra_info("ssl_object")
     presented = ssl_object.getpeercert(binary_form=True) if ssl_object else None
     if presented != announced:
         raise Refused("the TLS certificate is not the one announced")
     return hashlib.sha256(presented).hexdigest()
 
 
-async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, identity: Identity) -> Connection:
-    """Server side of the handshake on a fresh TCP connection."""
-    peer_cert = await asyncio.wait_for(read_preamble(reader), HANDSHAKE_TIMEOUT)
-    writer.write(preamble(_cert_der(identity)))
-    await writer.drain()
-    await asyncio.wait_for(writer.start_tls(_context(identity, peer_cert, server=True)), HANDSHAKE_TIMEOUT)
-    peer = writer.get_extra_info("peername")
-    return Connection(reader, writer, _verified_peer(writer, peer_cert), f"{peer[0]}:{peer[1]}" if peer else "?")
+async def listen(host: str, port: int, handler: Callable[[Incoming], Awaitable[None]]) -> asyncio.Server:
+    """Serve ``host:port``: ``handler`` runs for each new TCP connection, which it passes to :func:`accept`."""
+    return await asyncio.get_running_loop().create_server(lambda: Incoming(handler), host, port)
+
+
+class Incoming(FrameProtocol):
+    """A TCP connection accepted by :func:`listen`, not authenticated yet."""
+
+    _running: ClassVar[set[asyncio.Task]] = set()  # the loop only keeps weak references to tasks
+
+    def __init__(self, handler: Callable[[Incoming], Awaitable[None]]) -> None:
+        super().__init__()
+        self._handler = handler
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        task = asyncio.ensure_future(self._handler(self))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    def abort(self) -> None:
+        """Drop the connection (after a refused handshake)."""
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def accept(incoming: Incoming, identity: Identity) -> Connection:
+    """Server side of the handshake on a connection from :func:`listen`."""
+    loop = asyncio.get_running_loop()
+    raw = incoming.transport
+    assert raw is not None
+    peer_cert = await asyncio.wait_for(read_preamble(incoming), HANDSHAKE_TIMEOUT)
+    # No await between sending our preamble and starting TLS: the client's first TLS bytes only come
+    # after it has read the preamble, so none can arrive as raw bytes.
+    raw.write(preamble(_cert_der(identity)))  # type: ignore[attr-defined]
+    incoming.start_frames()
+    tls = await asyncio.wait_for(loop.start_tls(raw, incoming, _context(identity, peer_cert, server=True),  # type: ignore[arg-type]
+                                                server_side=True), HANDSHAKE_TIMEOUT)
+    if tls is None:
+        raise ConnectionError("connection closed during the TLS handshake")
+    incoming.transport = tls
+    peer = tls.get_extra_info("peername")
+    return Connection(incoming, tls, _verified_peer(tls, peer_cert), f"{peer[0]}:{peer[1]}" if peer else "?")
 
 
 async def connect(host: str, port: int, identity: Identity, expected_id: str | None = None) -> Connection:
     """Dial ``host:port``; with ``expected_id``, refuse any other device."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), HANDSHAKE_TIMEOUT)
+    loop = asyncio.get_running_loop()
+    raw, protocol = await asyncio.wait_for(loop.create_connection(FrameProtocol, host, port), HANDSHAKE_TIMEOUT)
     try:
-        writer.write(preamble(_cert_der(identity)))
-        await writer.drain()
-        peer_cert = await asyncio.wait_for(read_preamble(reader), HANDSHAKE_TIMEOUT)
+        raw.write(preamble(_cert_der(identity)))
+        peer_cert = await asyncio.wait_for(read_preamble(protocol), HANDSHAKE_TIMEOUT)
         if expected_id is not None and hashlib.sha256(peer_cert).hexdigest() != expected_id:
             raise Refused(f"{host}:{port} is not device {expected_id[:12]}…")
-        await asyncio.wait_for(writer.start_tls(_context(identity, peer_cert, server=False)), HANDSHAKE_TIMEOUT)
-        return Connection(reader, writer, _verified_peer(writer, peer_cert), f"{host}:{port}")
+        protocol.start_frames()
+        tls = await asyncio.wait_for(loop.start_tls(raw, protocol, _context(identity, peer_cert, server=False)),
+                                     HANDSHAKE_TIMEOUT)
+        if tls is None:
+            raise ConnectionError("connection closed during the TLS handshake")
+        protocol.transport = tls
+        return Connection(protocol, tls, _verified_peer(tls, peer_cert), f"{host}:{port}")
     except BaseException:
-        writer.close()
+        raw.close()
         raise

@@ -235,20 +235,18 @@ def test_hostile_tar_aborts_and_leaves_nothing(pair, tmp_path: Path, case: str):
         frames = [encode_frame({"flag": "HELLO", "device_id": me, "versions": [1], "name": "rogue"}),
                   encode_frame({"flag": "OTDL", "device_id": me, "offer_id": f"evil{case}", "name": "rogue",
                                 "total": 4}, json.dumps({"files": manifest}).encode())]
-        conn.writer.write(b"".join(frames))
-        await conn.writer.drain()
+        conn.writelines(frames)
+        await conn.drain()
         await asyncio.get_running_loop().run_in_executor(None, lambda: b.answer("OTDL", "yes"))
         deadline = time.monotonic() + 10
         seen = []
         while time.monotonic() < deadline:
-            from ecosys_core.net.protocol import read_frame
-
-            frame = await asyncio.wait_for(read_frame(conn.reader), 10)
+            frame = await asyncio.wait_for(conn.read_frame(), 10)
             seen.append(frame.flag)
             if frame.flag == "OFFER_ACCEPTED":
-                conn.writer.write(encode_frame({"flag": "DATA", "device_id": me, "offer_id": f"evil{case}"}, payload))
-                conn.writer.write(encode_frame({"flag": "DATA", "device_id": me, "offer_id": f"evil{case}", "end": True}))
-                await conn.writer.drain()
+                conn.write(encode_frame({"flag": "DATA", "device_id": me, "offer_id": f"evil{case}"}, payload))
+                conn.write(encode_frame({"flag": "DATA", "device_id": me, "offer_id": f"evil{case}", "end": True}))
+                await conn.drain()
             if frame.flag in ("CANCEL", "OFFER_DONE"):
                 break
         await conn.close()

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ecosys_core.net.identity import load_or_create_identity
-from ecosys_core.net.protocol import PROTOCOL_VERSIONS, encode_frame, read_frame
+from ecosys_core.net.protocol import PROTOCOL_VERSIONS, encode_frame
 from ecosys_core.net.session import PeerSession
-from ecosys_core.net.transport import accept, connect
+from ecosys_core.net.transport import Incoming, accept, connect, listen
 
 
 class FailingNode:
@@ -44,20 +44,20 @@ def test_a_session_whose_sender_fails_closes_its_connection(tmp_path: Path):
         node = FailingNode(server_id.device_id)
         sessions: list[asyncio.Task] = []
 
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            conn = await accept(reader, writer, server_id)
+        async def serve(incoming: Incoming) -> None:
+            conn = await accept(incoming, server_id)
             sessions.append(asyncio.current_task())  # type: ignore[arg-type]
             await PeerSession(node, conn, dialed=False).run()  # type: ignore[arg-type]
 
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        server = await listen("127.0.0.1", 0, serve)
         conn = await connect("127.0.0.1", server.sockets[0].getsockname()[1], client_id, server_id.device_id)
-        conn.writer.write(encode_frame({"flag": "HELLO", "device_id": client_id.device_id, "name": "client",
+        conn.write(encode_frame({"flag": "HELLO", "device_id": client_id.device_id, "name": "client",
                                         "versions": list(PROTOCOL_VERSIONS)}))
-        await conn.writer.drain()
+        await conn.drain()
         flags = []
         try:
             while True:  # the HELLO, then the end of the connection (or the test times out)
-                flags.append((await asyncio.wait_for(read_frame(conn.reader), 10)).flag)
+                flags.append((await asyncio.wait_for(conn.read_frame(), 10)).flag)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         await asyncio.wait_for(asyncio.gather(*sessions), 10)
