@@ -1,0 +1,146 @@
+"""The frame protocol under real TLS on 127.0.0.1: frames of every size arrive whole and in order, a
+reader that falls behind pauses the socket instead of buffering without bound, and malformed input ends
+the stream with a ProtocolError after the good frames before it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import pytest
+
+from ecosys_core.net import wire
+from ecosys_core.net.identity import load_or_create_identity
+from ecosys_core.net.protocol import MAX_PAYLOAD, ProtocolError, encode_frame
+from ecosys_core.net.transport import Connection, Incoming, accept, connect, listen
+
+
+def run_pair(tmp_path: Path, server_side: Callable[[Connection], Awaitable[object]],
+             client_side: Callable[[Connection], Awaitable[None]]) -> object:
+    """Run ``server_side`` on an accepted connection and ``client_side`` on the dialled one; return
+    what the server side returned."""
+    server_id = load_or_create_identity(tmp_path / "server")
+    client_id = load_or_create_identity(tmp_path / "client")
+
+    async def scenario() -> object:
+        result: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+        async def serve(incoming: Incoming) -> None:
+            conn = await accept(incoming, server_id)
+            try:
+                result.set_result(await server_side(conn))
+            except BaseException as exc:  # handed to the test
+                result.set_exception(exc)
+            await conn.close()
+
+        server = await listen("127.0.0.1", 0, serve)
+        conn = await connect("127.0.0.1", server.sockets[0].getsockname()[1], client_id, server_id.device_id)
+        try:
+            await client_side(conn)
+            return await asyncio.wait_for(result, 20)
+        finally:
+            await conn.close()
+            server.close()
+
+    return asyncio.run(scenario())
+
+
+ME = "ab" * 32
+
+
+def test_frames_of_every_size_arrive_whole_and_in_order(tmp_path: Path):
+    sizes = [0, 1, 100, wire.DIRECT - 1, wire.DIRECT, wire.DIRECT + 1, wire.SCRATCH - 10, wire.SCRATCH + 10,
+             1 << 20, MAX_PAYLOAD] + [7, 5000] * 50
+    payloads = [os.urandom(n) for n in sizes]
+
+    async def receive(conn: Connection) -> list[bytes]:
+        return [(await conn.read_frame()).payload for _ in payloads]
+
+    async def send(conn: Connection) -> None:
+        data = b"".join(encode_frame({"flag": "DATA", "device_id": ME, "path": f"p{i}"}, p)
+                        for i, p in enumerate(payloads))
+        view = memoryview(data)
+        cut = 0
+        for step in (1, 3, 6, 7, 1000, 70_000, 300_000, 1 << 20):  # frames split at odd places
+            conn.write(bytes(view[cut:cut + step]))
+            cut += step
+            await conn.drain()
+            await asyncio.sleep(0.01)
+        conn.write(bytes(view[cut:]))
+        await conn.drain()
+
+    got = run_pair(tmp_path, receive, send)
+    assert got == payloads
+
+
+def test_a_reader_that_falls_behind_pauses_the_socket(tmp_path: Path):
+    frame = encode_frame({"flag": "DATA", "device_id": ME}, os.urandom(1 << 20))
+    count = 48  # 48 MiB sent; at most QUEUE_HIGH plus what the kernel and TLS buffer may wait unread
+
+    async def receive(conn: Connection) -> tuple[int, int]:
+        await asyncio.sleep(1.0)  # the sender fills every buffer meanwhile
+        waiting = conn._protocol._queued
+        for _ in range(count):
+            await conn.read_frame()
+        return waiting, count
+
+    async def send(conn: Connection) -> None:
+        for _ in range(count):
+            conn.write(frame)
+            await conn.drain()
+
+    waiting, received = run_pair(tmp_path, receive, send)
+    assert received == count
+    assert waiting <= wire.QUEUE_HIGH + (2 << 20)
+
+
+def raw_head(header: dict, payload: bytes = b"", extra: int = 0) -> bytes:
+    """A frame head announcing ``extra`` more payload bytes than ``payload`` holds."""
+    raw = json.dumps(header).encode()
+    return struct.pack(">IH", 2 + len(raw) + len(payload) + extra, len(raw)) + raw + payload
+
+
+@pytest.mark.parametrize("bad", [
+    struct.pack(">IH", 1, 0),  # shorter than its own header length field
+    struct.pack(">IH", 1 << 31, 2),  # longer than any frame may be
+    struct.pack(">IH", 10, 50) + b"x" * 8,  # header longer than the frame
+    struct.pack(">IH", 4, 2) + b"{]",  # header not JSON
+    raw_head({"flag": "NOPE", "device_id": ME}),  # unknown flag
+    raw_head({"flag": "DATA", "device_id": ME}, extra=MAX_PAYLOAD + 1),  # payload too large
+])
+def test_a_malformed_frame_ends_the_stream_after_the_good_ones(tmp_path: Path, bad: bytes):
+    good = encode_frame({"flag": "PING", "device_id": ME})
+
+    async def receive(conn: Connection) -> tuple[str, str]:
+        first = (await conn.read_frame()).flag
+        with pytest.raises(ProtocolError) as caught:
+            await conn.read_frame()
+        with pytest.raises(ProtocolError):  # and it stays ended
+            await conn.read_frame()
+        return first, str(caught.value)
+
+    async def send(conn: Connection) -> None:
+        conn.write(good + bad + good)
+        await conn.drain()
+
+    first, error = run_pair(tmp_path, receive, send)
+    assert first == "PING" and error
+
+
+def test_the_end_of_the_stream_is_reported_after_the_last_frame(tmp_path: Path):
+    async def receive(conn: Connection) -> list[str]:
+        flags = [(await conn.read_frame()).flag]
+        with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+            await conn.read_frame()
+        return flags
+
+    async def send(conn: Connection) -> None:
+        conn.write(encode_frame({"flag": "PING", "device_id": ME}))
+        await conn.drain()
+        await conn.close()
+
+    assert run_pair(tmp_path, receive, send) == ["PING"]
