@@ -47,7 +47,7 @@ class InsideChecker:
     def __init__(self) -> None:
         self._real: dict[Path, str] = {}
 
-    def _realpath(self, folder: Path) -> str:
+    def _realpath(self, folder: str) -> str:
         real = self._real.get(folder)
         if real is None:
             real = self._real[folder] = os.path.realpath(folder)
@@ -55,16 +55,24 @@ class InsideChecker:
 
     def join(self, root: Path, relative: str) -> Path:
         """As :func:`join_inside`."""
-        check_relative_path(relative)
-        target = root.joinpath(*relative.split("/"))
-        real_root = self._realpath(root)
+        parts = check_relative_path(relative).split("/")
+        target = os.path.join(root, *parts)
+        real_root = self._realpath(os.fspath(root))
         if os.path.islink(target):
             real_target = os.path.realpath(target)
         else:
-            real_target = os.path.join(self._realpath(target.parent), target.name)
-        if os.path.commonpath([real_root, real_target]) != real_root:
+            parent, name = os.path.split(target)
+            real_target = os.path.join(self._realpath(parent), name)
+        if not _is_within(real_target, real_root):
             raise UnsafePath(f"{relative!r} leads outside {root} through a symbolic link")
-        return target
+        return Path(target)
+
+
+def _is_within(path: str, folder: str) -> bool:
+    """True when ``path`` is ``folder`` or below it (both real, absolute paths)."""
+    path, folder = os.path.normcase(path), os.path.normcase(folder)  # Windows compares case-blind
+    prefix = folder if folder.endswith(os.sep) else folder + os.sep
+    return path == folder or path.startswith(prefix)
 
 
 def portable_name(name: str) -> str:

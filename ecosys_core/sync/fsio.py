@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 TEMP_PREFIX = ".ecosys-tmp-"
 _CONFLICT_RE = re.compile(r"\.sync-conflict-\d{8}-\d{6}-[A-Z0-9]+")
@@ -89,46 +90,118 @@ def atomic_writer(target: Path, folder: Path | None = None) -> Iterator[tuple[Bi
         raise
 
 
-WRITE_THREADS = 16
-
-
 def write_temps(contents: list[tuple[Path, bytes]], staging: Path | None = None) -> list[Path | None]:
     """For each ``(target, data)``: a durable temp file holding ``data``, ready to be moved onto
     ``target`` (its folders are created), or None where the disk refused. Move each into place with
     :func:`commit_temp`.
 
-    The files are created, written and synced from several threads: creating a file costs ~0.3 ms of
-    kernel time here, which threads overlap, and fsyncs made side by side share the journal's commits
-    (2,000 small files: 0.73 s one by one, 0.39 s this way). They are made in ``staging`` when it is on
+    The files are written one after the other without a sync each, then made durable together: on Linux
+    5.8+ by one ``syncfs(2)`` per file system, which reports any write error since the files were
+    written (2,000 small files: written and synced in 0.06–0.08 s, where one fsync per file cost
+    0.26–0.29 s, and 16 threads fsyncing side by side 0.17 s and more CPU); elsewhere, or if ``syncfs``
+    fails, by one fsync per file, which says which failed. They are made in ``staging`` when it is on
     the target's file system, else beside the target: a temp file in a watched task folder costs the
     watcher five events (create, write, two attribute changes, the move), where one moved in from
     outside costs one."""
     usable: dict[Path, bool] = {}
 
-    def folder_for(target: Path) -> Path | None:
-        if staging is None:
-            return None
+    def folder_for(target: Path) -> Path:
         parent = target.parent
+        if staging is None:
+            return parent
         if parent not in usable:
             usable[parent] = same_device(staging, parent)
-        return staging if usable[parent] else None
+        return staging if usable[parent] else parent
 
-    def write(item: tuple[Path, Path | None, bytes]) -> Path | None:
-        target, folder, data = item
+    temps: list[Path | None] = []
+    folders: set[Path] = set()
+    for target, data in contents:
+        folder = folder_for(target)
         try:
-            with atomic_writer(target, folder) as (fh, temp):
-                fh.write(data)
-            return temp
+            folder.mkdir(parents=True, exist_ok=True)
+            temps.append(_write_unsynced(folder, data))
+            folders.add(folder)
         except OSError:
-            return None
+            temps.append(None)
+    if temps and not _sync_file_systems(folders):
+        temps = [_fsync_or_drop(temp) for temp in temps]
+    return temps
 
-    if staging is not None:
-        staging.mkdir(parents=True, exist_ok=True)
-    items = [(target, folder_for(target), data) for target, data in contents]
-    if len(items) <= 1:
-        return [write(item) for item in items]
-    with ThreadPoolExecutor(min(WRITE_THREADS, len(items)), thread_name_prefix="ecosys-write") as pool:
-        return list(pool.map(write, items))
+
+def _write_unsynced(folder: Path, data: bytes) -> Path:
+    """A new temp file in ``folder`` holding ``data`` (not synced yet; removed again on error)."""
+    while True:
+        path = os.path.join(folder, TEMP_PREFIX + os.urandom(6).hex())
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+            break
+        except FileExistsError:
+            continue
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+    return Path(path)
+
+
+def _fsync_or_drop(temp: Path | None) -> Path | None:
+    if temp is None:
+        return None
+    try:
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return temp
+    except OSError:
+        temp.unlink(missing_ok=True)
+        return None
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs`` where it reports write errors (Linux 5.8 and later), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+        if (major, minor) < (5, 8):
+            return None
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError, ValueError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return fn
+
+
+_syncfs = _load_syncfs()
+
+
+def _sync_file_systems(folders: set[Path]) -> bool:
+    """Flush the file systems holding ``folders`` to disk; False when that could not be done (or may
+    have lost a write), so the caller syncs file by file."""
+    if _syncfs is None:
+        return False
+    seen: set[int] = set()
+    for folder in folders:
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            device = os.fstat(fd).st_dev
+            if device not in seen:
+                seen.add(device)
+                if _syncfs(fd) != 0:
+                    return False
+        finally:
+            os.close(fd)
+    return True
 
 
 def same_device(staging: Path, folder: Path) -> bool:

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
@@ -123,3 +124,28 @@ def test_a_stream_that_does_not_hash_right_is_not_written_and_is_asked_again_who
     results = b.engine.receive_many(a.device_id, [message])
     assert isinstance(results[0][0], NeedState) and results[0][0].have_hash == ""
     assert b.files() == {} and list(b.home.staging.iterdir()) == []
+
+
+@pytest.mark.parametrize("syncfs", ["real", "absent", "failing"])
+def test_staged_temp_files_hold_their_content_however_they_are_made_durable(tmp_path: Path, monkeypatch, syncfs):
+    """One syncfs per file system where the kernel has a trustworthy one; one fsync per file where it has
+    none or it fails (a failing syncfs cannot be caused on a real disk here, so that case is replaced)."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(fsio.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    if syncfs == "absent":
+        monkeypatch.setattr(fsio, "_syncfs", None)
+    elif syncfs == "failing":
+        monkeypatch.setattr(fsio, "_syncfs", lambda fd: -1)
+    elif fsio._syncfs is None:
+        pytest.skip("this kernel has no syncfs that reports errors (Linux 5.8+)")
+    staging = tmp_path / "staging"
+    contents = [(tmp_path / "root" / f"d{i % 3}" / f"f{i}", os.urandom(i * 100)) for i in range(20)]
+    blocked = tmp_path / "root" / "blocked"
+    (tmp_path / "root").mkdir(exist_ok=True)
+    blocked.write_bytes(b"a file where a folder should be")
+    temps = fsio.write_temps(contents + [(blocked / "cannot", b"x")], staging)
+    assert temps[-1] is None
+    for (target, data), temp in zip(contents, temps):
+        assert temp is not None and temp.parent == staging and temp.read_bytes() == data
+    assert len(synced) == (0 if syncfs == "real" else len(contents))
