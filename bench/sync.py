@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Awaitable, Callable
 
 from _common import parser, report, write_random
 
@@ -86,17 +87,22 @@ async def tls_ceiling(base: Path, total: int = 1 << 30) -> float:
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=_context(a, _cert_der(b), server=True))
     _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1],
-                                                   ssl=_context(b, _cert_der(a), server=False))
-    block = os.urandom(1 << 20)
-    start = time.perf_counter()
-    for _ in range(total >> 20):
-        writer.write(block)
-        await writer.drain()
-    await done
-    elapsed = time.perf_counter() - start
+                                              ssl=_context(b, _cert_der(a), server=False))
+    rate = await _timed_writes(writer.write, writer.drain, os.urandom(1 << 20), total, done)
     writer.close()
     server.close()
-    return total / elapsed / 1e6
+    return rate
+
+
+async def _timed_writes(write: Callable[[bytes], None], drain: Callable[[], Awaitable[None]], block: bytes,
+                        total: int, done: asyncio.Future) -> float:
+    """MB/s of writing ``block`` until ``total`` bytes are sent and the receiver says ``done``."""
+    start = time.perf_counter()
+    for _ in range(total >> 20):
+        write(block)
+        await drain()
+    await done
+    return total / (time.perf_counter() - start) / 1e6
 
 
 async def frames_ceiling(base: Path, total: int = 1 << 30) -> float:
@@ -120,15 +126,10 @@ async def frames_ceiling(base: Path, total: int = 1 << 30) -> float:
     server = await listen("127.0.0.1", 0, serve)
     conn = await connect("127.0.0.1", server.sockets[0].getsockname()[1], b, a.device_id)
     frame = encode_frame({"flag": "DATA", "device_id": b.device_id}, os.urandom(1 << 20))
-    start = time.perf_counter()
-    for _ in range(total >> 20):
-        conn.write(frame)
-        await conn.drain()
-    await done
-    elapsed = time.perf_counter() - start
+    rate = await _timed_writes(conn.write, conn.drain, frame, total, done)
     await conn.close()
     server.close()
-    return total / elapsed / 1e6
+    return rate
 
 
 def main() -> None:
