@@ -4,9 +4,8 @@ asyncio's streams copy each received byte three or four times (TLS record → St
 ``readexactly`` → the payload slice) and pause and resume the socket every 128 KiB; on this machine that
 capped what one process could receive at ~350 MB/s of 1 MiB frames, below what the sync engine could
 write. Here TLS decrypts small frames into one scratch buffer, parsed in place, and a large payload
-straight into its own buffer (docs/decisions.md, "Frames are read by an asyncio buffered
-protocol"). The same protocol carries the
-plaintext preamble before TLS starts (:meth:`FrameProtocol.readexactly`).
+straight into its own buffer (docs/decisions.md, "Frames are read by an asyncio buffered protocol").
+The same protocol carries the plaintext preamble before TLS starts (:meth:`FrameProtocol.readexactly`).
 """
 
 from __future__ import annotations
