@@ -45,7 +45,7 @@ class InsideChecker:
     is only as true as the moment it looked."""
 
     def __init__(self) -> None:
-        self._real: dict[Path, str] = {}
+        self._real: dict[str, str] = {}  # folder → its real path
 
     def _realpath(self, folder: str) -> str:
         real = self._real.get(folder)
