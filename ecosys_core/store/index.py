@@ -92,25 +92,34 @@ class FileStat(NamedTuple):
 
 class IndexBatch:
     """Many entry and pending changes of one task in one session, with the entries read once in bulk
-    (a full scan of 20,000 files would otherwise query each file's entry)."""
+    (a full scan of 20,000 files would otherwise query each file's entry). With ``under`` (a folder,
+    '/'-separated, no trailing slash) only the entries below that folder are read: a range of the
+    (task, path) index, so a folder's scan costs what the folder holds, not what the task holds."""
 
-    def __init__(self, session: Session, task_id: int) -> None:
+    def __init__(self, session: Session, task_id: int, under: str = "") -> None:
         self.session = session
         self.task_id = task_id
+        # '0' follows '/': every path below "a/b" sorts in ["a/b/", "a/b0"), in SQLite's binary order too
+        self._range = (under + "/", under + "0") if under else None
+        self._where = " AND path >= ? AND path < ?" if under else ""
         self._entries: dict[str, Entry] | None = None
+
+    def _params(self) -> tuple:
+        return (self.task_id, *self._range) if self._range else (self.task_id,)
 
     def fingerprints(self) -> dict[str, tuple[int, int]]:
         """``path → (size, mtime_ns)`` of every live (not deleted) entry: all an unchanged file is compared
         with, in the shape the scanner's walk produces, so the two compare as sets."""
         rows = _raw(self.session).execute(
-            "SELECT path, size, mtime_ns FROM file_entries WHERE task_id = ? AND deleted = 0", (self.task_id,)
-        ).fetchall()
+            "SELECT path, size, mtime_ns FROM file_entries WHERE task_id = ? AND deleted = 0" + self._where,
+            self._params()).fetchall()
         return dict(zip(map(itemgetter(0), rows), map(itemgetter(1, 2), rows)))
 
     def stats(self) -> dict[str, FileStat]:
         """What a scan compares with the disk, per path: one light query, no JSON to decode."""
         rows = _raw(self.session).execute(
-            "SELECT path, size, mtime_ns, deleted, content_hash FROM file_entries WHERE task_id = ?", (self.task_id,))
+            "SELECT path, size, mtime_ns, deleted, content_hash FROM file_entries WHERE task_id = ?" + self._where,
+            self._params())
         return {r[0]: FileStat(r[1], r[2], bool(r[3]), r[4]) for r in rows}
 
     def entries(self) -> dict[str, Entry]:
@@ -118,7 +127,10 @@ class IndexBatch:
         if self._entries is None:
             cols = (FileEntry.path, FileEntry.version, FileEntry.content_hash, FileEntry.size, FileEntry.mtime_ns,
                     FileEntry.modified_ns, FileEntry.modified_by, FileEntry.deleted)
-            result = self.session.execute(select(*cols).where(FileEntry.task_id == self.task_id))
+            query = select(*cols).where(FileEntry.task_id == self.task_id)
+            if self._range:
+                query = query.where(FileEntry.path >= self._range[0], FileEntry.path < self._range[1])
+            result = self.session.execute(query)
             self._entries = {r[0]: Entry(r[0], dict(r[1]), r[2], r[3], r[4], r[5], r[6], r[7]) for r in result}
         return self._entries
 

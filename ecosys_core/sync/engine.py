@@ -118,6 +118,19 @@ class ScanReport:
     changed: int = 0
     deleted: int = 0
 
+    def __add__(self, other: "ScanReport") -> "ScanReport":
+        return ScanReport(self.files_seen + other.files_seen, self.bytes_hashed + other.bytes_hashed,
+                          self.changed + other.changed, self.deleted + other.deleted)
+
+
+def _outermost(folders: Iterable[str]) -> list[str]:
+    """``folders`` without those inside another one of them ("" stands for the root, holding all)."""
+    out: list[str] = []
+    for folder in sorted(set(folders)):  # a folder sorts before everything inside it
+        if not any(folder == kept or folder.startswith(kept + "/") or not kept for kept in out):
+            out.append(folder)
+    return out
+
 
 def _winner_key(entry: Entry) -> tuple[int, int, str, str]:
     # Same on every device: a modification beats a deletion, then the later edit, then the device id,
@@ -183,28 +196,36 @@ class SyncEngine:
             return get_entry(session, ctx.id, path)
 
     # ------------------------------------------------------------------ local changes
-    def scan(self, secure_id: str, paths: Iterable[str] | None = None) -> ScanReport:
-        """Bring the index of task ``secure_id`` up to date with its folder (all of it, or ``paths``);
-        every local change bumps this device's counter and is queued for the linked devices."""
+    def scan(self, secure_id: str, paths: Iterable[str] | None = None, *, folders: Iterable[str] = ()) -> ScanReport:
+        """Bring the index of task ``secure_id`` up to date with its folder: all of it, or only ``paths``
+        and the subtrees of ``folders`` ('/'-separated, relative to the root) when either is given. Every
+        local change bumps this device's counter and is queued for the linked devices."""
         with self._lock, self.store.session() as session:
             task = self._task(session, secure_id)
             root = Path(task.root)
-            if paths is None:
+            folders = _outermost(folders)
+            if paths is None and not folders or "" in folders:
                 batch = IndexBatch(session, task.id)
                 result = scan_tree(root, batch.fingerprints, batch.stats)
                 # Under the lock no write of ours is in flight: these are leftovers of a crash.
                 for temp in result.stale_temp:
                     temp.unlink(missing_ok=True)
                 return self._record_scan(task, result, batch.get, batch.put, batch.queue, linked_devices(session, task.id))
-            paths = list(paths)
+            targets = linked_devices(session, task.id)
+            report = ScanReport()
+            for folder in folders:  # a folder made, moved or removed: what is below it, as a whole scan sees it
+                batch = IndexBatch(session, task.id, under=folder)
+                result = scan_tree(root, batch.fingerprints, batch.stats, under=folder)
+                report += self._record_scan(task, result, batch.get, batch.put, batch.queue, targets)
+            paths = [p for p in paths or () if not any(p.startswith(f + "/") for f in folders)]
             known = {p: FileStat(e.size, e.mtime_ns, e.deleted, e.hash)
                      for p in paths if (e := get_entry(session, task.id, p)) is not None}
             result = scan_paths(root, known, paths)
             if not (result.changed or result.touched or result.missing):
-                return ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
-            return self._record_scan(
+                return report + ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
+            return report + self._record_scan(
                 task, result, lambda p: get_entry(session, task.id, p), lambda e: put_entry(session, task.id, e),
-                lambda *a: queue_pending(session, task.id, *a), linked_devices(session, task.id))
+                lambda *a: queue_pending(session, task.id, *a), targets)
 
     def _record_scan(self, task: SyncTask, result: ScanResult, get: Callable[[str], Entry | None],
                      put: Callable[[Entry], None], queue: Callable[..., None], targets: list[str]) -> ScanReport:

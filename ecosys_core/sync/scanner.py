@@ -183,16 +183,21 @@ def _walk_while_loading(root: Path, racy_after: int, load: Callable[[], Mapping[
 
 
 def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int]]],
-              details: Callable[[], Mapping[str, FileStat]]) -> ScanResult:
-    """Compare the whole tree under ``root`` with the index.
+              details: Callable[[], Mapping[str, FileStat]], under: str = "") -> ScanResult:
+    """Compare the whole tree under ``root`` with the index; with ``under`` (a folder, '/'-separated),
+    only that folder's subtree, as a walk of the whole tree would see it.
 
-    ``fingerprints`` returns each live indexed path's ``(size, mtime_ns)``; it is called in this thread
-    while the tree is walked in another (the C walk and SQLite both run without the GIL). ``details``
-    returns every entry (tombstones included) and is called at most once, only when some file differs,
-    so an unchanged tree costs one walk and two set operations.
+    ``fingerprints`` returns each live indexed path's ``(size, mtime_ns)`` (below ``under`` only, when
+    given); it is called in this thread while the tree is walked in another (the C walk and SQLite both
+    run without the GIL). ``details`` returns every entry (tombstones included) and is called at most
+    once, only when some file differs, so an unchanged tree costs one walk and two set operations.
     """
     # taken before the walk, so every file written within RACY_NS of its stat counts as racy
-    walk, indexed = _walk_while_loading(root, time.time_ns() - RACY_NS, fingerprints)
+    racy_after = time.time_ns() - RACY_NS
+    if under:
+        walk, indexed = _walk_folder(root, under, racy_after), fingerprints()
+    else:
+        walk, indexed = _walk_while_loading(root, racy_after, fingerprints)
     found = walk.files
     result = ScanResult(stale_temp=walk.temp_files, unreadable=walk.unreadable, files_seen=len(found))
     # dict equality and set difference run in C: an unchanged tree costs no Python work per file here
@@ -209,6 +214,38 @@ def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int
         missing = {path for path in missing if not path.startswith(hidden)}
     result.missing = sorted(missing)
     return result
+
+
+def _walk_folder(root: Path, under: str, racy_after: int) -> TreeWalk:
+    """The part of a whole walk of ``root`` below folder ``under``, paths relative to ``root``.
+
+    A walk of the whole tree follows no link and skips ignored names, so a folder reached through a link,
+    an ignored or temporary name, or a file holds nothing; one that cannot be looked at is unreadable
+    (its files are kept). Raises RootUnavailable when ``root`` itself cannot be listed.
+    """
+    if not root.is_dir():
+        raise RootUnavailable(f"cannot read the folder {root}: it is missing or not a folder")
+    folder = os.fspath(root)
+    for part in under.split("/"):
+        if _ignored(part) or part in ("", ".", ".."):
+            return TreeWalk({})
+        folder = os.path.join(folder, part)
+        try:
+            st = os.lstat(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return TreeWalk({})
+        except OSError:
+            return TreeWalk({}, unreadable=[under + "/"])
+        if not stat_mod.S_ISDIR(st.st_mode):
+            return TreeWalk({})
+    try:
+        walk = walk_tree(Path(folder), racy_after)
+    except RootUnavailable:  # changed since it was looked at: gone, or no longer listable
+        gone = os.path.islink(folder) or not os.path.isdir(folder)
+        return TreeWalk({}) if gone else TreeWalk({}, unreadable=[under + "/"])
+    prefix = under + "/"
+    return TreeWalk({prefix + rel: stamp for rel, stamp in walk.files.items()}, walk.temp_files,
+                    [prefix + rel for rel in walk.unreadable], [prefix + rel for rel in walk.racy])
 
 
 def scan_paths(root: Path, known: Mapping[str, FileStat], paths: Iterable[str]) -> ScanResult:

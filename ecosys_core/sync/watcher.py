@@ -3,7 +3,8 @@
 Events only say *where* to look: the engine's scan compares the disk with the index, so the engine's
 own writes (already indexed when their rename lands) are never taken for local edits, while a user's
 edit is. A path is scanned once no event touched its task for ``settle`` seconds, or at the latest
-``max_delay`` seconds after its first event. A folder event, or a periodic timer, rescans the task.
+``max_delay`` seconds after its first event. A folder made, moved or removed rescans that folder's
+subtree; an event on the root itself, or a periodic timer, rescans the task.
 """
 
 from __future__ import annotations
@@ -46,8 +47,12 @@ class _Handler(FileSystemEventHandler):
         self.root = str(task.root)
 
     def _rel(self, path: str | bytes) -> str | None:
+        """``path`` relative to the root, '/'-separated ("" for the root itself); None when it is outside
+        the root or one of our temporary files."""
         rel = os.path.relpath(os.fsdecode(path), self.root)
-        if rel == "." or rel.startswith(".."):
+        if rel == os.curdir:
+            return ""
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
             return None
         rel = rel.replace(os.sep, "/")
         if any(is_temp_name(part) for part in rel.split("/")):
@@ -57,15 +62,18 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
-        if event.is_directory:
-            if event.event_type in ("moved", "deleted", "created"):
-                self.watcher.touch(self.task.secure_id, _FULL)
+        if event.is_directory and event.event_type not in ("moved", "deleted", "created"):
             return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
-            if raw:
-                rel = self._rel(raw)
-                if rel is not None:
-                    self.watcher.touch(self.task.secure_id, rel)
+            rel = self._rel(raw) if raw else None
+            if rel is None:
+                continue
+            if not event.is_directory:
+                self.watcher.touch(self.task.secure_id, rel)
+            else:
+                # A folder made, moved or removed: its subtree is compared, not the whole task (an initial
+                # sync makes folders all along; each used to cost a walk of the task under the engine lock).
+                self.watcher.touch(self.task.secure_id, rel + "/" if rel else _FULL)
 
 
 class TaskWatcher:
@@ -130,7 +138,8 @@ class TaskWatcher:
         self._thread.join(10)
 
     def touch(self, secure_id: str, rel: str | None) -> None:
-        """Note that ``rel`` (None: the whole task) may have changed."""
+        """Note that ``rel`` (a file, or a folder's subtree when it ends with "/"; None: the whole task)
+        may have changed."""
         now = time.monotonic()
         with self._cond:
             current = self._pending.get(secure_id, set())
@@ -170,7 +179,11 @@ class TaskWatcher:
                         continue
             for secure_id, paths in due:
                 try:
-                    report = self.engine.scan(secure_id, None if paths is _FULL else sorted(paths))
+                    if paths is _FULL:
+                        report = self.engine.scan(secure_id)
+                    else:  # a folder is noted with a trailing slash: no file path ends with one
+                        report = self.engine.scan(secure_id, sorted(p for p in paths if not p.endswith("/")),
+                                                  folders=[p[:-1] for p in paths if p.endswith("/")])
                 except Exception:  # the watcher must survive a bad moment (disk gone, db busy)
                     log.exception("scan of task %s failed", secure_id)
                     continue

@@ -85,3 +85,77 @@ def test_a_removed_task_is_no_longer_watched(tmp_path: Path):
         a.write("two.txt", b"2")
         time.sleep(0.6)
         assert entry(a, "two.txt") is None
+
+
+def live(device) -> set[str]:
+    with device.store.session() as s:
+        from ecosys_core.store.index import IndexBatch
+        return set(IndexBatch(s, task_row(s, SECURE_ID).id).fingerprints())
+
+
+def test_a_folder_event_rescans_that_folder_not_the_task(tmp_path: Path):
+    (a,) = make_devices(tmp_path, 1)
+    for i in range(300):
+        a.write(f"old/{i}.txt", b"x")
+    a.scan()
+    outside = tmp_path / "elsewhere"
+    for name in ("one", "two"):
+        (outside / "sub").mkdir(parents=True, exist_ok=True)
+        (outside / "sub" / f"{name}.txt").write_bytes(name.encode())
+    w, scans = watcher_for(a)
+    with w:
+        os.replace(outside, a.root / "new")  # one event for the folder, none made by a write inside it
+        assert wait_for(lambda: {"new/sub/one.txt", "new/sub/two.txt"} <= live(a))
+        assert max(r.files_seen for r in scans) < 10  # the 300 other files were not walked again
+        scans.clear()
+        os.replace(a.root / "new", a.root / "renamed")
+        assert wait_for(lambda: {"renamed/sub/one.txt", "renamed/sub/two.txt"} <= live(a)
+                        and not any(p.startswith("new/") for p in live(a)))
+        os.replace(a.root / "renamed", tmp_path / "gone")  # moved out of the task: its files are deleted
+        assert wait_for(lambda: not any(p.startswith("renamed/") for p in live(a)))
+        assert max(r.files_seen for r in scans) < 10
+    assert len([p for p in live(a) if p.startswith("old/")]) == 300
+
+
+def test_a_folder_scan_sees_what_a_whole_scan_sees(tmp_path: Path):
+    """The subtree of one folder, compared alone, gives the index a whole scan would: no link is
+    followed (not even the folder itself, or one of its parents), ignored names hold nothing, and the
+    rest of the task is not touched."""
+    (a,) = make_devices(tmp_path, 1)
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key.txt").write_bytes(b"not for sync")
+    for rel in ("a/b/c.txt", "a/b/d/e.txt", "a/f.txt", "ab.txt", "a b/g.txt", "z.txt"):
+        a.write(rel, rel.encode())
+    a.scan()
+    everything = live(a)
+    assert everything == {"a/b/c.txt", "a/b/d/e.txt", "a/f.txt", "ab.txt", "a b/g.txt", "z.txt"}
+    (a.root / "a" / "b" / "c.txt").write_bytes(b"changed")
+    a.write("a/b/new.txt", b"new")
+    (a.root / "z.txt").unlink()  # outside the folder: left for its own event
+    report = a.engine.scan(SECURE_ID, [], folders=["a/b"])
+    assert report.changed == 2 and report.deleted == 0
+    assert live(a) == everything | {"a/b/new.txt"}
+
+    import shutil
+    shutil.rmtree(a.root / "a" / "b")
+    (a.root / "a" / "b").symlink_to(secret, target_is_directory=True)  # the folder is now a link out
+    a.engine.scan(SECURE_ID, [], folders=["a/b", "a/b/d"])
+    assert live(a) == {"a/f.txt", "ab.txt", "a b/g.txt", "z.txt"}
+    a.engine.scan(SECURE_ID, [], folders=["a/b/d"])  # reached through the link: holds nothing either
+    assert not any("key" in p for p in live(a))
+
+    os.rename(a.root / "a b", a.root / ".ecosys")  # an ignored name holds nothing
+    a.engine.scan(SECURE_ID, [], folders=[".ecosys", "a b"])
+    assert live(a) == {"a/f.txt", "ab.txt", "z.txt"}
+    a.scan()
+    assert live(a) == {"a/f.txt", "ab.txt"}  # the whole scan agrees, and sees z.txt gone
+
+
+def test_a_name_starting_with_two_dots_is_inside_the_root(tmp_path: Path):
+    (a,) = make_devices(tmp_path, 1)
+    w, _ = watcher_for(a)
+    with w:
+        a.write("..notes.txt", b"kept")
+        a.write("..d/x.txt", b"kept too")
+        assert wait_for(lambda: {"..notes.txt", "..d/x.txt"} <= live(a))
