@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import struct
+from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
+from itertools import accumulate
 from typing import BinaryIO, Callable, Iterator
 
 import blake3
@@ -116,35 +118,31 @@ class Chunker:
         self.params = params
         self._carry = b""
 
-    def feed(self, block: bytes) -> list[memoryview]:
+    def feed(self, block: bytes | memoryview) -> list[memoryview]:
         """The chunks now final, as views of the bytes fed (no copies)."""
         mn, avg, mx = self.params
         data = self._carry + block if self._carry else block
         if len(data) < 2 * mx:
-            self._carry = data
+            self._carry = bytes(data)
             return []
+        ends = list(accumulate(cut_lengths(data, mn, avg, mx)))
+        final = bisect_right(ends, len(data) - mx)
+        ends = ends[:final]
         view = memoryview(data)
-        out = []
-        start, last_end = 0, len(data) - mx
-        for length in cut_lengths(data, mn, avg, mx):
-            if start + length > last_end:
-                break
-            out.append(view[start: start + length])
-            start += length
-        self._carry = data[start:]
-        return out
+        self._carry = bytes(view[ends[-1] if ends else 0:])
+        return _views(view, ends)
 
     def finish(self) -> list[memoryview]:
         """The remaining chunks."""
         data, self._carry = self._carry, b""
         if not data:
             return []
-        view = memoryview(data)
-        out, start = [], 0
-        for length in cut_lengths(data, *self.params):
-            out.append(view[start: start + length])
-            start += length
-        return out
+        return _views(memoryview(data), list(accumulate(cut_lengths(data, *self.params))))
+
+
+def _views(view: memoryview, ends: list[int]) -> list[memoryview]:
+    # Sliced by C loops (map), not a Python loop: a 128 MiB file has 131,072 chunks.
+    return list(map(view.__getitem__, map(slice, [0, *ends[:-1]], ends)))
 
 
 def iter_chunks(stream: BinaryIO, params: tuple[int, int, int]) -> Iterator[memoryview]:
@@ -169,7 +167,7 @@ class SignatureBuilder:
         self._lengths += map(len, chunks)
         self._digests += map(chunk_digest, chunks)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         self.seen += len(data)
         self._take(self._chunker.feed(data))
 

@@ -96,25 +96,36 @@ def encode_against(stream: BinaryIO, base: Signature) -> Iterator[bytes]:
 
 
 class _Reader:
-    """Exact reads over an iterator of byte blocks."""
+    """Exact reads over an iterator of byte blocks. A read that lies within one block is a view of it, not
+    a copy: a literal usually arrives whole in one DATA frame, and a large file is otherwise copied three
+    more times on its way to the disk. Only a read that straddles blocks joins them."""
 
     def __init__(self, blocks: Iterable[bytes]) -> None:
         self._it = iter(blocks)
-        self._buf = bytearray()
+        self._block = memoryview(b"")
+        self._pos = 0
 
-    def read(self, n: int) -> bytes:
-        while len(self._buf) < n:
+    def read(self, n: int) -> bytes | memoryview:
+        block, pos = self._block, self._pos
+        if pos + n <= len(block):
+            self._pos = pos + n
+            return block[pos:pos + n]
+        parts = [block[pos:]]
+        got = len(block) - pos
+        while got < n:
             try:
-                self._buf += next(self._it)
+                block = memoryview(next(self._it))
             except StopIteration:
                 raise DeltaError("delta ends too early") from None
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
+            take = min(n - got, len(block))
+            parts.append(block[:take])
+            got += take
+            self._block, self._pos = block, take
+        return b"".join(parts)
 
     def drain(self) -> bool:
         """True when nothing follows."""
-        if self._buf:
+        if self._pos < len(self._block):
             return False
         return all(not block for block in self._it)
 
@@ -128,7 +139,7 @@ def _bsdiff_new_size(patch: bytes) -> int:
 
 
 def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, expected_size: int,
-                observe: Callable[[bytes], None] | None = None) -> str:
+                observe: Callable[[bytes | memoryview], None] | None = None) -> str:
     """Write the content described by ``blocks`` (against file ``base``) into ``out``; return its BLAKE3.
 
     Raises DeltaError when the delta is malformed, reaches outside the base, or grows past
@@ -141,7 +152,7 @@ def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, ex
     base_fh = open(base, "rb") if base is not None else None
     base_size = os.fstat(base_fh.fileno()).st_size if base_fh else 0
 
-    def emit(data: bytes) -> None:
+    def emit(data: bytes | memoryview) -> None:
         nonlocal written
         written += len(data)
         if written > expected_size:
@@ -153,7 +164,7 @@ def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, ex
 
     try:
         while True:
-            op = reader.read(1)
+            op = bytes(reader.read(1))
             if op == b"E":
                 break
             if op == b"L":
@@ -187,7 +198,7 @@ def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, ex
                 (n,) = struct.unpack(">I", reader.read(4))
                 if base_fh is None or base_size > BSDIFF_MAX * 4 or n > MAX_LITERAL * 4:
                     raise DeltaError("bsdiff patch without a small base")
-                patch = reader.read(n)
+                patch = bytes(reader.read(n))
                 new_size = _bsdiff_new_size(patch)
                 if new_size < 0 or new_size > expected_size:
                     raise DeltaError("bsdiff patch announces the wrong size")

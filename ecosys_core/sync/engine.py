@@ -674,7 +674,7 @@ class SyncEngine:
 
     @staticmethod
     def _rebuild(target: Path, m: Modification, base: Path | None, *, folder: Path | None = None,
-                 observe: Callable[[bytes], None] | None = None) -> Path:
+                 observe: Callable[[bytes | memoryview], None] | None = None) -> Path:
         """``m``'s content in a temp file beside ``target`` (or in ``folder``, on its device), its hash
         checked (IntegrityError otherwise; DeltaError or OSError when the delta or the disk fails)."""
         with atomic_writer(target, folder) as (fh, temp):

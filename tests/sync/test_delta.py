@@ -1,0 +1,95 @@
+"""Deltas decoded from blocks cut anywhere: the reader hands out views of the blocks it was given, so
+every way a stream can be split (operations and literals straddling blocks, empty blocks, one byte at a
+time) must rebuild the same bytes, the same hash and the same chunk signature; and a malformed stream
+is refused whatever its split."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import struct
+from pathlib import Path
+
+import blake3
+import pytest
+
+from ecosys_core.sync.chunking import SignatureBuilder, digest_file
+from ecosys_core.sync.delta import DeltaError, apply_delta, encode_against, encode_bsdiff, encode_full
+
+
+def split(stream: bytes, cuts: list[int]) -> list[bytes]:
+    """``stream`` cut at ``cuts`` (with an empty block at each repeated cut)."""
+    out, last = [], 0
+    for cut in sorted(cuts) + [len(stream)]:
+        out.append(stream[last:cut])
+        last = cut
+    return out
+
+
+def splits(stream: bytes) -> list[list[bytes]]:
+    rng = random.Random(len(stream))
+    return [[stream], split(stream, [1, 1, 5]), split(stream, rng.sample(range(len(stream)), min(40, len(stream)))),
+            split(stream, list(range(0, len(stream), 4093))), [stream[i:i + 1] for i in range(min(len(stream), 3000))]
+            + [stream[3000:]]]
+
+
+def rebuild(blocks: list[bytes], base: Path | None, size: int) -> tuple[bytes, str, SignatureBuilder]:
+    out = io.BytesIO()
+    signature = SignatureBuilder(size)
+    digest = apply_delta(blocks, base, out, expected_size=size, observe=signature.feed)
+    return out.getvalue(), digest, signature
+
+
+@pytest.mark.parametrize("kind", ["full", "chunks", "bsdiff"])
+def test_any_split_rebuilds_the_same_content_hash_and_signature(tmp_path: Path, kind: str):
+    rng = random.Random(7)
+    old = rng.randbytes(600_000)
+    new = bytearray(old)
+    new[1000:1000] = b"inserted" * 300
+    new[400_000:400_100] = bytes(100)
+    new = bytes(new) + b"text " * 50_000  # a tail zstd shrinks: compressed literals too
+    base = tmp_path / "base"
+    base.write_bytes(old)
+    (tmp_path / "new").write_bytes(new)
+    if kind == "full":
+        stream = b"".join(encode_full(io.BytesIO(new)))
+    elif kind == "chunks":
+        stream = b"".join(encode_against(io.BytesIO(new), digest_file(base, with_signature=True).signature))
+    else:
+        stream = b"".join(encode_bsdiff(old, new))
+    assert kind == "full" or len(stream) < len(new) // 2
+    expected_sig = digest_file(tmp_path / "new", with_signature=True).signature
+    for blocks in splits(stream):
+        data, digest, signature = rebuild(blocks, base if kind != "full" else None, len(new))
+        assert data == new
+        assert digest == blake3.blake3(new).hexdigest()
+        assert signature.signature() == expected_sig
+
+
+def literal(data: bytes) -> bytes:
+    return b"L" + struct.pack(">I", len(data)) + data
+
+
+@pytest.mark.parametrize("stream, error", [
+    (literal(b"abc"), "ends too early"),  # no end
+    (literal(b"abc")[:-1], "ends too early"),
+    (literal(b"abc") + b"E" + b"more", "after the end"),
+    (b"X", "unknown delta operation b'X'"),
+    (b"L" + struct.pack(">I", 64 << 20), "literal too large"),
+    (b"C" + struct.pack(">QI", 0, 3) + b"E", "copy outside the base"),
+    (literal(b"abcd") + b"E", "more bytes than announced"),
+    (literal(b"ab") + b"E", "2 bytes, 3 announced"),
+])
+def test_a_malformed_delta_is_refused_however_it_is_split(stream: bytes, error: str):
+    for blocks in splits(stream):
+        with pytest.raises(DeltaError, match=error):
+            apply_delta(blocks, None, io.BytesIO(), expected_size=3)
+
+
+def test_a_copy_reads_the_base(tmp_path: Path):
+    base = tmp_path / "base"
+    base.write_bytes(os.urandom(3 << 20))
+    stream = b"C" + struct.pack(">QI", 1 << 20, 2 << 20) + literal(b"!") + b"E"
+    data, _, _ = rebuild(split(stream, [3, 13, 14]), base, (2 << 20) + 1)
+    assert data == base.read_bytes()[1 << 20:] + b"!"
