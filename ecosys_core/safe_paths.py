@@ -46,6 +46,7 @@ class InsideChecker:
 
     def __init__(self) -> None:
         self._real: dict[str, str] = {}  # folder → its real path
+        self._joined: dict[tuple[str, str], Path] = {}  # (root, relative) → the checked path
 
     def _realpath(self, folder: str) -> str:
         real = self._real.get(folder)
@@ -54,10 +55,18 @@ class InsideChecker:
         return real
 
     def join(self, root: Path, relative: str) -> Path:
-        """As :func:`join_inside`."""
+        """As :func:`join_inside` (a path asked again is answered from memory: a received file is
+        checked when its content is staged and again when it is applied)."""
+        key = (os.fspath(root), relative)
+        joined = self._joined.get(key)
+        if joined is None:
+            joined = self._joined[key] = self._join(key[0], relative)
+        return joined
+
+    def _join(self, root: str, relative: str) -> Path:
         parts = check_relative_path(relative).split("/")
         target = os.path.join(root, *parts)
-        real_root = self._realpath(os.fspath(root))
+        real_root = self._realpath(root)
         if os.path.islink(target):
             real_target = os.path.realpath(target)
         else:

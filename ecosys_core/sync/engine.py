@@ -181,7 +181,7 @@ class SyncEngine:
         with self.store.session() as session:
             entry = get_entry(session, ctx.id, path)
         try:
-            st = os.lstat(ctx.root.joinpath(*path.split("/")))
+            st = os.lstat(os.path.join(ctx.root, *path.split("/")))
         except OSError:
             st = None
         if entry is None or entry.deleted:

@@ -119,8 +119,8 @@ def write_temps(contents: list[tuple[Path, bytes]], staging: Path | None = None)
         for target, data in contents:
             folder = folder_for(target)
             try:
-                folder.mkdir(parents=True, exist_ok=True)
                 if folder not in watched:
+                    folder.mkdir(parents=True, exist_ok=True)
                     watched[folder] = _open_folder(folder)
                 temps.append(_write_unsynced(folder, data))
             except OSError:
