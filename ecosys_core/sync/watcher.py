@@ -142,6 +142,9 @@ class TaskWatcher:
         may have changed."""
         now = time.monotonic()
         with self._cond:
+            # With something pending the scanning thread looks every 50 ms anyway; waking it at every event
+            # of a burst (a received file is one) only made it fight the GIL for nothing.
+            asleep = not self._pending
             current = self._pending.get(secure_id, set())
             if rel is _FULL or current is _FULL:
                 self._pending[secure_id] = _FULL
@@ -150,7 +153,8 @@ class TaskWatcher:
                 self._pending[secure_id] = current
             self._first.setdefault(secure_id, now)
             self._last[secure_id] = now
-            self._cond.notify_all()
+            if asleep:
+                self._cond.notify_all()
 
     def _due(self, now: float) -> list[tuple[str, set[str] | None]]:
         due = []
