@@ -17,8 +17,8 @@ import os
 import struct
 from bisect import bisect_right
 from dataclasses import dataclass
-from pathlib import Path
 from itertools import accumulate
+from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 import blake3

@@ -204,7 +204,7 @@ class SyncEngine:
             task = self._task(session, secure_id)
             root = Path(task.root)
             folders = _outermost(folders)
-            if paths is None and not folders or "" in folders:
+            if (paths is None and not folders) or "" in folders:
                 batch = IndexBatch(session, task.id)
                 result = scan_tree(root, batch.fingerprints, batch.stats)
                 # Under the lock no write of ours is in flight: these are leftovers of a crash.

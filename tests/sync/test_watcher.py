@@ -4,10 +4,11 @@ the engine's own writes are not reported back as local edits while a user's edit
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
-from ecosys_core.store.index import get_entry, task_row
+from ecosys_core.store.index import IndexBatch, get_entry, task_row
 from ecosys_core.store.tasks import get_task
 from ecosys_core.sync.watcher import TaskWatcher
 
@@ -89,7 +90,6 @@ def test_a_removed_task_is_no_longer_watched(tmp_path: Path):
 
 def live(device) -> set[str]:
     with device.store.session() as s:
-        from ecosys_core.store.index import IndexBatch
         return set(IndexBatch(s, task_row(s, SECURE_ID).id).fingerprints())
 
 
@@ -137,7 +137,6 @@ def test_a_folder_scan_sees_what_a_whole_scan_sees(tmp_path: Path):
     assert report.changed == 2 and report.deleted == 0
     assert live(a) == everything | {"a/b/new.txt"}
 
-    import shutil
     shutil.rmtree(a.root / "a" / "b")
     (a.root / "a" / "b").symlink_to(secret, target_is_directory=True)  # the folder is now a link out
     a.engine.scan(SECURE_ID, [], folders=["a/b", "a/b/d"])
