@@ -37,6 +37,17 @@ def write_random(path: Path, size: int, block: int = 1 << 20) -> None:
             left -= n
 
 
+def settle(seconds: float = 61.0) -> None:
+    """Let the files deleted just before (by the previous benchmark run, or a test suite) stop slowing
+    file creation. This machine's ext4 has no journal; without one, ext4 does not reuse an inode within
+    60 s of its deletion (300 s while its inode table block is unwritten), so each new file skips every
+    such inode, one block lookup each. Right after a run deleted its 4,000 files, 2,000 creates cost
+    0.9 s of kernel time instead of 0.06 s: the second of two runs in a row measured the first one's
+    clean-up. Flushing makes those blocks clean, then a minute lets the inodes age."""
+    os.sync()
+    time.sleep(seconds)
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--json", action="store_true", help="print one JSON object with the figures")
