@@ -614,13 +614,12 @@ class SyncEngine:
                 return self._take_remote(peer, info, target, local, remote, m, merged=merged, relay_to_peer=True)
             self._commit_entry(info, local, local.but(version=merged), peer, relay_to_peer=True)
             return [ModificationDone(m.secure_id, m.path, merged)]
-        copy_rel = conflict_name(m.path, loser.modified_ns, loser.modified_by[:7])
-        copy_path = join_inside(info.root, copy_rel)
+        copy_rel, copy_path, kept = self._conflict_copy(info.secure_id, m.path, loser)
         if remote_wins:
             temp = self._materialize(info, target, local, m)
             if isinstance(temp, NeedState) or temp is None:
                 return [temp] if temp else []
-            if not copy_path.exists():
+            if not kept:
                 os.replace(target, copy_path)  # the local loser keeps its bytes under the conflict name
             self.scan(m.secure_id, [copy_rel])
             st = commit_temp(temp, target, remote.modified_ns)
@@ -630,7 +629,7 @@ class SyncEngine:
             temp = self._materialize(info, copy_path, None, m)
             if isinstance(temp, NeedState) or temp is None:
                 return [temp] if temp else []
-            if copy_path.exists():
+            if kept:
                 temp.unlink()
             else:
                 commit_temp(temp, copy_path, remote.modified_ns)
@@ -639,6 +638,25 @@ class SyncEngine:
         if self.hook is not None:
             notify.notify_conflict(self.hook, info, m.path, copy_rel)
         return [ModificationDone(m.secure_id, m.path, merged)]
+
+    def _conflict_copy(self, secure_id: str, path: str, loser: Entry) -> tuple[str, Path, bool]:
+        """Where the losing version of ``path`` is kept: (relative path, path, True when that file holds
+        the loser's content already, as when another device's copy of this conflict arrived first).
+
+        The name says the loser's device and second. A device can lose twice within one second, and its
+        second copy must not be taken for the first (that dropped the second edit): a name held by other
+        content gets the loser's hash too, so devices resolving the same conflict still agree on it.
+        Raises Refused (nothing written; the event stays pending) if even that name is taken."""
+        ctx = self._ctx(secure_id)
+        for tag in ("", loser.hash[:8], loser.hash):
+            rel = conflict_name(path, loser.modified_ns, loser.modified_by[:7], tag)
+            copy = join_inside(ctx.root, rel)
+            if not os.path.lexists(copy):
+                return rel, copy, False
+            held = self._fresh_entry(ctx, rel)
+            if held is not None and not held.deleted and held.hash == loser.hash:
+                return rel, copy, True
+        raise Refused(f"no free name to keep the conflicting version of {path}")
 
     def _materialize(self, info: TaskInfo, target: Path, local: Entry | None, m: Modification,
                      signature: SignatureBuilder | None = None) -> Path | NeedState | None:

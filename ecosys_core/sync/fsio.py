@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterator
 
 TEMP_PREFIX = ".ecosys-tmp-"
-_CONFLICT_RE = re.compile(r"\.sync-conflict-\d{8}-\d{6}-[A-Z0-9]+")
+_CONFLICT_RE = re.compile(r"\.sync-conflict-\d{8}-\d{6}-[A-Z0-9]+(-[A-F0-9]+)?")
 
 
 def is_temp_name(name: str) -> bool:
@@ -269,16 +269,17 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once, at import: os.umask is process-wide and racy under threads
 
 
-def conflict_name(path: str, modified_ns: int, device: str) -> str:
-    """``dir/name.sync-conflict-YYYYMMDD-HHMMSS-<device>.ext`` for the losing version of ``path``.
+def conflict_name(path: str, modified_ns: int, device: str, tag: str = "") -> str:
+    """``dir/name.sync-conflict-YYYYMMDD-HHMMSS-<device>[-<tag>].ext`` for the losing version of ``path``.
 
     Built only from the loser's own facts, so every device that resolves the conflict names it alike.
+    ``tag`` (a part of the loser's content hash) tells apart two losses of one device in one second.
     """
     p = PurePosixPath(path)
     stamp = datetime.fromtimestamp(modified_ns / 1e9, timezone.utc).strftime("%Y%m%d-%H%M%S")
     suffix = p.suffix if p.suffix and p.stem else ""
     stem = p.name[: -len(suffix)] if suffix else p.name
-    name = f"{stem}.sync-conflict-{stamp}-{device.upper()}{suffix}"
+    name = f"{stem}.sync-conflict-{stamp}-{device.upper()}{'-' + tag.upper() if tag else ''}{suffix}"
     return str(p.with_name(name)) if str(p.parent) != "." else name
 
 

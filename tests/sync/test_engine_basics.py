@@ -113,6 +113,35 @@ def test_concurrent_edits_keep_both(tmp_path: Path):
     assert a.files() == b.files() == c.files()
 
 
+def _edit(device, rel: str, data: bytes, mtime_ns: int) -> None:
+    device.write(rel, data)
+    os.utime(device.root / rel, ns=(mtime_ns, mtime_ns))
+    device.scan()
+
+
+@pytest.mark.parametrize("loser_side", ["local", "remote"])
+def test_two_conflicts_lost_by_one_device_in_one_second_keep_both_copies(tmp_path: Path, loser_side: str):
+    """A conflict copy is named from the loser's device and second: a second loss by the same device in
+    the same second must not be taken for the first copy (found by the convergence test: the edit was
+    dropped). Each device takes turns receiving, so both the local-loser and remote-loser paths run."""
+    a, b = make_devices(tmp_path, 2)
+    second = 1_900_000_000 * 10**9
+    loser, winner = (b, a) if loser_side == "local" else (a, b)
+    for n in (1, 2):
+        _edit(loser, "e", b"lost %d" % n, second + n * 100_000_000)  # both in the same second
+        _edit(winner, "e", b"won %d" % n, second + 10**9 * 5 + n)
+        # The side that receives the other's version resolves the conflict: with "local", b (the loser)
+        # receives a's edit; with "remote", b (the winner) receives a's losing edit.
+        for m in as_received(a.engine.outgoing(b.device_id), a.device_id):
+            b.engine.receive(a.device_id, m)
+        meet(a, b)
+    for d in (a, b):
+        files = d.files()
+        assert files["e"] == b"won 2", d.name
+        assert sorted(v for k, v in files.items() if ".sync-conflict-" in k) == [b"lost 1", b"lost 2"], d.name
+    assert a.files() == b.files()
+
+
 def test_identical_concurrent_edits_merge_silently(tmp_path: Path):
     a, b = make_devices(tmp_path, 2)
     a.write("same", b"identical")
