@@ -163,9 +163,8 @@ def main() -> None:
             link(a, b)
             a.call("rescan", timeout=300)
             expected = sizes(a.root)
-            # A shared folder's data is at rest, long written. Without this, the kernel flushes the data
-            # set just written while the sync is timed, and file creation on the receiver (same disk)
-            # waits behind that flush: 2,000 creates cost 0.05 s at rest, 0.8-1.0 s during it.
+            # A shared folder's data is at rest, long written. Without this, the receiver's first syncfs
+            # (same disk) also waits for the data set just written here (0.35 s in stop 11's trace).
             os.sync()
             cpu_a, cpu_b = cpu_seconds(a.proc.pid), cpu_seconds(b.proc.pid)
             start = time.perf_counter()

@@ -26,7 +26,7 @@ from sync import cpu_seconds, tls_ceiling
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ecosys_core.net.identity import load_or_create_identity  # noqa: E402
 from ecosys_core.net.transport import _cert_der, _context  # noqa: E402
-from ecosys_core.sync.fsio import _syncfs  # noqa: E402  (libc's, where it reports errors)
+from ecosys_core.sync.fsio import _sync_dir_now, _syncfs  # noqa: E402  (libc's syncfs, where it reports errors)
 
 _HEADER = struct.Struct("!HQ")  # path length, content length; then the path, then the content; 0, 0 ends
 _BATCH = 256  # small files made durable together, as the daemon's receiver does
@@ -80,9 +80,7 @@ class _Writer:
             os.rename(temp, target)
         if self.durable:
             for folder in folders:
-                fd = os.open(folder, os.O_RDONLY)
-                os.fsync(fd)
-                os.close(fd)
+                _sync_dir_now(folder)
         self.pending.clear()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
 import shutil
 import stat
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterator
 
 TEMP_PREFIX = ".ecosys-tmp-"
-_CONFLICT_RE = re.compile(r"\.sync-conflict-\d{8}-\d{6}-[A-Z0-9]+(-[A-F0-9]+)?")
 
 
 def is_temp_name(name: str) -> bool:
