@@ -51,3 +51,8 @@ class IntegrityError(EcosysError):
 class RootUnavailable(EcosysError):
     """A sync task's folder cannot be listed (missing, unmounted, not a folder): nothing is recorded,
     because reading it as empty would send a deletion of every file to every device."""
+
+
+class ChangeRefused(EcosysError):
+    """A sync message this device will not act on (unknown task, unlinked device, unsafe path); nothing
+    was written."""

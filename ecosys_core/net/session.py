@@ -14,8 +14,8 @@ import ssl
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ..errors import ChangeRefused
 from ..sync.delta import DeltaError
-from ..sync.engine import Refused as EngineRefused
 from ..sync.messages import Message, Modification, NeedState, is_streaming
 from .codec import header_message, inline_delta, message_header
 from .protocol import MAX_PAYLOAD, PROTOCOL_VERSIONS, Frame, ProtocolError, encode_frame
@@ -365,7 +365,7 @@ class PeerSession:
     def _settle(self, message: Message, result: list[Message] | Exception) -> bool:
         """Send the answers (or the error) for one received message; True when it changed something here."""
         if isinstance(result, Exception):
-            if isinstance(result, EngineRefused):
+            if isinstance(result, ChangeRefused):
                 log.warning("refused from %s: %s", self.label, result)
             else:
                 log.error("could not apply %s from %s", type(message).__name__, self.label, exc_info=result)

@@ -14,6 +14,8 @@ from typing import Iterable, NamedTuple
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from ..types import TaskInfo
+from .tasks import task_info
 from .versions import Order, compare
 from .tables import Device, FileEntry, PendingEvent, PendingTarget, SyncTask, TaskDevice, utcnow
 
@@ -45,6 +47,30 @@ def _entry(row: FileEntry) -> Entry:
 def task_row(session: Session, secure_id: str) -> SyncTask | None:
     """The task row with ``secure_id``."""
     return session.scalar(select(SyncTask).where(SyncTask.secure_id == secure_id))
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A task as the sync engine reads it: its row id (the key of its index) and a snapshot of it."""
+
+    id: int
+    info: TaskInfo
+
+
+def find_task(session: Session, secure_id: str) -> TaskRef | None:
+    """The task with ``secure_id`` (None when this device has none)."""
+    row = task_row(session, secure_id)
+    return None if row is None else TaskRef(row.id, task_info(row))
+
+
+def tasks_linked_with(session: Session, device_id: str) -> list[TaskRef]:
+    """Every task shared with ``device_id``."""
+    rows = session.scalars(
+        select(SyncTask).join(TaskDevice, TaskDevice.task_id == SyncTask.id)
+        .join(Device, TaskDevice.device_id == Device.id).where(Device.device_id == device_id.lower())
+        .order_by(SyncTask.id)
+    )
+    return [TaskRef(row.id, task_info(row)) for row in rows]
 
 
 def load_entries(session: Session, task_id: int) -> dict[str, Entry]:

@@ -11,8 +11,7 @@ import sys
 import tempfile
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 TEMP_PREFIX = ".ecosys-tmp-"
@@ -265,20 +264,6 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()  # read once, at import: os.umask is process-wide and racy under threads
-
-
-def conflict_name(path: str, modified_ns: int, device: str, tag: str = "") -> str:
-    """``dir/name.sync-conflict-YYYYMMDD-HHMMSS-<device>[-<tag>].ext`` for the losing version of ``path``.
-
-    Built only from the loser's own facts, so every device that resolves the conflict names it alike.
-    ``tag`` (a part of the loser's content hash) tells apart two losses of one device in one second.
-    """
-    p = PurePosixPath(path)
-    stamp = datetime.fromtimestamp(modified_ns / 1e9, timezone.utc).strftime("%Y%m%d-%H%M%S")
-    suffix = p.suffix if p.suffix and p.stem else ""
-    stem = p.name[: -len(suffix)] if suffix else p.name
-    name = f"{stem}.sync-conflict-{stamp}-{device.upper()}{'-' + tag.upper() if tag else ''}{suffix}"
-    return str(p.with_name(name)) if str(p.parent) != "." else name
 
 
 def remove_empty_parents(path: Path, root: Path) -> None:

@@ -212,7 +212,7 @@ def test_unlinked_device_and_unsafe_paths_are_refused_and_nothing_is_written(tmp
 
     import pytest
 
-    from ecosys_core.sync.engine import Refused
+    from ecosys_core.errors import ChangeRefused as Refused
 
     a, b = make_devices(tmp_path, 2)
     a.write("ok.txt", b"x")
@@ -238,7 +238,7 @@ def test_unlinked_device_and_unsafe_paths_are_refused_and_nothing_is_written(tmp
 @pytest.mark.parametrize("inline", [False, True], ids=["streamed", "inline"])
 def test_a_batch_applies_like_one_by_one_and_a_bad_message_spoils_nothing(tmp_path: Path, monkeypatch, inline):
     from ecosys_core.sync import fsio
-    from ecosys_core.sync.engine import Refused
+    from ecosys_core.errors import ChangeRefused as Refused
 
     a, b = make_devices(tmp_path, 2)
     for i in range(6):
@@ -348,10 +348,10 @@ def test_a_link_made_during_a_batch_waits_for_it_and_is_seen_after_it(tmp_path: 
 
     worker = threading.Thread(target=link)
     with b.store.batch():
-        assert newcomer not in b.engine._ctx(SECURE_ID).linked
+        assert newcomer not in b.engine.contexts.get(SECURE_ID).linked
         worker.start()
         time.sleep(0.3)
         assert worker.is_alive()  # waiting for the batch's write lock
     worker.join(10)
     assert not worker.is_alive()
-    assert newcomer in b.engine._ctx(SECURE_ID).linked
+    assert newcomer in b.engine.contexts.get(SECURE_ID).linked

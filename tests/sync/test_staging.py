@@ -90,7 +90,7 @@ def test_a_streaming_delta_is_written_ahead_without_the_engine_lock(tmp_path: Pa
     a, b = make_devices(tmp_path, 2)
     a.write("video.bin", os.urandom(3 << 20))  # above BSDIFF_MAX: the receiver keeps a chunk signature
     a.scan()
-    message = a.engine.modification(SECURE_ID, "video.bin", "", reply=True)  # what answers a NEED_STATE
+    message = a.engine.outbox.modification(SECURE_ID, "video.bin", "", reply=True)  # what answers a NEED_STATE
     keys: list = []
     with b.engine._lock:  # another batch is being applied meanwhile
         writer = threading.Thread(target=lambda: keys.append(b.engine.prebuild(a.device_id, message)))

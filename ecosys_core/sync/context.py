@@ -1,0 +1,71 @@
+"""What the engine's parts need of a task on every message, cached: its index key, snapshot and the
+devices it is shared with, and the check that a peer may touch a path of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ChangeRefused, NotFound, UnsafePath
+from ..safe_paths import InsideChecker
+from ..store import Store
+from ..store.index import find_task, linked_devices
+from ..types import TaskInfo
+
+
+def short_id(device_id: str) -> str:
+    """The key of ``device_id`` in version vectors (its first 48 bits, hex)."""
+    return device_id[:12]
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What the hot paths need of a task, cached until the store says tasks or links changed."""
+
+    id: int
+    info: TaskInfo
+    linked: frozenset[str]
+
+    @property
+    def root(self) -> Path:
+        return self.info.root
+
+
+class TaskContexts:
+    """The :class:`TaskContext` of each task, read from the store once per store generation."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._contexts: dict[str, TaskContext] = {}
+        self._generation = -1
+
+    def get(self, secure_id: str) -> TaskContext:
+        """The task's context; NotFound if this device has no task ``secure_id``."""
+        if self._generation != self.store.generation:
+            self._contexts.clear()
+            self._generation = self.store.generation
+        ctx = self._contexts.get(secure_id)
+        if ctx is None:
+            with self.store.session(own=True) as session:  # cached beyond any batch: committed state only
+                ref = find_task(session, secure_id)
+                if ref is None:
+                    raise NotFound(f"no sync task with secure_id {secure_id}")
+                ctx = TaskContext(ref.id, ref.info, frozenset(linked_devices(session, ref.id)))
+            self._contexts[secure_id] = ctx
+        return ctx
+
+    def checked(self, peer: str, secure_id: str, path: str, paths: InsideChecker | None = None
+                ) -> tuple[TaskContext, Path]:
+        """The task and the file ``path`` of it that ``peer`` asks about; ChangeRefused when the task is
+        not shared with ``peer`` or the path is unsafe. ``paths`` remembers folders already checked."""
+        try:
+            ctx = self.get(secure_id)
+        except NotFound:
+            ctx = None
+        if ctx is None or peer not in ctx.linked:
+            raise ChangeRefused(f"task {secure_id[:12]}… is not shared with device {peer[:12]}…")
+        try:
+            target = (paths or InsideChecker()).join(ctx.root, path)
+        except UnsafePath as exc:
+            raise ChangeRefused(f"unsafe path from {peer[:12]}…: {exc}") from None
+        return ctx, target

@@ -1,0 +1,169 @@
+"""Local changes: bring a task's index up to date with its folder and keep what later deltas need.
+
+Every change found bumps this device's counter in the path's version vector and is queued for the
+task's linked devices (unless a plugin's ``change_about_to_send`` says no).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from pluggy import HookRelay
+
+from ..errors import NotFound
+from ..store import Store
+from ..store.index import Entry, FileStat, IndexBatch, TaskRef, find_task, get_entry, linked_devices, put_entry, queue_pending
+from ..store.versions import bump
+from . import notify
+from .chunking import Signature, digest_file
+from .context import TaskContext, TaskContexts, short_id
+from .delta import BSDIFF_MAX
+from .objects import ObjectStore
+from .scanner import RACY_NS, ScanResult, scan_paths, scan_tree
+
+log = logging.getLogger(__name__)
+SHADOW_MIN = 16 << 10  # smaller files travel whole: a delta would not be smaller
+
+
+@dataclass
+class ScanReport:
+    """What a scan changed in the index."""
+
+    files_seen: int = 0
+    bytes_hashed: int = 0
+    changed: int = 0
+    deleted: int = 0
+
+    def __add__(self, other: "ScanReport") -> "ScanReport":
+        return ScanReport(self.files_seen + other.files_seen, self.bytes_hashed + other.bytes_hashed,
+                          self.changed + other.changed, self.deleted + other.deleted)
+
+
+def _outermost(folders: Iterable[str]) -> list[str]:
+    """``folders`` without those inside another one of them ("" stands for the root, holding all)."""
+    out: list[str] = []
+    for folder in sorted(set(folders)):  # a folder sorts before everything inside it
+        if not any(folder == kept or folder.startswith(kept + "/") or not kept for kept in out):
+            out.append(folder)
+    return out
+
+
+class LocalChanges:
+    """Records this device's own edits in the index (scans) and keeps the objects deltas need."""
+
+    def __init__(self, store: Store, objects: ObjectStore, contexts: TaskContexts, device_id: str,
+                 hook: HookRelay | None, lock: threading.RLock) -> None:
+        self.store = store
+        self.objects = objects
+        self.contexts = contexts
+        self.me = short_id(device_id)
+        self.hook = hook
+        self._lock = lock
+
+    def scan(self, secure_id: str, paths: Iterable[str] | None = None, *, folders: Iterable[str] = ()) -> ScanReport:
+        """Bring the index of task ``secure_id`` up to date with its folder: all of it, or only ``paths``
+        and the subtrees of ``folders`` ('/'-separated, relative to the root) when either is given. Every
+        local change bumps this device's counter and is queued for the linked devices."""
+        with self._lock, self.store.session() as session:
+            task = find_task(session, secure_id)
+            if task is None:
+                raise NotFound(f"no sync task with secure_id {secure_id}")
+            root = task.info.root
+            targets = linked_devices(session, task.id)
+            folders = _outermost(folders)
+            if (paths is None and not folders) or "" in folders:
+                batch = IndexBatch(session, task.id)
+                result = scan_tree(root, batch.fingerprints, batch.stats)
+                # Under the lock no write of ours is in flight: these are leftovers of a crash.
+                for temp in result.stale_temp:
+                    temp.unlink(missing_ok=True)
+                return self._record(task, result, batch.get, batch.put, batch.queue, targets)
+            report = ScanReport()
+            for folder in folders:  # a folder made, moved or removed: what is below it, as a whole scan sees it
+                batch = IndexBatch(session, task.id, under=folder)
+                result = scan_tree(root, batch.fingerprints, batch.stats, under=folder)
+                report += self._record(task, result, batch.get, batch.put, batch.queue, targets)
+            paths = [p for p in paths or () if not any(p.startswith(f + "/") for f in folders)]
+            known = {p: FileStat(e.size, e.mtime_ns, e.deleted, e.hash)
+                     for p in paths if (e := get_entry(session, task.id, p)) is not None}
+            result = scan_paths(root, known, paths)
+            if not (result.changed or result.touched or result.missing):
+                return report + ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
+            return report + self._record(
+                task, result, lambda p: get_entry(session, task.id, p), lambda e: put_entry(session, task.id, e),
+                lambda *a: queue_pending(session, task.id, *a), targets)
+
+    def _record(self, task: TaskRef, result: ScanResult, get: Callable[[str], Entry | None],
+                put: Callable[[Entry], None], queue: Callable[..., None], targets: list[str]) -> ScanReport:
+        """Index what ``result`` found and queue each change for ``targets``."""
+        report = ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
+        info = task.info
+
+        def record(old: Entry | None, new: Entry) -> None:
+            put(new)
+            if self.hook is None or notify.change_may_be_sent(self.hook, info, new.path, new.deleted):
+                queue(new.path, old, new.version, targets)
+
+        for obs in result.touched:
+            old = get(obs.path)
+            if old is not None:
+                put(old.but(mtime_ns=obs.mtime_ns))
+        for obs in result.changed:
+            assert obs.digest is not None
+            old = get(obs.path)
+            new = Entry(obs.path, bump(old.version if old else {}, self.me), obs.digest.hash, obs.size,
+                        obs.mtime_ns, obs.mtime_ns, self.me, False)
+            record(old, new)
+            self.remember_content(info.root, new, obs.digest.signature)
+            report.changed += 1
+        if not info.backup_mode:  # backup mode: local deletions are neither recorded nor sent
+            for path in result.missing:
+                old = get(path)
+                if old is None or old.deleted:
+                    continue
+                record(old, Entry(path, bump(old.version, self.me), "", 0, 0, old.modified_ns, self.me, True))
+                report.deleted += 1
+        return report
+
+    def fresh_entry(self, ctx: TaskContext, path: str) -> Entry | None:
+        """The entry of ``path`` once the disk agrees with it (rescanning that path only if it does not):
+        a local edit not yet indexed is a version too."""
+        with self.store.session() as session:
+            entry = get_entry(session, ctx.id, path)
+        try:
+            st = os.lstat(os.path.join(ctx.root, *path.split("/")))
+        except OSError:
+            st = None
+        if entry is None or entry.deleted:
+            clean = st is None
+        else:
+            clean = (st is not None and st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns
+                     and time.time_ns() - st.st_mtime_ns > RACY_NS) or (st is None and ctx.info.backup_mode)
+        if clean:
+            return entry
+        self.scan(ctx.info.secure_id, [path])
+        with self.store.session() as session:
+            return get_entry(session, ctx.id, path)
+
+    def remember_content(self, root: Path, entry: Entry, signature: Signature | None) -> None:
+        """Keep what later deltas from this content need: a shadow copy or a chunk signature."""
+        try:
+            if entry.size < SHADOW_MIN:
+                return
+            if entry.size <= BSDIFF_MAX:
+                self.objects.put_shadow(entry.hash, root.joinpath(*entry.path.split("/")))
+            else:
+                if signature is None and self.objects.has_signature(entry.hash):
+                    return  # kept already (a prebuilt stream stores it)
+                if signature is None:
+                    signature = digest_file(root.joinpath(*entry.path.split("/")), with_signature=True).signature
+                if signature is not None:
+                    self.objects.put_signature(entry.hash, signature)
+        except OSError as exc:  # a cache: failing to fill it only makes later deltas bigger
+            log.debug("cannot keep object for %s: %s", entry.path, exc)

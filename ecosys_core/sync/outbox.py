@@ -1,0 +1,135 @@
+"""The outbox: what this device owes each peer (the seed's retard) and the events that carry it.
+
+A pending item is ``(secure_id, path, base_hash)``: the peer still needs ``path`` and last had the
+content hashing to ``base_hash``. The event built for it carries the path's current version and a delta
+chosen now and read lazily, so a large file never sits in memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from ..errors import NotFound
+from ..store import Store
+from ..store.index import (
+    Entry,
+    IndexBatch,
+    drop_pending,
+    find_task,
+    pending_counts,
+    pending_for,
+    tasks_linked_with,
+)
+from .chunking import Signature
+from .context import TaskContexts
+from .delta import BSDIFF_MAX, encode_against, encode_bsdiff, encode_full
+from .local import LocalChanges
+from .messages import Modification
+from .objects import ObjectStore
+
+PendingItem = tuple[str, str, str]  # (secure_id, path, base_hash)
+
+
+class Outbox:
+    """Pending events per peer and the modification events that settle them."""
+
+    def __init__(self, store: Store, objects: ObjectStore, contexts: TaskContexts, local: LocalChanges,
+                 lock: threading.RLock) -> None:
+        self.store = store
+        self.objects = objects
+        self.contexts = contexts
+        self.local = local
+        self._lock = lock
+
+    def pending(self, peer: str) -> list[PendingItem]:
+        """``(secure_id, path, base_hash)`` of everything pending for ``peer`` in the tasks linked with it."""
+        out: list[PendingItem] = []
+        with self._lock, self.store.session() as session:
+            for task in tasks_linked_with(session, peer):
+                out += [(task.info.secure_id, item.path, item.base_hash)
+                        for item in pending_for(session, task.id, peer)]
+        return out
+
+    def outgoing(self, peer: str) -> list[Modification]:
+        """Everything pending for ``peer`` in the tasks linked with it, as modification events."""
+        return [m for m in self.modifications(peer, self.pending(peer)) if m is not None]
+
+    def modifications(self, peer: str, items: Sequence[PendingItem]) -> list[Modification | None]:
+        """:meth:`modification` of each item of ``items`` (as :meth:`pending` gives them), read in one
+        index transaction. A path this device has nothing to send for gives None and stops being pending
+        for ``peer``."""
+        out: list[Modification | None] = []
+        with self._lock, self.store.batch():
+            for secure_id, path, base_hash in items:
+                out.append(self.modification(secure_id, path, base_hash))
+            for (secure_id, path, _), message in zip(items, out):  # writes last: the write lock is held briefly
+                if message is None:
+                    self.drop_pending(secure_id, path, peer)
+        return out
+
+    def drop_pending(self, secure_id: str, path: str, peer: str) -> None:
+        """Stop owing ``path`` to ``peer``: this device has nothing to send for it (see ``modification``)."""
+        with self._lock, self.store.session() as session:
+            drop_pending(session, self.contexts.get(secure_id).id, path, peer)
+
+    def queue_all(self, secure_id: str, peer: str) -> int:
+        """The setup queue: make every path of the task (tombstones included) pending for ``peer``, which
+        just linked it. Resumable: what is pending survives restarts until acknowledged."""
+        self.local.scan(secure_id)
+        with self._lock, self.store.session() as session:
+            task = find_task(session, secure_id)
+            if task is None:
+                raise NotFound(f"no sync task with secure_id {secure_id}")
+            batch = IndexBatch(session, task.id)
+            entries = batch.entries()
+            for entry in entries.values():
+                batch.queue(entry.path, None, entry.version, [peer])
+            return len(entries)
+
+    def pending_counts(self, secure_id: str) -> dict[str, int]:
+        """Pending event count per device for the task."""
+        with self.store.session() as session:
+            return pending_counts(session, self.contexts.get(secure_id).id)
+
+    def modification(self, secure_id: str, path: str, base_hash: str, *, signature: Signature | None = None,
+                     reply: bool = False) -> Modification | None:
+        """The current state of ``path`` as an event whose delta applies to ``base_hash`` (the receiver's
+        content, described by ``signature`` when given). The file is rescanned first so the event never
+        announces a version older than the disk."""
+        with self._lock:
+            ctx = self.contexts.get(secure_id)
+            entry = self.local.fresh_entry(ctx, path)
+            root = ctx.root
+        if entry is None or (not entry.deleted and not root.joinpath(*path.split("/")).is_file()):
+            return None  # nothing indexed, or a backup-mode deletion: this device cannot send the content
+        message = Modification(secure_id, path, entry.version, entry.hash, entry.size, entry.modified_ns,
+                               entry.modified_by, entry.deleted, base_hash, None, reply)
+        if entry.deleted or entry.hash == base_hash:
+            return message
+        if not base_hash and signature is None and entry.size > BSDIFF_MAX and not reply:
+            # The receiver's content is unknown: announce first, so it can answer with its signature
+            # (or that it already has this content) instead of receiving the whole file.
+            return message
+        message.delta = self._delta_stream(root.joinpath(*path.split("/")), entry, base_hash, signature, message)
+        return message
+
+    def _delta_stream(self, file: Path, entry: Entry, base_hash: str, signature: Signature | None,
+                      message: Modification) -> Iterator[bytes]:
+        # Chosen now, read lazily: the receiver pulls the blocks, so a large file never sits in memory.
+        shadow = self.objects.shadow(base_hash) if base_hash and entry.size <= BSDIFF_MAX and signature is None else None
+        base_sig = signature or (self.objects.signature(base_hash) if base_hash and shadow is None else None)
+        if shadow is None and base_sig is None:
+            message.base_hash = ""
+
+        def stream() -> Iterator[bytes]:
+            with open(file, "rb") as fh:
+                if shadow is not None:
+                    yield from encode_bsdiff(shadow, fh.read(BSDIFF_MAX + 1))
+                elif base_sig is not None:
+                    yield from encode_against(fh, base_sig)
+                else:
+                    yield from encode_full(fh)
+
+        return stream()

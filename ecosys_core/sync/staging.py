@@ -1,0 +1,186 @@
+"""Content written ahead of its apply: a batch's small files built and made durable together, and a
+large file's delta rebuilt while it streams in, without the engine lock.
+
+What is written here is always exactly the announced content (its hash is checked), so it is right
+whatever the apply then decides; the apply only moves it into place (``ReadyContents.pop``), and what it
+does not use is removed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from sqlalchemy.orm import Session
+
+from ..errors import ChangeRefused, IntegrityError, NotFound
+from ..safe_paths import InsideChecker
+from ..store import Store
+from ..store.index import Entry, get_entry
+from .chunking import SignatureBuilder
+from .context import TaskContexts
+from .delta import BSDIFF_MAX, DeltaError, apply_delta
+from .fsio import atomic_writer, same_device, write_temps
+from .messages import Message, Modification, is_streaming
+from .objects import ObjectStore
+
+log = logging.getLogger(__name__)
+STAGE_MAX = 32 << 20  # bytes of a batch's content built in memory before writing it
+ReadyKey = tuple[str, str, str]  # (secure_id, path, content hash)
+
+
+def stageable(m: Message) -> bool:
+    """A modification whose whole delta is already here and small: worth writing ahead in a batch."""
+    return (isinstance(m, Modification) and not m.deleted and isinstance(m.delta, list)
+            and m.size <= BSDIFF_MAX)
+
+
+def base_of(objects: ObjectStore, target: Path, local: Entry | None, m: Modification) -> Path | None:
+    """The file ``m``'s delta applies to: ours when it is the delta's base, else the kept copy of that
+    base; None when we have neither."""
+    if local is not None and not local.deleted and local.hash == m.base_hash and target.is_file():
+        return target
+    return objects.shadow_path(m.base_hash)
+
+
+def rebuild(target: Path, m: Modification, base: Path | None, *, folder: Path | None = None,
+            observe: Callable[[bytes | memoryview], None] | None = None) -> Path:
+    """``m``'s content in a durable temp file beside ``target`` (or in ``folder``, on its device), its
+    hash checked (IntegrityError otherwise; DeltaError or OSError when the delta or the disk fails)."""
+    with atomic_writer(target, folder) as (fh, temp):
+        got = apply_delta(m.delta, base, fh, expected_size=m.size, observe=observe)
+        if got != m.hash:
+            raise IntegrityError(f"{m.path}: content hashes to {got[:12]}…, {m.hash[:12]}… announced")
+    return temp
+
+
+class ReadyContents:
+    """Verified, durable temp files holding a known content, by (task, path, hash), waiting for the
+    apply to move them. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._ready: dict[ReadyKey, Path] = {}
+        self._lock = threading.Lock()
+
+    def offer(self, key: ReadyKey, temp: Path) -> bool:
+        """Record ``temp`` as the content for ``key``; False (and ``temp`` removed) if one is there."""
+        with self._lock:
+            if key not in self._ready:
+                self._ready[key] = temp
+                return True
+        temp.unlink(missing_ok=True)
+        return False
+
+    def take(self, key: ReadyKey) -> Path | None:
+        """The temp file ready for ``key``, now the caller's to move or remove."""
+        with self._lock:
+            return self._ready.pop(key, None)
+
+    def discard(self, key: ReadyKey, temp: Path | None = None) -> None:
+        """Forget and remove the content ready for ``key`` (only if it is ``temp``, when given)."""
+        with self._lock:
+            if key not in self._ready or (temp is not None and self._ready[key] != temp):
+                return
+            temp = self._ready.pop(key)
+        temp.unlink(missing_ok=True)
+
+
+class Staging:
+    """Writes received content ahead of its apply into ``folder`` (``ECOSYS_HOME/staging``; None: beside
+    the target). Only one engine may use a staging folder."""
+
+    def __init__(self, store: Store, objects: ObjectStore, contexts: TaskContexts, folder: Path | None,
+                 ready: ReadyContents) -> None:
+        self.store = store
+        self.objects = objects
+        self.contexts = contexts
+        self.folder = folder
+        self.ready = ready
+
+    @contextmanager
+    def batch(self, peer: str, messages: Sequence[Message], paths: InsideChecker) -> Iterator[None]:
+        """Build the new content of the batch's small inline modifications in memory, each checked against
+        its announced hash, then write them all to durable temp files (:func:`fsio.write_temps`), so that
+        applying them one by one afterwards costs a rename. At most ``STAGE_MAX`` bytes are held in
+        memory per batch; what the apply did not use is removed on exit."""
+        mine: dict[ReadyKey, Path] = {}
+        try:
+            contents: dict[ReadyKey, tuple[Path, bytes]] = {}
+            held = 0
+            with self.store.session() as session:
+                for m in messages:
+                    if held >= STAGE_MAX or not stageable(m) or (key := (m.secure_id, m.path, m.hash)) in contents:
+                        continue
+                    built = self._build_in_memory(session, peer, m, paths)
+                    if built is not None:
+                        contents[key] = built
+                        held += len(built[1])
+            keys = list(contents)
+            temps = write_temps([contents.pop(key) for key in keys], self.folder)
+            mine = {key: temp for key, temp in zip(keys, temps) if temp is not None and self.ready.offer(key, temp)}
+            yield
+        finally:
+            for key, temp in mine.items():  # used ones were moved away already
+                self.ready.discard(key, temp)
+
+    def prebuild(self, peer: str, m: Modification) -> ReadyKey | None:
+        """Write the content of ``m``, whose delta is still streaming in, to a durable temp file now,
+        without the engine lock, so other messages are applied while it arrives; the apply then only
+        moves it into place. The content is checked against its announced hash, so it is right whatever
+        the apply decides, even if the local file changed meanwhile. Returns the key to pass to
+        :meth:`ReadyContents.discard` once ``m`` was received, or None when nothing was written:
+        refused, no base here (the delta is left for the apply, which answers as it always does), or a
+        delta that failed or hashed wrong (used up: the apply asks for the whole content again)."""
+        if not is_streaming(m) or m.deleted:
+            return None
+        with self.store.session(own=True) as session:
+            found = self._target_and_base(session, peer, m, InsideChecker())
+        if found is None:
+            return None
+        target, base = found
+        signature = SignatureBuilder(m.size) if m.size > BSDIFF_MAX else None
+        folder = self.folder if self.folder is not None and same_device(self.folder, target.parent) else None
+        try:
+            temp = rebuild(target, m, base, folder=folder, observe=signature.feed if signature else None)
+        except (IntegrityError, DeltaError, OSError) as exc:
+            log.warning("discarded change of %s from %s: %s", m.path, m.modified_by, exc)
+            return None
+        if signature is not None:
+            try:  # keyed by content: right whatever the apply decides
+                self.objects.put_signature(m.hash, signature.signature())
+            except OSError:
+                pass
+        key = (m.secure_id, m.path, m.hash)
+        return key if self.ready.offer(key, temp) else None
+
+    def _build_in_memory(self, session: Session, peer: str, m: Modification, paths: InsideChecker
+                         ) -> tuple[Path, bytes] | None:
+        """``m``'s target and announced content, built in memory and verified; None when it cannot be
+        built now (the apply will then do what it always does)."""
+        found = self._target_and_base(session, peer, m, paths)
+        if found is None:
+            return None
+        target, base = found
+        out = io.BytesIO()
+        try:
+            got = apply_delta(m.delta, base, out, expected_size=m.size)
+        except (DeltaError, OSError):
+            return None
+        return (target, out.getvalue()) if got == m.hash else None
+
+    def _target_and_base(self, session: Session, peer: str, m: Modification, paths: InsideChecker
+                         ) -> tuple[Path, Path | None] | None:
+        """Where ``m`` goes and the file its delta applies to (None: a whole content); None when ``m``
+        is refused or its base is not here, which the apply then answers as it always does."""
+        try:
+            ctx, target = self.contexts.checked(peer, m.secure_id, m.path, paths)
+        except (ChangeRefused, NotFound):
+            return None
+        if not m.base_hash:
+            return target, None
+        base = base_of(self.objects, target, get_entry(session, ctx.id, m.path), m)
+        return (target, base) if base is not None else None
