@@ -21,6 +21,12 @@ from typing import Callable, Mapping
 from .errors import NotFound, PromptTimeout
 
 FLAGS = ("CHOOSELINKPATH", "OTDL", "MOTDL", "ALERT_USER", "LINK")
+YES_ANSWERS = frozenset({"y", "yes", "o", "oui", "ok", "accept", "1", "true"})
+
+
+def is_yes(answer: str) -> bool:
+    """True when a person's answer to a yes/no prompt means yes (English or French, any case)."""
+    return answer.strip().lower() in YES_ANSWERS
 
 
 def normalize_flag(flag: str) -> str:

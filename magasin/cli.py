@@ -9,7 +9,14 @@ from pathlib import Path
 
 import click
 
-from ecosys_core.cli.env import cli_env, echo_json, echo_table, json_option, notify_daemon
+from ecosys_core.cli.env import (
+    cli_env,
+    echo_json,
+    echo_table,
+    json_option,
+    notify_daemon,
+)
+from ecosys_core.cli.progress import transfer_progress
 from ecosys_core.errors import EcosysError, NotFound
 from ecosys_core.store.settings_kv import get_setting, set_setting
 
@@ -64,11 +71,7 @@ class _Bar:
     """A rich progress bar for downloads (bytes, rate, ETA), quiet when stderr is not a terminal."""
 
     def __init__(self) -> None:
-        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
-        self.progress = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
-                                 disable=not sys.stderr.isatty())
+        self.progress = transfer_progress(transient=True)
         self.task = None
 
     def __enter__(self) -> "_Bar":

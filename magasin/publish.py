@@ -8,7 +8,6 @@ files become a zip artifact, unless ``AppDownloadUrl`` names a prebuilt file ins
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -20,10 +19,18 @@ from pathlib import Path
 from ecosys_core.config_files import load_model_file
 from ecosys_core.defaults.installed_apps import APP_MANIFEST
 from ecosys_core.errors import ConfigError, EcosysError
+from ecosys_core.hashing import sha256_file
 from ecosys_core.models import GrapinConfig, ToutEnUnConfig
 from ecosys_core.safe_paths import check_relative_path
 
-from .index import FORMAT_VERSION, INDEX_NAME, AppEntry, AppVersion, Artifact, MagasinIndex
+from .index import (
+    FORMAT_VERSION,
+    INDEX_NAME,
+    AppEntry,
+    AppVersion,
+    Artifact,
+    MagasinIndex,
+)
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so the same sources give the same artifact bytes
 
@@ -50,14 +57,6 @@ def _artifact_type(name: str) -> str:
     if name.endswith((".tar.gz", ".tgz")):
         return "tar.gz"
     return "executable"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _existing(out_dir: Path) -> MagasinIndex | None:
@@ -120,5 +119,5 @@ def _publish_app(config: ToutEnUnConfig, folder: Path, out_dir: Path) -> AppVers
         _zip_folder(folder, target)
     artifact = Artifact(Platforms=config.supported_platforms, Type=kind,
                         Url=target.relative_to(out_dir).as_posix(),
-                        Size=target.stat().st_size, Sha256=_sha256(target))
+                        Size=target.stat().st_size, Sha256=sha256_file(target))
     return AppVersion(Version=config.app_version, Config=config, Artifacts=[artifact])

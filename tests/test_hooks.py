@@ -20,8 +20,9 @@ from ecosys_core.linking import accept_task_offer, choose_task_root, link_device
 from ecosys_core.models import GrapinConfig
 from ecosys_core.prompts import Prompts
 from ecosys_core.store.devices import get_device, list_devices, task_device_ids
-from ecosys_core.sync.notify import change_may_be_sent, notify_applied, notify_conflict
 from ecosys_core.types import Placeholder, TaskInfo, TaskKind, TaskOffer
+
+from .sync.harness import make_devices, meet
 
 DOCS = (Path(__file__).parent.parent / "docs" / "plugin_hooks.md").read_text()
 HOOKS = {name: fn for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "ecosys_spec")}
@@ -41,6 +42,12 @@ def test_every_hook_is_documented_with_its_signature(name: str):
 def test_every_hook_has_a_test_and_a_docstring(name: str):
     assert f"def test_hook_{name}" in Path(__file__).read_text()
     assert HOOKS[name].__doc__ and len(HOOKS[name].__doc__.strip()) > 40
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_every_hook_has_an_example(name: str):
+    section = DOCS.split(f"### `{signature(name)}`", 1)[1].split("\n### ", 1)[0]
+    assert f"```python\n@hookimpl\ndef {name}(" in section
 
 
 def test_documented_hooks_all_exist():
@@ -192,8 +199,7 @@ def test_hook_task_linked(plugins, store, recorder, tmp_path: Path):
 
 
 def test_hook_change_about_to_send(plugins, tmp_path: Path):
-    task = some_task(tmp_path)
-    assert change_may_be_sent(plugins.hook, task, "notes.txt", False)
+    """Through a real meeting of two engines: a vetoed change is indexed but never sent."""
 
     class NoTempFiles:
         @hookimpl
@@ -202,21 +208,54 @@ def test_hook_change_about_to_send(plugins, tmp_path: Path):
 
     plugin = NoTempFiles()
     plugins.pm.register(plugin)
+    a, b = make_devices(tmp_path, 2, hook=plugins.hook)
     try:
-        assert change_may_be_sent(plugins.hook, task, "notes.txt", False)
-        assert not change_may_be_sent(plugins.hook, task, "build.tmp", False)
+        a.write("notes.txt", b"kept")
+        a.write("build.tmp", b"vetoed")
+        a.scan()
+        meet(a, b)
+        assert b.files() == {"notes.txt": b"kept"}
     finally:
         plugins.pm.unregister(plugin)
+        for device in (a, b):
+            device.close()
 
 
 def test_hook_change_applied(plugins, recorder, tmp_path: Path):
-    notify_applied(plugins.hook, some_task(tmp_path), "a/b.txt", True)
-    assert recorder.calls == [("applied", "a/b.txt", True)]
+    """Through a real meeting: the receiver is told of each applied change, deletions included."""
+    a, b = make_devices(tmp_path, 2, hook=plugins.hook)
+    try:
+        a.write("a/b.txt", b"one")
+        a.scan()
+        meet(a, b)
+        a.delete("a/b.txt")
+        a.scan()
+        meet(a, b)
+        assert [c for c in recorder.calls if c[0] == "applied"] == [("applied", "a/b.txt", False),
+                                                                    ("applied", "a/b.txt", True)]
+        assert b.files() == {}
+    finally:
+        for device in (a, b):
+            device.close()
 
 
 def test_hook_change_conflicted(plugins, recorder, tmp_path: Path):
-    notify_conflict(plugins.hook, some_task(tmp_path), "a.txt", "a.sync-conflict-20260101-000000-ABCDEFG.txt")
-    assert recorder.calls == [("conflict", "a.txt", "a.sync-conflict-20260101-000000-ABCDEFG.txt")]
+    """Through a real meeting: concurrent edits end in a conflict copy, and the plugin hears its name."""
+    a, b = make_devices(tmp_path, 2, hook=plugins.hook)
+    try:
+        a.write("a.txt", b"from a")
+        b.write("a.txt", b"from b, longer")
+        a.scan()
+        b.scan()
+        meet(a, b)
+        conflicts = [c for c in recorder.calls if c[0] == "conflict"]
+        assert conflicts and all(c[1] == "a.txt" and ".sync-conflict-" in c[2] for c in conflicts)
+        copy = conflicts[0][2]
+        assert a.files() == b.files() and set(a.files()) == {"a.txt", copy}
+        assert {a.files()["a.txt"], a.files()[copy]} == {b"from a", b"from b, longer"}
+    finally:
+        for device in (a, b):
+            device.close()
 
 
 def test_hook_register_commands(plugins):

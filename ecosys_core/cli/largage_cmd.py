@@ -9,18 +9,13 @@ from pathlib import Path
 import click
 
 from ..errors import EcosysError
+from ..largage.offers import FINAL_STATES
 from ..store.settings_kv import set_setting
 from .env import cli_env, echo_json, echo_table, json_option
 from .net_cmd import daemon_call
+from .progress import transfer_progress
 
-FINAL = {"done", "declined", "expired", "cancelled", "failed"}
-
-
-def _progress():  # type: ignore[no-untyped-def]
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
-    return Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), disable=not sys.stderr.isatty())
+FINAL = frozenset(state.value for state in FINAL_STATES)
 
 
 @click.command("send")
@@ -43,7 +38,7 @@ def send_command(paths: tuple[Path, ...], device: str | None, cancel: bool, no_w
     if no_wait:
         return
     try:
-        with _progress() as bar:
+        with transfer_progress() as bar:
             task = bar.add_task("waiting", total=offer["total"] or 1)
             while True:
                 current = next((o for o in daemon_call("offers") if o["offer_id"] == offer["offer_id"]), None)
@@ -75,7 +70,7 @@ def largage_group(ctx: click.Context, as_json: bool, watch: bool) -> None:
         echo_json(offers)
         return
     if watch:
-        with _progress() as bar:
+        with transfer_progress() as bar:
             tasks = {}
             while True:
                 offers = daemon_call("offers")

@@ -10,6 +10,7 @@ import click
 from ..daemon import Node, read_config, run_daemon
 from ..net.control import DaemonNotRunning, call
 from ..net.identity import readable_id
+from ..status import device_row
 from ..store.devices import list_devices
 from .env import cli_env, echo_json, echo_table, json_option
 
@@ -48,8 +49,7 @@ def devices_command(as_json: bool) -> None:
     try:
         rows = daemon_call("status")["devices"]
     except DaemonNotRunning:
-        rows = [{"name": d.name, "device_id": d.device_id, "linked": d.linked, "connected": False,
-                 "address": d.last_address} for d in list_devices(env.store)]
+        rows = [device_row(d, None) for d in list_devices(env.store)]
     if as_json:
         echo_json(rows)
         return

@@ -74,13 +74,19 @@ def remove_command(name: str) -> None:
 @task_group.command("scan")
 @click.argument("name", required=False)
 def scan_command(name: str | None) -> None:
-    """Index the folder of task NAME (every task without NAME) now."""
+    """Index the folder of task NAME (every task without NAME) now: by the running daemon, under its
+    engine's lock, or here when no daemon runs."""
+    from ..net.control import DaemonNotRunning, call
+
     env = cli_env()
-    tasks = [get_task(env.store, name)] if name else list_tasks(env.store)
-    for task in tasks:
-        report = env.engine.scan(task.secure_id)
-        click.echo(f"{task.name}: {report.files_seen} files, {report.changed} changed, {report.deleted} deleted, "
-                   f"{report.bytes_hashed / 2**20:.1f} MiB hashed")
+    try:
+        reports = call(env.layout.root / "daemon.json", "scan", {"task": name}, timeout=3600)
+    except DaemonNotRunning:
+        tasks = [get_task(env.store, name)] if name else list_tasks(env.store)
+        reports = [{"task": task.name, **vars(env.engine.scan(task.secure_id))} for task in tasks]
+    for r in reports:
+        click.echo(f"{r['task']}: {r['files_seen']} files, {r['changed']} changed, {r['deleted']} deleted, "
+                   f"{r['bytes_hashed'] / 2**20:.1f} MiB hashed")
 
 
 def register(cli: click.Group) -> None:

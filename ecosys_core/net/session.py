@@ -12,7 +12,7 @@ import asyncio
 import logging
 import ssl
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Awaitable, Callable, Iterator, Protocol, Sequence
 
 from ..errors import ChangeRefused
 from ..sync.delta import DeltaError
@@ -20,9 +20,6 @@ from ..sync.messages import Message, Modification, NeedState, is_streaming
 from .codec import header_message, inline_delta, message_header
 from .protocol import MAX_PAYLOAD, PROTOCOL_VERSIONS, Frame, ProtocolError, encode_frame
 from .transport import Connection
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..daemon import Node
 
 log = logging.getLogger("ecosys.session")
 UNLINKED_ALLOWED = frozenset({"HELLO", "PING", "ERROR", "LINK", "LINK_ACCEPTED", "LINK_REFUSED",
@@ -32,15 +29,63 @@ BATCH_MAX = 256  # received messages applied in one engine call
 SEND_GROUP = 64  # pending modifications prepared in one engine call
 
 
+class SyncPort(Protocol):
+    """The sync engine's calls a session makes (``sync.engine.SyncEngine`` has them)."""
+
+    def pending(self, peer: str) -> list[tuple[str, str, str]]:
+        """What ``peer`` is owed: ``(secure_id, path, base_hash)``."""
+
+    def modifications(self, peer: str, items: Sequence[tuple[str, str, str]]) -> list[Modification | None]:
+        """The events of pending ``items``."""
+
+    def receive_many(self, peer: str, messages: Sequence[Message]) -> list[list[Message] | Exception]:
+        """Apply ``messages`` from ``peer``; per message its answers or its error."""
+
+    def prebuild(self, peer: str, m: Modification) -> Any:
+        """Write a streaming delta's content ahead; a key for :meth:`discard_prebuilt` or None."""
+
+    def discard_prebuilt(self, key: Any) -> None:
+        """Remove what :meth:`prebuild` wrote if the apply did not use it."""
+
+
+class SessionHost(Protocol):
+    """What a session needs of the process running it (``net.peers.Peers`` is one)."""
+
+    me: str
+    name: str
+    port: int
+    sync: SyncPort
+
+    def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        """Run a blocking call (engine, store) in a worker thread."""
+
+    def is_linked(self, device_id: str) -> bool:
+        """True when ``device_id`` is linked (sync frames from others are refused)."""
+
+    def session_opened(self, session: "PeerSession") -> bool:
+        """HELLO done; False when this session must close (another one with the peer wins)."""
+
+    def session_closed(self, session: "PeerSession") -> None:
+        """The connection ended."""
+
+    def changed(self, except_peer: str | None = None) -> None:
+        """Something became pending for the other peers."""
+
+    async def on_frame(self, session: "PeerSession", frame: Frame) -> None:
+        """A frame that is not sync traffic (LINK, SHARE, largage…); must not wait for a person."""
+
+
 class PeerSession:
     """A live session with device ``peer``."""
 
-    def __init__(self, node: Node, conn: Connection, dialed: bool) -> None:
-        self.node = node
+    def __init__(self, host: SessionHost, conn: Connection, dialed: bool) -> None:
+        self.host = host
         self.conn = conn
         self.peer = conn.peer_id
         self.dialed = dialed
         self.peer_name = ""
+        self.peer_port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.protocol = PROTOCOL_VERSIONS[-1]
         self._wlock = asyncio.Lock()
         self._stream_slot = asyncio.Lock()  # one modification streams its DATA frames at a time
@@ -59,9 +104,10 @@ class PeerSession:
     # -- lifecycle -----------------------------------------------------------------------------
     async def run(self) -> None:
         """HELLO, then serve the connection until it ends."""
+        self._loop = asyncio.get_running_loop()
         try:
             await self._hello()
-            if not self.node.session_opened(self):
+            if not self.host.session_opened(self):
                 return
             self._tasks = [asyncio.create_task(self._work(), name="worker"),
                            asyncio.create_task(self._send_loop(), name="sender")]
@@ -74,7 +120,7 @@ class PeerSession:
             log.info("connection with %s ended: %s", self.label, exc.__class__.__name__)
         except ProtocolError as exc:
             log.warning("closing connection with %s: %s", self.label, exc)
-            await self._try_send({"flag": "ERROR", "device_id": self.node.me, "error": str(exc)[:300]})
+            await self._try_send({"flag": "ERROR", "device_id": self.host.me, "error": str(exc)[:300]})
         except asyncio.CancelledError:
             pass
         finally:
@@ -83,7 +129,7 @@ class PeerSession:
             if self._stream is not None:
                 self._stream.put_nowait(ConnectionError("connection closed"))
             self.closed.set()
-            self.node.session_closed(self)
+            self.host.session_closed(self)
             await self.conn.close()
 
     async def close(self) -> None:
@@ -113,8 +159,8 @@ class PeerSession:
         return f"{self.peer_name or '?'} ({self.peer[:12]}…)"
 
     async def _hello(self) -> None:
-        await self.send({"flag": "HELLO", "device_id": self.node.me, "name": self.node.name,
-                         "versions": list(PROTOCOL_VERSIONS), "port": self.node.port})
+        await self.send({"flag": "HELLO", "device_id": self.host.me, "name": self.host.name,
+                         "versions": list(PROTOCOL_VERSIONS), "port": self.host.port})
         frame = await asyncio.wait_for(self.conn.read_frame(), 15)
         if frame.flag != "HELLO" or frame.header["device_id"] != self.peer:
             raise ProtocolError("the first frame must be a HELLO from the certificate's device")
@@ -123,7 +169,8 @@ class PeerSession:
             raise ProtocolError("no common protocol version")
         self.protocol = max(common)
         self.peer_name = str(frame.header.get("name", ""))[:200]
-        self.peer_port = frame.header.get("port")
+        port = frame.header.get("port")
+        self.peer_port = port if isinstance(port, int) and 0 < port < 65536 else None
 
     # -- sending -------------------------------------------------------------------------------
     async def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
@@ -152,10 +199,10 @@ class PeerSession:
                 continue
             if self._flush:
                 self._flush = False
-                pending = await self.node.run_engine(self.node.engine.pending, self.peer)
+                pending = await self.host.run_blocking(self.host.sync.pending, self.peer)
                 todo = [item for item in pending if (item[0], item[1]) not in self.in_flight]
                 for start in range(0, len(todo), SEND_GROUP):
-                    messages = await self.node.run_engine(self._prepare, todo[start:start + SEND_GROUP])
+                    messages = await self.host.run_blocking(self._prepare, todo[start:start + SEND_GROUP])
                     ready = [m for m in messages if m is not None]
                     self.in_flight.update((m.secure_id, m.path) for m in ready)
                     await self._send_all(ready)
@@ -166,7 +213,7 @@ class PeerSession:
 
     def _prepare(self, items: list[tuple[str, str, str]]) -> list[Modification | None]:
         """(In a worker thread.) The modifications of pending ``items``, small deltas read inline."""
-        return [inline_delta(m) for m in self.node.engine.modifications(self.peer, items)]
+        return [inline_delta(m) for m in self.host.sync.modifications(self.peer, items)]
 
     async def _send_answers(self) -> None:
         items = []
@@ -185,14 +232,14 @@ class PeerSession:
                 frames.append(encode_frame(item[1], item[2]))
                 continue
             if is_streaming(item):
-                item = await self.node.run_engine(inline_delta, item)
+                item = await self.host.run_blocking(inline_delta, item)
                 if is_streaming(item):
                     await self._write(frames)
                     frames = []
                     await self._stream_slot.acquire()
                     self._side_task(self._stream_out(item), "stream")
                     continue
-            frames.append(encode_frame(*message_header(item, self.node.me)))
+            frames.append(encode_frame(*message_header(item, self.host.me)))
         await self._write(frames)
 
     async def _write(self, frames: list[bytes]) -> None:
@@ -203,7 +250,7 @@ class PeerSession:
 
     async def _stream_out(self, message: Modification) -> None:
         """Send ``message`` and its delta in DATA frames; holds the stream slot (taken by the caller)."""
-        header, _ = message_header(message, self.node.me)
+        header, _ = message_header(message, self.host.me)
         key = f"send:{message.path}"
         self.transfers[key] = {"direction": "send", "path": message.path, "done": 0, "total": message.size}
         blocks: Iterator[bytes] = iter(message.delta)
@@ -213,19 +260,19 @@ class PeerSession:
             error = None
             while True:
                 try:
-                    block = await self.node.run_engine(next, blocks, None)
+                    block = await self.host.run_blocking(next, blocks, None)
                 except Exception as exc:  # the file changed or vanished while being read
                     block, error = None, f"{type(exc).__name__}: {exc}"
                 if block:
                     buffer += block
                     self.transfers[key]["done"] += len(block)
                 if buffer and (block is None or len(buffer) >= DATA_FRAME):
-                    await self._write([encode_frame({"flag": "DATA", "device_id": self.node.me},
+                    await self._write([encode_frame({"flag": "DATA", "device_id": self.host.me},
                                                     bytes(buffer[start:start + MAX_PAYLOAD]))
                                        for start in range(0, len(buffer), MAX_PAYLOAD)])
                     buffer.clear()
                 if block is None:
-                    end = {"flag": "DATA", "device_id": self.node.me, "end": True}
+                    end = {"flag": "DATA", "device_id": self.host.me, "end": True}
                     if error:
                         end["error"] = error[:300]
                     await self._write([encode_frame(end)])
@@ -252,17 +299,15 @@ class PeerSession:
         if h["device_id"] != self.peer:
             raise ProtocolError("device_id differs from the connection's certificate")
         flag = frame.flag
-        if flag not in UNLINKED_ALLOWED and not self.node.is_linked(self.peer):
+        if flag not in UNLINKED_ALLOWED and not self.host.is_linked(self.peer):
             log.warning("refused %s from unlinked device %s", flag, self.label)
-            await self.send({"flag": "ERROR", "device_id": self.node.me, "error": f"{flag} refused: not linked",
+            await self.send({"flag": "ERROR", "device_id": self.host.me, "error": f"{flag} refused: not linked",
                              **({"secure_id": h["secure_id"]} if "secure_id" in h else {}),
                              **({"path": h["path"]} if "path" in h else {})})
             if flag == "MODIFICATION" and h.get("more"):
                 self._stream, self._stream_owner = asyncio.Queue(), "discard"
             return
-        if flag == "DATA" and "offer_id" in h:
-            await self.node.largage.on_data(self, frame)
-        elif flag == "DATA":
+        if flag == "DATA" and "offer_id" not in h:
             await self._on_data(frame)
         elif flag in ("MODIFICATION", "MODIFICATION_DONE", "NEED_STATE"):
             message = header_message(h, frame.payload)
@@ -281,8 +326,8 @@ class PeerSession:
                 self.in_flight.discard((h["secure_id"], h["path"]))
         elif flag == "PING" or flag == "HELLO":
             pass
-        else:
-            await self.node.on_control_frame(self, frame)
+        else:  # largage DATA too: its offer routes it
+            await self.host.on_frame(self, frame)
 
     async def _on_data(self, frame: Frame) -> None:
         if self._stream is None:
@@ -303,7 +348,8 @@ class PeerSession:
             self._stream = self._stream_owner = None
 
     def _blocks(self, stream: asyncio.Queue) -> Iterator[bytes]:
-        loop = self.node.loop
+        loop = self._loop
+        assert loop is not None
 
         def gen() -> Iterator[bytes]:
             while True:
@@ -320,7 +366,7 @@ class PeerSession:
         """Consume what the engine left of a delta stream, so the reader never blocks on it."""
         if is_streaming(message):
             try:
-                await self.node.run_engine(lambda: [None for _ in message.delta])
+                await self.host.run_blocking(lambda: [None for _ in message.delta])
             except Exception:
                 pass
 
@@ -340,18 +386,18 @@ class PeerSession:
     async def _receive_streaming(self, message: Modification) -> None:
         key = None
         try:
-            key = await self.node.run_engine(self.node.engine.prebuild, self.peer, message)
+            key = await self.host.run_blocking(self.host.sync.prebuild, self.peer, message)
         except Exception:  # the apply below finds the delta used up and asks for the whole content
             log.exception("could not write %s from %s ahead", message.path, self.label)
         try:
             await self._apply([message])
         finally:
             if key is not None:
-                await self.node.run_engine(self.node.engine.discard_prebuilt, key)
+                await self.host.run_blocking(self.host.sync.discard_prebuilt, key)
 
     async def _apply(self, batch: list[Message]) -> None:
         try:
-            results = await self.node.run_engine(self.node.engine.receive_many, self.peer, batch)
+            results = await self.host.run_blocking(self.host.sync.receive_many, self.peer, batch)
         except Exception as exc:  # the engine call itself failed: every message of the batch did
             results = [exc] * len(batch)
         finally:
@@ -360,7 +406,7 @@ class PeerSession:
         for message, result in zip(batch, results):
             applied = self._settle(message, result) or applied
         if applied:
-            self.node.changed(except_peer=self.peer)
+            self.host.changed(except_peer=self.peer)
 
     def _settle(self, message: Message, result: list[Message] | Exception) -> bool:
         """Send the answers (or the error) for one received message; True when it changed something here."""
@@ -369,7 +415,7 @@ class PeerSession:
                 log.warning("refused from %s: %s", self.label, result)
             else:
                 log.error("could not apply %s from %s", type(message).__name__, self.label, exc_info=result)
-            self.answer(("ERROR", {"flag": "ERROR", "device_id": self.node.me, "error": str(result)[:300],
+            self.answer(("ERROR", {"flag": "ERROR", "device_id": self.host.me, "error": str(result)[:300],
                                    "secure_id": message.secure_id, "path": message.path[:4000]}, b""))
             answers: list[Message] = []
         else:
@@ -379,6 +425,6 @@ class PeerSession:
         for answer in answers:
             self.answer(answer)
         if isinstance(message, Modification) and not answers and not isinstance(result, Exception):
-            self.answer(("ERROR", {"flag": "ERROR", "device_id": self.node.me, "secure_id": message.secure_id,
+            self.answer(("ERROR", {"flag": "ERROR", "device_id": self.host.me, "secure_id": message.secure_id,
                                    "path": message.path, "error": "change could not be applied"}, b""))
         return isinstance(message, Modification) and not any(isinstance(a, NeedState) for a in answers)

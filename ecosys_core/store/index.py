@@ -15,9 +15,17 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ..types import TaskInfo
+from .tables import (
+    Device,
+    FileEntry,
+    PendingEvent,
+    PendingTarget,
+    SyncTask,
+    TaskDevice,
+    utcnow,
+)
 from .tasks import task_info
 from .versions import Order, compare
-from .tables import Device, FileEntry, PendingEvent, PendingTarget, SyncTask, TaskDevice, utcnow
 
 MODIFICATION = "MODIFICATION"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from .database import Store
 from .tables import Setting
 
@@ -17,3 +19,8 @@ def set_setting(store: Store, key: str, value: str) -> None:
     """Set the setting ``key`` to ``value``."""
     with store.session() as session:
         session.merge(Setting(key=key, value=value))
+
+
+def device_name(store: Store) -> str:
+    """This device's name: the one given at ``ecosys init``, else the machine's host name."""
+    return get_setting(store, "device_name") or socket.gethostname()

@@ -18,7 +18,17 @@ from pluggy import HookRelay
 
 from ..errors import NotFound
 from ..store import Store
-from ..store.index import Entry, FileStat, IndexBatch, TaskRef, find_task, get_entry, linked_devices, put_entry, queue_pending
+from ..store.index import (
+    Entry,
+    FileStat,
+    IndexBatch,
+    TaskRef,
+    find_task,
+    get_entry,
+    linked_devices,
+    put_entry,
+    queue_pending,
+)
 from ..store.versions import bump
 from . import notify
 from .chunking import Signature, digest_file

@@ -128,6 +128,17 @@ class TaskWatcher:
                 except (KeyError, OSError):
                     pass
 
+    def follow(self, tasks: list[TaskInfo]) -> list[str]:
+        """Watch exactly ``tasks`` from now on: stop watching the tasks not among them (removed, or
+        replaced under another secure_id), start watching the new ones; return the new ones' secure_ids."""
+        wanted = {t.secure_id: t for t in tasks}
+        for secure_id in set(self.tasks) - set(wanted):
+            self.remove(secure_id)
+        new = [secure_id for secure_id in wanted if secure_id not in self.tasks]
+        for secure_id in new:
+            self.add(wanted[secure_id])
+        return new
+
     def stop(self) -> None:
         """Stop watching; pending paths are scanned first."""
         self._observer.stop()

@@ -15,11 +15,11 @@ from ecosys_core.net.transport import Incoming, accept, connect, listen
 
 
 class FailingNode:
-    """What a session asks of its daemon; its engine call for pending work fails."""
+    """A ``SessionHost`` whose blocking calls (the engine's, for pending work first) fail."""
 
     def __init__(self, me: str) -> None:
         self.me, self.name, self.port = me, "server", 0
-        self.loop = asyncio.get_running_loop()
+        self.sync = None  # never reached: run_blocking fails before calling it
         self.closed: list[PeerSession] = []
 
     def session_opened(self, session: PeerSession) -> bool:
@@ -32,7 +32,13 @@ class FailingNode:
     def is_linked(self, device_id: str) -> bool:
         return True
 
-    async def run_engine(self, fn: Callable, *args: Any) -> Any:
+    def changed(self, except_peer: str | None = None) -> None:
+        pass
+
+    async def on_frame(self, session: PeerSession, frame: Any) -> None:
+        pass
+
+    async def run_blocking(self, fn: Callable, *args: Any) -> Any:
         raise RuntimeError("database is locked")
 
 

@@ -1,0 +1,113 @@
+"""The daemon's control commands (what the CLI asks over the control channel), as a table of handlers.
+
+Each handler takes the request's arguments and returns plain data or raises EcosysError (the CLI prints
+its message). The parts a handler uses are given to :func:`command_table` by the composition root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from .errors import EcosysError
+from .largage import LargageService
+from .link_exchange import PROMPT_TIMEOUT, LinkExchange
+from .net.identity import parse_device_id
+from .net.peers import Peers, parse_peer
+from .store import Store
+from .store.devices import list_devices
+from .store.tasks import get_task, list_tasks
+from .sync.engine import SyncEngine
+from .sync.watcher import TaskWatcher
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def resolve_device(store: Store, text: str) -> str:
+    """A device id from a readable id, hex, or a known device's name (unique, case-insensitive)."""
+    try:
+        return parse_device_id(text)
+    except EcosysError:
+        matches = [d.device_id for d in list_devices(store) if d.name and d.name.casefold() == text.casefold()]
+        if len(matches) == 1:
+            return matches[0]
+        raise
+
+
+@dataclass
+class DaemonParts:
+    """What the control commands act on."""
+
+    store: Store
+    engine: SyncEngine
+    peers: Peers
+    links: LinkExchange
+    largage: LargageService
+    status: Callable[[], dict[str, Any]]
+    stop: Callable[[], None]  # ends the daemon
+    watcher: Callable[[], TaskWatcher | None]  # None until the daemon runs
+
+
+def command_table(parts: DaemonParts) -> dict[str, Handler]:
+    """Every control command by name."""
+    store, engine, peers = parts.store, parts.engine, parts.peers
+
+    def answer_timeout(args: dict[str, Any]) -> float:
+        return float(args.get("timeout_s", PROMPT_TIMEOUT + 10))
+
+    async def status(args: dict[str, Any]) -> Any:
+        return parts.status()
+
+    async def connect(args: dict[str, Any]) -> Any:
+        host, port = parse_peer(args["address"])
+        session = await peers.dial(host, port)
+        if session is None:
+            raise EcosysError(f"cannot connect to {args['address']}")
+        return {"device_id": session.peer, "name": session.peer_name}
+
+    async def link(args: dict[str, Any]) -> Any:
+        return await parts.links.link(resolve_device(store, args["device"]), answer_timeout(args))
+
+    async def unlink(args: dict[str, Any]) -> Any:
+        return await parts.links.unlink(resolve_device(store, args["device"]))
+
+    async def share(args: dict[str, Any]) -> Any:
+        return await parts.links.share(args["task"], resolve_device(store, args["device"]), answer_timeout(args))
+
+    async def reload(args: dict[str, Any]) -> Any:
+        """Tasks were added or removed from the command line while the daemon runs."""
+        store.touch()
+        watcher = parts.watcher()
+        if watcher is not None:
+            for secure_id in watcher.follow(list_tasks(store)):
+                await peers.run_blocking(engine.scan, secure_id)
+        peers.changed()
+        return {}
+
+    async def scan(args: dict[str, Any]) -> Any:
+        """Scan one task (``task``: name or secure_id) or all, under the engine's lock; the reports."""
+        tasks = [get_task(store, args["task"])] if args.get("task") else list_tasks(store)
+        reports = []
+        for task in tasks:
+            report = await peers.run_blocking(engine.scan, task.secure_id)
+            reports.append({"task": task.name, **vars(report)})
+        peers.changed()
+        return reports
+
+    async def stop(args: dict[str, Any]) -> Any:
+        asyncio.get_running_loop().call_soon(parts.stop)
+        return {}
+
+    async def send(args: dict[str, Any]) -> Any:
+        return await parts.largage.send(resolve_device(store, args["device"]), list(args["paths"]))
+
+    async def offers(args: dict[str, Any]) -> Any:
+        return [o.public() for o in parts.largage.offers.values()]
+
+    async def cancel(args: dict[str, Any]) -> Any:
+        return await parts.largage.cancel(args.get("offer_id"))
+
+    return {"status": status, "connect": connect, "link": link, "unlink": unlink, "share": share,
+            "reload": reload, "rescan": scan, "scan": scan, "stop": stop, "send": send, "offers": offers,
+            "cancel": cancel}

@@ -1,0 +1,251 @@
+"""The linking exchanges with a peer, both sides: LINK / UNLINK, SHARE (a task) and SETUP_QUEUE, each
+a request answered by a frame. The rules they follow (who adopts whose secure_id, where a task goes)
+are in :mod:`linking`; this module carries them over sessions and asks the person when needed.
+
+A request waiting for its answer is a future keyed by (kind, peer): that is its whole state, so there
+is no state machine to keep here; a late or unexpected answer finds no future and is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any, Awaitable, Callable, Protocol
+
+from pluggy import HookRelay
+
+from .errors import EcosysError, NotFound
+from .linking import (
+    AppLinkDecision,
+    accept_task_offer,
+    adopt_secure_id,
+    choose_task_root,
+    decide_app_link,
+    link_device,
+    unlink_device,
+)
+from .net.protocol import Frame
+from .net.session import PeerSession
+from .prompts import Prompts, is_yes
+from .store import Store
+from .store.devices import link_task_device, task_device_ids
+from .store.tasks import get_task, list_tasks
+from .types import TaskInfo, TaskKind, TaskOffer
+
+log = logging.getLogger("ecosys.daemon")
+PROMPT_TIMEOUT = 120.0
+ANSWER_FLAGS = frozenset({"LINK_ACCEPTED", "LINK_REFUSED", "SHARE_ACCEPTED", "SHARE_REFUSED", "SHARE_REVERSE"})
+REQUEST_FLAGS = frozenset({"LINK", "UNLINK", "SHARE", "SETUP_QUEUE"})
+
+
+class LinkPeers(Protocol):
+    """What the exchanges need of the daemon's connections (``net.peers.Peers``)."""
+
+    def is_linked(self, device_id: str) -> bool:
+        """True when ``device_id`` is linked."""
+
+    def forget(self, device_id: str) -> None:
+        """``device_id`` was linked or unlinked."""
+
+    def live(self, device_id: str) -> PeerSession | None:
+        """The open session with ``device_id``, if any."""
+
+    async def session_for(self, device_id: str) -> PeerSession:
+        """A session with ``device_id``, dialling it if needed."""
+
+
+class TaskSync(Protocol):
+    """What the exchanges need of the sync engine."""
+
+    def queue_all(self, secure_id: str, peer: str) -> int:
+        """Make every path of the task pending for ``peer`` (the setup queue)."""
+
+    def scan(self, secure_id: str) -> Any:
+        """Index the task's folder."""
+
+
+class Answers:
+    """Futures waiting for a peer's answer to a request of one kind."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[tuple[str, str], asyncio.Future[Frame]] = {}
+
+    async def expect(self, kind: str, peer: str, timeout: float) -> Frame:
+        """The answer of ``kind`` from ``peer``; EcosysError when none came within ``timeout`` s."""
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._waiting[(kind, peer)] = future
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise EcosysError("no answer from the other device in time") from None
+        finally:
+            self._waiting.pop((kind, peer), None)
+
+    def deliver(self, peer: str, frame: Frame) -> None:
+        """Hand an answer frame to whoever waits for it (dropped when nobody does)."""
+        kind = "link" if frame.flag.startswith("LINK") else "share"
+        future = self._waiting.get((kind, peer))
+        if future is not None and not future.done():
+            future.set_result(frame)
+
+
+class LinkExchange:
+    """LINK, UNLINK, SHARE and SETUP_QUEUE, asked by this device (:meth:`link`, :meth:`unlink`,
+    :meth:`share`) or by a peer (:meth:`on_frame`). ``task_added`` is told of every task created or
+    linked here, so the daemon watches its folder."""
+
+    def __init__(self, me: str, name: str, store: Store, hook: HookRelay, prompts: Prompts, peers: LinkPeers,
+                 sync: TaskSync, run_blocking: Callable[..., Awaitable[Any]],
+                 task_added: Callable[[TaskInfo], None]) -> None:
+        self.me, self.name = me, name
+        self.store, self.hook, self.prompts = store, hook, prompts
+        self.peers, self.sync = peers, sync
+        self.run_blocking = run_blocking
+        self.task_added = task_added
+        self.answers = Answers()
+
+    # -- asked by this device ------------------------------------------------------------------
+    async def link(self, peer: str, timeout: float) -> dict[str, Any]:
+        """Ask ``peer`` to link; EcosysError when it refuses or does not answer."""
+        session = await self.peers.session_for(peer)
+        await session.send({"flag": "LINK", "device_id": self.me, "name": self.name})
+        answer = await self.answers.expect("link", peer, timeout)
+        if answer.flag != "LINK_ACCEPTED":
+            raise EcosysError(f"{session.peer_name or peer[:12]} refused the link")
+        link_device(self.store, self.hook, peer, str(answer.header.get("name", session.peer_name)))
+        self.peers.forget(peer)
+        session.request_flush()
+        return {"device_id": peer, "name": session.peer_name}
+
+    async def unlink(self, peer: str) -> dict[str, Any]:
+        """Unlink ``peer`` here and tell it (if connected)."""
+        session = self.peers.live(peer)
+        if session is not None:
+            await session.send({"flag": "UNLINK", "device_id": self.me})
+        unlink_device(self.store, self.hook, peer)
+        self.peers.forget(peer)
+        if session is not None:
+            await session.close()
+        return {"device_id": peer}
+
+    async def share(self, task_name: str, peer: str, timeout: float) -> dict[str, Any]:
+        """Offer task ``task_name`` to linked device ``peer`` and start its setup queue."""
+        task = get_task(self.store, task_name)
+        if not self.peers.is_linked(peer):
+            raise EcosysError("link the device first ('ecosys link DEVICE')")
+        session = await self.peers.session_for(peer)
+        await session.send({"flag": "SHARE", "device_id": self.me, "secure_id": task.secure_id, "name": task.name,
+                            "kind": task.kind.value, "source": task.source or "",
+                            "created_at": task.created_at.isoformat()})
+        answer = await self.answers.expect("share", peer, timeout)
+        if answer.flag == "SHARE_REFUSED":
+            raise EcosysError(f"refused: {answer.header.get('error', 'no reason given')}")
+        note = "shared"
+        if answer.flag == "SHARE_REVERSE":
+            task = adopt_secure_id(self.store, task.name, answer.header["secure_id"])
+            note = "the other device's task is older: this one now follows it"
+        link_task_device(self.store, task.secure_id, peer)
+        self.hook.task_linked(task=task, device_id=peer)
+        await self.run_blocking(self.sync.queue_all, task.secure_id, peer)
+        if answer.flag == "SHARE_REVERSE":
+            await session.send({"flag": "SETUP_QUEUE", "device_id": self.me, "secure_id": task.secure_id})
+        session.request_flush()
+        return {"task": task.name, "secure_id": task.secure_id, "note": note}
+
+    # -- asked by a peer -----------------------------------------------------------------------
+    async def on_frame(self, session: PeerSession, frame: Frame) -> None:
+        """A linking frame from ``session``'s device. Answers go to their waiting request at once;
+        requests run as tasks of their own, since they may wait for a person."""
+        if frame.flag in ANSWER_FLAGS:
+            self.answers.deliver(session.peer, frame)
+            return
+        handler = {"LINK": self._on_link, "UNLINK": self._on_unlink, "SHARE": self._on_share,
+                   "SETUP_QUEUE": self._on_setup_queue}.get(frame.flag)
+        if handler is not None:
+            asyncio.ensure_future(handler(session, frame.header))
+
+    async def _on_link(self, session: PeerSession, h: dict[str, Any]) -> None:
+        if self.peers.is_linked(session.peer):
+            session.answer(("LINK", {"flag": "LINK_ACCEPTED", "device_id": self.me, "name": self.name}, b""))
+            return
+        question = (f"Device {session.peer_name or '?'} ({session.peer[:12]}…, at {session.conn.address}) asks to "
+                    "link with this device. Answer yes or no.")
+        try:
+            answer = await self.run_blocking(lambda: self.prompts.ask("LINK", question, timeout=PROMPT_TIMEOUT))
+        except EcosysError:
+            answer = ""
+        if is_yes(answer):
+            link_device(self.store, self.hook, session.peer, session.peer_name)
+            self.peers.forget(session.peer)
+            session.answer(("LINK", {"flag": "LINK_ACCEPTED", "device_id": self.me, "name": self.name}, b""))
+            log.info("linked with %s", session.label)
+        else:
+            session.answer(("LINK", {"flag": "LINK_REFUSED", "device_id": self.me}, b""))
+            log.info("refused to link with %s", session.label)
+
+    async def _on_unlink(self, session: PeerSession, h: dict[str, Any]) -> None:
+        try:
+            unlink_device(self.store, self.hook, session.peer)
+        except NotFound:
+            pass
+        self.peers.forget(session.peer)
+        log.info("%s unlinked this device", session.label)
+        await session.close()
+
+    async def _on_setup_queue(self, session: PeerSession, h: dict[str, Any]) -> None:
+        secure_id = h.get("secure_id", "")
+        if session.peer in task_device_ids(self.store, secure_id):
+            await self.run_blocking(self.sync.queue_all, secure_id, session.peer)
+            session.request_flush()
+
+    async def _on_share(self, session: PeerSession, h: dict[str, Any]) -> None:
+        def reply(flag: str, **extra: Any) -> None:
+            session.answer((flag, {"flag": flag, "device_id": self.me, **extra}, b""))
+
+        try:
+            offer = TaskOffer(h["name"], h["secure_id"], TaskKind(h["kind"]), h.get("source") or None,
+                              datetime.fromisoformat(h["created_at"]), session.peer)
+        except (KeyError, ValueError, TypeError) as exc:
+            reply("SHARE_REFUSED", error=f"bad share request: {exc}")
+            return
+        try:
+            task = await self.run_blocking(self._accept_share, offer)
+        except EcosysError as exc:
+            reply("SHARE_REFUSED", secure_id=offer.secure_id, error=str(exc))
+            return
+        if task.secure_id != offer.secure_id:  # ours is older: the other side adopts it
+            reply("SHARE_REVERSE", secure_id=task.secure_id, created_at=task.created_at.isoformat())
+        else:
+            reply("SHARE_ACCEPTED", secure_id=task.secure_id)
+        self.task_added(task)
+        await self.run_blocking(self.sync.queue_all, task.secure_id, session.peer)
+        session.request_flush()
+
+    def _accept_share(self, offer: TaskOffer) -> TaskInfo:
+        """(Blocking.) The task ``offer`` becomes here: one that exists already (same secure_id, or the
+        same app by the seed's timestamp rule), else a new one where a plugin or the person says."""
+        existing = self._existing_task(offer)
+        if existing is not None:
+            link_task_device(self.store, existing.secure_id, offer.device_id)
+            self.hook.task_linked(task=existing, device_id=offer.device_id)
+            return existing
+        root = choose_task_root(self.hook, self.prompts, offer, timeout=PROMPT_TIMEOUT)
+        task = accept_task_offer(self.store, self.hook, offer, root)
+        self.sync.scan(task.secure_id)
+        return task
+
+    def _existing_task(self, offer: TaskOffer) -> TaskInfo | None:
+        tasks = list_tasks(self.store)
+        for task in tasks:
+            if task.secure_id == offer.secure_id:
+                return task
+        if offer.kind not in (TaskKind.APP, TaskKind.GRAPIN):
+            return None
+        for task in tasks:
+            if task.kind is offer.kind and task.source == offer.source:
+                decision = decide_app_link(task.created_at, task.secure_id, offer.created_at, offer.secure_id)
+                if decision is AppLinkDecision.ADOPT_REMOTE:
+                    task = adopt_secure_id(self.store, task.name, offer.secure_id)
+                return task
+        return None
