@@ -10,7 +10,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from .errors import EcosysError
+from .device_ids import printable, short_id_text
+from .errors import EcosysError, NotFound
 from .largage import LargageService
 from .link_exchange import PROMPT_TIMEOUT, LinkExchange
 from .net.identity import parse_device_id
@@ -25,14 +26,25 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 def resolve_device(store: Store, text: str) -> str:
-    """A device id from a readable id, hex, or a known device's name (unique, case-insensitive)."""
+    """A device id from any form of it (readable, with or without dashes, any case; hex) or from a known
+    device's name (case-insensitive; a linked device's name wins over an unlinked one's). NotFound or
+    EcosysError, listing the known devices, when it names none or several."""
     try:
         return parse_device_id(text)
     except EcosysError:
-        matches = [d.device_id for d in list_devices(store) if d.name and d.name.casefold() == text.casefold()]
-        if len(matches) == 1:
-            return matches[0]
-        raise
+        pass
+    devices = list_devices(store)
+    wanted = text.strip().casefold()
+    matches = [d for d in devices if d.name and d.name.casefold() == wanted]
+    linked = [d for d in matches if d.linked]
+    for candidates in (linked, matches):
+        if len(candidates) == 1:
+            return candidates[0].device_id
+    known = ", ".join(f"{printable(d.name) or '?'} ({short_id_text(d.device_id)}{', linked' if d.linked else ''})"
+                      for d in devices) or "none yet"
+    if matches:
+        raise EcosysError(f"{len(matches)} devices are called {printable(text)!r}: give the id instead; known: {known}")
+    raise NotFound(f"no device called {printable(text)!r}; known devices: {known}")
 
 
 @dataclass

@@ -5,14 +5,17 @@ and the control channel. Nothing here decides anything; each rule lives in the p
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from .background import spawn
 from .control_commands import DaemonParts, command_table
 from .errors import EcosysError
+from .home_lock import HomeLock
 from .largage import LargageService
 from .link_exchange import ANSWER_FLAGS, REQUEST_FLAGS, LinkExchange
 from .net.control import ControlServer
@@ -60,6 +63,8 @@ class Node:
     def __init__(self, home: HomeLayout, *, port: int = 0, host: str = "0.0.0.0", peers: list[str] = (),
                  mdns: bool = True, interfaces: list[str] | None = None) -> None:
         self.home = home.ensure()
+        self.lock = HomeLock(home.root)
+        self.lock.acquire()  # before anything is touched: a second daemon leaves the first one's state alone
         self.store = open_store(home.database)
         self.plugins = get_plugin_manager(home)
         self.identity = load_or_create_identity(home.identity)
@@ -92,7 +97,7 @@ class Node:
         if frame.flag in ANSWER_FLAGS or frame.flag in REQUEST_FLAGS:
             await self.links.on_frame(session, frame)
         elif frame.flag in ("OTDL", "MOTDL"):
-            asyncio.ensure_future(self.largage.on_offer(session, frame))  # it waits for a person
+            spawn(self.largage.on_offer(session, frame), f"the {frame.flag} offer of {session.label}")  # waits for a person
         elif frame.flag == "DATA":
             await self.largage.on_data(session, frame)
         elif frame.flag in LARGAGE_FLAGS:
@@ -126,8 +131,15 @@ class Node:
         loop = asyncio.get_running_loop()
         if stop is not None:
             self.stop = stop
-        server = await listen(self.host, self.port, self.peers.serve)
+        try:
+            server = await listen(self.host, self.port, self.peers.serve)
+        except OSError as exc:
+            self.lock.release()
+            raise EcosysError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+                              + (" (another program uses that port; choose one with --port)"
+                                 if exc.errno == errno.EADDRINUSE else "")) from None
         self.port = self.peers.port = server.sockets[0].getsockname()[1]
+        self.lock.record(self.port)
         control = ControlServer(self.home.root / "daemon.json", self.handle)
         await control.start()
         for task in list_tasks(self.store):
@@ -151,6 +163,7 @@ class Node:
             await loop.run_in_executor(None, self.watcher.stop)
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.store.close()
+            self.lock.release()
 
     async def _start_discovery(self) -> Discovery | None:
         if not self.mdns:

@@ -76,7 +76,7 @@ def device_linked(device_id: str, name: str) -> None:
 
 @hookspec
 def device_unlinked(device_id: str) -> None:
-    """Called after a device was unlinked and forgotten on this machine."""
+    """Called after a device was unlinked on this machine (its task links and pending patches dropped)."""
 
 
 @hookspec

@@ -15,6 +15,8 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from pluggy import HookRelay
 
+from .background import spawn
+from .device_ids import printable, readable_id
 from .errors import EcosysError, NotFound
 from .linking import (
     AppLinkDecision,
@@ -112,11 +114,11 @@ class LinkExchange:
         await session.send({"flag": "LINK", "device_id": self.me, "name": self.name})
         answer = await self.answers.expect("link", peer, timeout)
         if answer.flag != "LINK_ACCEPTED":
-            raise EcosysError(f"{session.peer_name or peer[:12]} refused the link")
-        link_device(self.store, self.hook, peer, str(answer.header.get("name", session.peer_name)))
+            raise EcosysError(f"{session.peer_name or readable_id(peer)} refused the link")
+        before = link_device(self.store, self.hook, peer, printable(str(answer.header.get("name", session.peer_name))))
         self.peers.forget(peer)
         session.request_flush()
-        return {"device_id": peer, "name": session.peer_name}
+        return {"device_id": peer, "name": session.peer_name, "formerly_shared": before}
 
     async def unlink(self, peer: str) -> dict[str, Any]:
         """Unlink ``peer`` here and tell it (if connected)."""
@@ -163,20 +165,24 @@ class LinkExchange:
         handler = {"LINK": self._on_link, "UNLINK": self._on_unlink, "SHARE": self._on_share,
                    "SETUP_QUEUE": self._on_setup_queue}.get(frame.flag)
         if handler is not None:
-            asyncio.ensure_future(handler(session, frame.header))
+            spawn(handler(session, frame.header), f"the {frame.flag} request of {session.label}")
 
     async def _on_link(self, session: PeerSession, h: dict[str, Any]) -> None:
         if self.peers.is_linked(session.peer):
             session.answer(("LINK", {"flag": "LINK_ACCEPTED", "device_id": self.me, "name": self.name}, b""))
             return
-        question = (f"Device {session.peer_name or '?'} ({session.peer[:12]}…, at {session.conn.address}) asks to "
-                    "link with this device. Answer yes or no.")
+        question = (f"Device {session.peer_name or '?'} (id {readable_id(session.peer)}, at {session.conn.address}) "
+                    "asks to link with this device. Compare the id with what 'ecosys id' shows on it, then "
+                    "answer yes or no.")
         try:
             answer = await self.run_blocking(lambda: self.prompts.ask("LINK", question, timeout=PROMPT_TIMEOUT))
         except EcosysError:
             answer = ""
         if is_yes(answer):
-            link_device(self.store, self.hook, session.peer, session.peer_name)
+            before = link_device(self.store, self.hook, session.peer, session.peer_name)
+            if before:
+                log.info("linked again with %s; tasks shared before the unlink, not shared again: %s",
+                         session.label, ", ".join(before))
             self.peers.forget(session.peer)
             session.answer(("LINK", {"flag": "LINK_ACCEPTED", "device_id": self.me, "name": self.name}, b""))
             log.info("linked with %s", session.label)

@@ -10,29 +10,43 @@
 from __future__ import annotations
 
 import enum
+import json
 from datetime import datetime
 from pathlib import Path
 
 from pluggy import HookRelay
 
+from .device_ids import readable_id
 from .errors import EcosysError
 from .prompts import Prompts
 from .store import Store
 from .store.devices import forget_device, link_task_device, upsert_device
-from .store.tasks import add_task, task_info
+from .store.settings_kv import get_setting, set_setting
+from .store.tasks import add_task, check_new_task_root, task_info
 from .types import TaskInfo, TaskOffer
 
 
-def link_device(store: Store, hook: HookRelay, device_id: str, name: str) -> None:
-    """Mark ``device_id`` linked (pinned) and tell the plugins (``device_linked``)."""
+def link_device(store: Store, hook: HookRelay, device_id: str, name: str) -> list[str]:
+    """Mark ``device_id`` linked (pinned) and tell the plugins (``device_linked``). Nothing that was
+    shared before an unlink is shared again: the names of those tasks are returned, for the person."""
     info = upsert_device(store, device_id, name=name, linked=True)
     hook.device_linked(device_id=info.device_id, name=info.name)
+    key = f"{FORMERLY_SHARED}{info.device_id}"
+    before = json.loads(get_setting(store, key) or "[]")
+    if before:
+        set_setting(store, key, "[]")
+    return before
 
 
 def unlink_device(store: Store, hook: HookRelay, device_id: str) -> None:
-    """Forget ``device_id`` with its task links and pending patches; tell the plugins (``device_unlinked``)."""
-    forget_device(store, device_id)
+    """Unlink ``device_id``: its task links and pending patches go, the device stays known (so it can be
+    found and linked again, which then names the tasks shared before); tell the plugins."""
+    shared = forget_device(store, device_id)
+    set_setting(store, f"{FORMERLY_SHARED}{device_id.lower()}", json.dumps(shared))
     hook.device_unlinked(device_id=device_id.lower())
+
+
+FORMERLY_SHARED = "formerly_shared:"  # setting key prefix: tasks a device was linked with before its unlink
 
 
 def choose_task_root(hook: HookRelay, prompts: Prompts, offer: TaskOffer, *, timeout: float | None = None) -> Path:
@@ -43,7 +57,7 @@ def choose_task_root(hook: HookRelay, prompts: Prompts, offer: TaskOffer, *, tim
         return Path(chosen)
     answer = prompts.ask(
         "CHOOSELINKPATH",
-        f"Device {offer.device_id[:16]}… shares the sync task {offer.name!r}. Where should it be kept on this device? "
+        f"Device {readable_id(offer.device_id)} shares the sync task {offer.name!r}. Where should it be kept on this device? "
         "Answer with a folder path, or an empty answer to refuse.",
         timeout=timeout,
     ).strip()
@@ -54,7 +68,8 @@ def choose_task_root(hook: HookRelay, prompts: Prompts, offer: TaskOffer, *, tim
 
 def accept_task_offer(store: Store, hook: HookRelay, offer: TaskOffer, root: Path, *, name: str | None = None) -> TaskInfo:
     """Create the offered task at ``root`` under the offer's secure_id, link it with the offering device and
-    tell the plugins (``task_linked``)."""
+    tell the plugins (``task_linked``). The folder is checked before anything is created (EcosysError)."""
+    root = check_new_task_root(store, root, offer.kind)
     root.mkdir(parents=True, exist_ok=True)
     task = add_task(store, name=name or offer.name, root=root, kind=offer.kind, source=offer.source,
                     secure_id=offer.secure_id, created_at=offer.created_at)

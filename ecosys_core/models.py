@@ -11,7 +11,14 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 PLATFORMS: tuple[str, ...] = ("Linux", "Win32", "Android", "Darwin")
 # The seed's tout-en-un comment spells Windows; it means Win32.

@@ -94,11 +94,26 @@ def magasin_group() -> None:
 
 
 @magasin_group.command("use")
-@click.argument("url")
-def use_command(url: str) -> None:
-    """Remember URL as the Magasin to use from now on."""
-    set_setting(cli_env().store, "magasin_url", url)
-    click.echo(f"Magasin: {url}")
+@click.argument("url", required=False)
+@click.option("--default", "use_default", is_flag=True, help="Go back to the sample Magasin shipped with Ecosys.")
+def use_command(url: str | None, use_default: bool) -> None:
+    """Remember URL as the Magasin to use from now on, once it answers with a Magasin index.
+    'ecosys magasin use --default' returns to the sample Magasin shipped with Ecosys."""
+    env = cli_env()
+    if use_default == bool(url):
+        raise EcosysError("give a Magasin URL, or --default for the sample Magasin shipped with Ecosys")
+    if use_default:
+        set_setting(env.store, "magasin_url", "")
+        click.echo(f"Magasin: the sample shipped with Ecosys ({SAMPLE_STORE.as_uri()}/)")
+        return
+    assert url is not None
+    client = MagasinClient(url, env.layout.root / "cache" / "magasin")
+    try:
+        apps = len(client.index().apps)  # a URL that does not answer with an index is not saved
+    finally:
+        client.close()
+    set_setting(env.store, "magasin_url", url)
+    click.echo(f"Magasin: {url} ({apps} apps); 'ecosys magasin use --default' returns to the sample Magasin")
 
 
 @magasin_group.command("search")

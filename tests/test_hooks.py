@@ -187,7 +187,7 @@ def test_hook_device_unlinked(plugins, store, recorder):
     link_device(store, plugins.hook, DEVICE, "phone")
     unlink_device(store, plugins.hook, DEVICE)
     assert recorder.calls[-1] == ("unlinked", DEVICE)
-    assert list_devices(store) == []
+    assert [(d.device_id, d.name, d.linked) for d in list_devices(store)] == [(DEVICE, "phone", False)]
 
 
 def test_hook_task_linked(plugins, store, recorder, tmp_path: Path):

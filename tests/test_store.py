@@ -72,20 +72,22 @@ def test_tasks_add_list_get_remove(store, tmp_path: Path):
 
 
 def test_duplicate_name_and_overlapping_roots_are_refused(store, tmp_path: Path):
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    add_task(store, name="A", root=tmp_path / "a", kind=TaskKind.FOLDER)
+    files = tmp_path / "files"  # beside the home: a folder holding ECOSYS_HOME is refused for that reason
+    (files / "a" / "b").mkdir(parents=True)
+    add_task(store, name="A", root=files / "a", kind=TaskKind.FOLDER)
     with pytest.raises(AlreadyExists):
-        add_task(store, name="A", root=tmp_path, kind=TaskKind.FOLDER)
+        add_task(store, name="A", root=files, kind=TaskKind.FOLDER)
     with pytest.raises(AlreadyExists, match="overlaps"):
-        add_task(store, name="B", root=tmp_path / "a" / "b", kind=TaskKind.FOLDER)
+        add_task(store, name="B", root=files / "a" / "b", kind=TaskKind.FOLDER)
     with pytest.raises(AlreadyExists, match="overlaps"):
-        add_task(store, name="C", root=tmp_path, kind=TaskKind.FOLDER)
+        add_task(store, name="C", root=files, kind=TaskKind.FOLDER)
     with pytest.raises(NotFound):
-        add_task(store, name="D", root=tmp_path / "missing", kind=TaskKind.FOLDER)
+        add_task(store, name="D", root=files / "missing", kind=TaskKind.FOLDER)
 
 
 def test_removing_a_task_cascades_to_index_and_pending_events(store, tmp_path: Path):
-    task = add_task(store, name="T", root=tmp_path, kind=TaskKind.FOLDER)
+    (tmp_path / "files").mkdir()
+    task = add_task(store, name="T", root=tmp_path / "files", kind=TaskKind.FOLDER)
     with store.session() as s:
         row = s.scalar(select(SyncTask))
         s.add(FileEntry(task_id=row.id, path="a.txt", version={"AAAA": 1}, content_hash="00", size=1, mtime_ns=1))
@@ -102,7 +104,7 @@ def test_removing_a_task_cascades_to_index_and_pending_events(store, tmp_path: P
 def test_a_batch_commits_once_and_a_failing_block_inside_is_undone_alone(tmp_path: Path):
     from ecosys_core.store.index import Entry, get_entry, put_entry
 
-    store = open_store(tmp_path / "ecosys.db")
+    store = open_store(tmp_path / "home" / "ecosys.db")
     (tmp_path / "root").mkdir()
     task = add_task(store, name="t", root=tmp_path / "root", kind=TaskKind.FOLDER)
     with store.session() as session:
@@ -121,7 +123,7 @@ def test_a_batch_commits_once_and_a_failing_block_inside_is_undone_alone(tmp_pat
         with store.session() as session:
             put_entry(session, task_id, entry("after"))
             assert get_entry(session, task_id, "kept") is not None
-        with sqlite3.connect(tmp_path / "ecosys.db") as other:  # another connection sees nothing yet
+        with sqlite3.connect(tmp_path / "home" / "ecosys.db") as other:  # another connection sees nothing yet
             assert other.execute("select count(*) from file_entries").fetchone() == (0,)
     with store.session() as session:
         assert {p for p in ("kept", "undone", "after") if get_entry(session, task_id, p)} == {"kept", "after"}

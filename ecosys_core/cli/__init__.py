@@ -36,6 +36,9 @@ class EcosysGroup(click.Group):
             return super().invoke(ctx)
         except EcosysError as exc:
             raise UserError(str(exc), exc.exit_code) from None
+        except click.UsageError as exc:  # one line too, naming where the help is
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            raise UserError(exc.format_message() + hint, 2) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
             raise
         except BrokenPipeError:  # output piped into a command that stopped reading (| head)
@@ -56,7 +59,17 @@ def cli() -> None:
 
 
 def _register_builtin_commands() -> None:
-    from . import grapin_cmd, init_cmd, largage_cmd, net_cmd, plugins_cmd, prompts_cmd, schemas_cmd, status_cmd, task_cmd
+    from . import (
+        grapin_cmd,
+        init_cmd,
+        largage_cmd,
+        net_cmd,
+        plugins_cmd,
+        prompts_cmd,
+        schemas_cmd,
+        status_cmd,
+        task_cmd,
+    )
 
     for module in (init_cmd, plugins_cmd, grapin_cmd, task_cmd, prompts_cmd, schemas_cmd, status_cmd, net_cmd,
                    largage_cmd):

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable
 
 import click
 
+from ..errors import EcosysError
 from ..net.identity import Identity, load_or_create_identity
 from ..plugins import EcosysPlugins, get_plugin_manager
 from ..settings import HOME_ENV, HomeLayout, layout
@@ -24,6 +25,12 @@ class CliEnv:
 
     def __init__(self, home: Path | None) -> None:
         self.layout: HomeLayout = layout(home)
+
+    def require_setup(self) -> None:
+        """For commands that only read: refuse a home that was never set up rather than create one."""
+        if not self.layout.root.is_dir():
+            raise EcosysError(f"no Ecosys home at {self.layout.root} yet: run 'ecosys init' there first "
+                              "(or check --home / ECOSYS_HOME)")
 
     @cached_property
     def store(self) -> Store:

@@ -33,7 +33,9 @@ def init_command(name: str | None) -> None:
 @click.option("--hex", "as_hex", is_flag=True, help="Print the 64 hex digits instead of the readable form.")
 def id_command(as_hex: bool) -> None:
     """Print this device's id (give it to your other devices to link them)."""
-    identity = cli_env().identity
+    env = cli_env()
+    env.require_setup()
+    identity = env.identity
     click.echo(identity.device_id if as_hex else identity.readable)
 
 

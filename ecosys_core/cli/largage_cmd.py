@@ -24,7 +24,13 @@ FINAL = frozenset(state.value for state in FINAL_STATES)
 @click.option("--cancel", "cancel", is_flag=True, help="Cancel unfinished transfers (all, or the offer ids given).")
 @click.option("--no-wait", is_flag=True, help="Return once the offer is made.")
 def send_command(paths: tuple[Path, ...], device: str | None, cancel: bool, no_wait: bool) -> None:
-    """Send files (OTDL) or one folder (MOTDL) once to a nearby device, which accepts or declines."""
+    """Send files (OTDL) or one folder (MOTDL) once to a nearby device, which accepts or declines.
+
+    \b
+    The other side is asked (ecosys prompts / ecosys answer OTDL yes); an offer nobody answers
+    expires after 2 minutes. A device that is not linked with the receiver may offer only when the
+    receiver allows it ('ecosys largage allow everyone'); once declined, it is refused without asking
+    for 5 minutes (setting largage_cooldown_s). Your own linked devices may offer again at once."""
     if cancel:
         ids = [str(p) for p in paths] or [None]
         done = [x for i in ids for x in daemon_call("cancel", offer_id=i)]

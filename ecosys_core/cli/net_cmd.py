@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import click
 
 from ..daemon import Node, read_config, run_daemon
+from ..logs import setup_daemon_logging
 from ..net.control import DaemonNotRunning, call
 from ..net.identity import readable_id
 from ..status import device_row
@@ -30,9 +30,8 @@ def daemon_call(cmd: str, timeout: float = 30.0, **args: Any) -> Any:
 def up_command(port: int | None, host: str | None, peers: tuple[str, ...], no_mdns: bool,
                interfaces: tuple[str, ...], verbose: bool) -> None:
     """Run the Ecosys daemon in the foreground (Ctrl-C stops it)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, force=True,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     env = cli_env()
+    setup_daemon_logging(env.layout.logs, verbose=verbose)
     config = read_config(env.layout)
     node = Node(env.layout, port=port if port is not None else int(config.get("port", 22800)),
                 host=host or str(config.get("host", "0.0.0.0")),
@@ -41,11 +40,19 @@ def up_command(port: int | None, host: str | None, peers: tuple[str, ...], no_md
     run_daemon(node)
 
 
+@click.command("stop")
+def stop_command() -> None:
+    """Stop the daemon running for this ECOSYS_HOME."""
+    daemon_call("stop")
+    click.echo("Stopping the daemon.")
+
+
 @click.command("devices")
 @json_option
 def devices_command(as_json: bool) -> None:
     """List discovered and linked devices."""
     env = cli_env()
+    env.require_setup()
     try:
         rows = daemon_call("status")["devices"]
     except DaemonNotRunning:
@@ -63,9 +70,13 @@ def devices_command(as_json: bool) -> None:
 @click.option("--timeout", type=float, default=130.0, show_default=True, help="Seconds to wait for the other side.")
 def link_command(device: str, timeout: float) -> None:
     """Ask DEVICE (id or name) to link; its user accepts or refuses ('ecosys prompts' there)."""
-    click.echo("Waiting for the other device to accept…", err=True)
+    click.echo("Waiting for the other device: answer there with 'ecosys answer LINK yes' "
+               "(after checking the id it shows against 'ecosys id' here)…", err=True)
     result = daemon_call("link", timeout=timeout + 5, device=device, timeout_s=timeout)
-    click.echo(f"Linked with {result['name'] or result['device_id'][:12]}.")
+    click.echo(f"Linked with {result['name'] or readable_id(result['device_id'])}.")
+    if result.get("formerly_shared"):
+        click.echo(f"Before the unlink it shared: {', '.join(result['formerly_shared'])}. Nothing was shared again; "
+                   "use 'ecosys task share TASK --with DEVICE' for those you want back.")
 
 
 @click.command("unlink")
@@ -90,6 +101,8 @@ def connect_command(address: str) -> None:
 @click.option("--timeout", type=float, default=130.0, show_default=True)
 def share_command(task: str, device: str, timeout: float) -> None:
     """Link sync TASK with a linked device; the other side chooses where it goes."""
+    click.echo("Waiting for the other device: answer there with 'ecosys answer CHOOSELINKPATH FOLDER' "
+               "(an empty answer refuses)…", err=True)
     result = daemon_call("share", timeout=timeout + 5, task=task, device=device, timeout_s=timeout)
     click.echo(f"{result['task']}: {result['note']}; the setup queue is on its way.")
 
@@ -129,6 +142,6 @@ def autostart_status() -> None:
 
 
 def register(cli: click.Group) -> None:
-    for command in (up_command, devices_command, link_command, unlink_command, connect_command, autostart_group):
+    for command in (up_command, stop_command, devices_command, link_command, unlink_command, connect_command, autostart_group):
         cli.add_command(command)
     cli.commands["task"].add_command(share_command)  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..prompt_answers import check_answer
 from ..prompts import Prompts
 from .env import cli_env, echo_json, echo_table, json_option
 
@@ -29,8 +30,12 @@ def prompts_command(as_json: bool) -> None:
 @click.argument("flag")
 @click.argument("value")
 def answer_command(flag: str, value: str) -> None:
-    """Answer the oldest pending prompt of FLAG (or the prompt with that id) with VALUE."""
-    prompt = _prompts().give(flag, value)
+    """Answer the oldest pending prompt of FLAG (or the prompt with that id) with VALUE: yes or no for
+    LINK, OTDL and MOTDL; a folder for CHOOSELINKPATH (an empty VALUE refuses the task). An answer that
+    cannot be used is refused with the reason, and the question stays open."""
+    prompts = _prompts()
+    prompt = prompts.find(flag)
+    prompts.give(prompt.id, check_answer(prompt.flag, value, cli_env().store))
     click.echo(f"Answered {prompt.id}.")
 
 

@@ -21,6 +21,7 @@ def status_command(as_json: bool) -> None:
     """Show this device, its sync tasks and the pending events per device (live from the daemon if it runs)."""
     from ..net.control import DaemonNotRunning, call
 
+    cli_env().require_setup()
     try:
         status = call(cli_env().layout.root / "daemon.json", "status")
         status["daemon"] = True
@@ -32,9 +33,10 @@ def status_command(as_json: bool) -> None:
         return
     click.echo(f"Device {status['device']['name']}  {status['device']['id']}"
                + ("" if status["daemon"] else "  (daemon not running)"))
+    click.echo(f"  log: {status['device']['log']}")
     for device in status["devices"]:
         state = "connected" if device["connected"] else "offline"
-        click.echo(f"  {'linked' if device['linked'] else 'seen'} device {device['name'] or device['device_id'][:12]}: {state}")
+        click.echo(f"  {'linked' if device['linked'] else 'seen'} device {device['name'] or device['id']}: {state}")
         for t in device["transfers"]:
             pct = 100 * t["done"] // t["total"] if t["total"] else 100
             click.echo(f"    {t['direction']} {t['path']}: {pct}% of {t['total']} bytes")

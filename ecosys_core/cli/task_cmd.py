@@ -50,7 +50,9 @@ def add_command(path: Path | None, grapin_name: str | None, name: str | None, ba
 @json_option
 def list_command(as_json: bool) -> None:
     """List sync tasks."""
-    tasks = list_tasks(cli_env().store)
+    env = cli_env()
+    env.require_setup()
+    tasks = list_tasks(env.store)
     if as_json:
         echo_json([{"name": t.name, "secure_id": t.secure_id, "root": str(t.root), "kind": t.kind.value,
                     "source": t.source, "backup_mode": t.backup_mode, "created_at": t.created_at.isoformat()}

@@ -9,7 +9,7 @@ import json
 import os
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import EcosysError, IntegrityError, UnsafePath
 from ..hashing import sha256_file
@@ -100,6 +100,7 @@ class QueueReader:
         self.queue, self.loop, self.offer = queue, loop, offer
         self.buffer = b""
         self.eof = False
+        self.received = 0  # stream bytes (tar headers and padding included); the offer counts file bytes
 
     def _get(self) -> Any:
         while True:
@@ -120,8 +121,8 @@ class QueueReader:
                 raise item
             else:
                 self.buffer += item
-                self.offer.done += len(item)
-                if self.offer.done > self.offer.total + (1 << 20) + 1024 * len(self.offer.files) + (64 << 10):
+                self.received += len(item)
+                if self.received > self.offer.total + (1 << 20) + 1024 * len(self.offer.files) + (64 << 10):
                     raise IntegrityError("more data than the offer announced")
         if n < 0:
             out, self.buffer = self.buffer, b""
@@ -130,9 +131,11 @@ class QueueReader:
         return out
 
 
-def extract_offer(stream: Any, partial: Path, manifest: list[dict[str, Any]]) -> None:
+def extract_offer(stream: Any, partial: Path, manifest: list[dict[str, Any]],
+                  progress: Callable[[int], None] = lambda _n: None) -> None:
     """Unpack the tar ``stream`` into ``partial``, member by member, refusing anything unsafe or unannounced
-    and checking every file against the manifest. Raises UnsafePath or IntegrityError."""
+    and checking every file against the manifest; ``progress`` is told of each block of file bytes
+    written. Raises UnsafePath or IntegrityError."""
     expected = {entry["name"]: entry for entry in manifest}
     seen: set[str] = set()
     partial_real = os.path.realpath(partial)
@@ -150,7 +153,7 @@ def extract_offer(stream: Any, partial: Path, manifest: list[dict[str, Any]]) ->
             if member.size != entry["size"]:
                 raise IntegrityError(f"{name}: {member.size} bytes, the offer said {entry['size']}")
             seen.add(name)
-            _write_member(tar, member, target, name, entry["sha256"])
+            _write_member(tar, member, target, name, entry["sha256"], progress)
     missing = set(expected) - seen
     if missing:
         raise IntegrityError(f"{len(missing)} announced file(s) never came")
@@ -170,7 +173,8 @@ def _member_target(member: tarfile.TarInfo, partial: Path, partial_real: str) ->
     return name, target
 
 
-def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, name: str, sha256: str) -> None:
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, name: str, sha256: str,
+                  progress: Callable[[int], None]) -> None:
     """Write the member's bytes durably to ``target``; IntegrityError unless they hash to ``sha256``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -180,6 +184,7 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, n
         while block := source.read(CHUNK):
             digest.update(block)
             out.write(block)
+            progress(len(block))
         out.flush()
         os.fsync(out.fileno())
     if digest.hexdigest() != sha256:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..device_ids import short_id_text
+
 
 class OfferState(str, enum.Enum):
     """Where an offer is. A sent offer waits for the receiver's OFFER_DONE; the last five are final."""
@@ -90,9 +92,13 @@ class Offer:
         self.move(to, error)
         return True
 
+    def add_done(self, count: int) -> None:
+        """``count`` more file bytes went through (never counted past the total)."""
+        self.done = min(self.total, self.done + count)
+
     def public(self) -> dict[str, Any]:
         """What the control channel shows of the offer."""
-        return {"offer_id": self.offer_id, "direction": self.direction, "peer": self.peer_name or self.peer[:12],
+        return {"offer_id": self.offer_id, "direction": self.direction, "peer": self.peer_name or short_id_text(self.peer),
                 "kind": self.kind, "count": len(self.files), "total": self.total, "done": self.done,
                 "state": self.state.value, "error": self.error, "saved": self.saved,
                 "names": [f["name"] for f in self.files[:10]]}

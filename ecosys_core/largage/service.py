@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
+from ..background import spawn
+from ..device_ids import readable_id
 from ..errors import EcosysError, UnsafePath
 from ..net.protocol import Frame
 from ..net.session import PeerSession
@@ -102,7 +104,6 @@ class LargageService:
                 if buffer and (item is None or len(buffer) >= CHUNK):
                     await session.send({"flag": "DATA", "device_id": self.me, "offer_id": offer.offer_id},
                                        bytes(buffer))
-                    offer.done = min(offer.total, offer.done + len(buffer))
                     buffer.clear()
                 if item is None:
                     await session.send({"flag": "DATA", "device_id": self.me, "offer_id": offer.offer_id,
@@ -148,8 +149,9 @@ class LargageService:
             log.info("refused an offer from unlinked device %s", session.label)
             refuse("this device only accepts offers from linked devices")
             return
-        if self.cooldown_until.get(session.peer, 0) > time.time():
-            refuse("declined recently; try again later")
+        wait = self.cooldown_until.get(session.peer, 0) - time.time()
+        if wait > 0 and not linked:
+            refuse(f"declined recently; this device refuses offers from yours for {wait:.0f} s more")
             return
         try:
             manifest = parse_manifest(frame.payload)
@@ -170,20 +172,24 @@ class LargageService:
             refuse("the offer was cancelled" if cancelled else "nobody answered in time")
         elif not is_yes(answer):
             offer.move_if(OfferState.DECLINED)
-            self.cooldown_until[session.peer] = time.time() + self._setting("largage_cooldown_s", 300.0)
-            refuse("declined")
+            if linked:  # the person's own devices may ask again at once
+                refuse("the other device declined")
+            else:
+                cooldown = self._setting("largage_cooldown_s", 300.0)
+                self.cooldown_until[session.peer] = time.time() + cooldown
+                refuse(f"the other device declined; it refuses offers from this device for {cooldown:.0f} s")
         elif offer.move_if(OfferState.RECEIVING):
             offer.queue = asyncio.Queue(maxsize=8)
             session.answer(("OFFER_ACCEPTED", {"flag": "OFFER_ACCEPTED", "device_id": self.me,
                                                "offer_id": offer_id}, b""))
-            asyncio.ensure_future(self._receive(session, offer))
+            spawn(self._receive(session, offer), f"receiving offer {offer.offer_id}")
 
     async def _ask(self, session: PeerSession, offer: Offer, linked: bool) -> str | None:
         """The person's answer to the offer's prompt; None when it expired or was cancelled."""
         timeout = self._setting("largage_offer_timeout_s", 120.0)
         names = ", ".join(e["name"] for e in offer.files[:5]) + (" …" if len(offer.files) > 5 else "")
         what = "a folder" if offer.kind == "MOTDL" else ("a file" if len(offer.files) == 1 else "files")
-        context = (f"{session.peer_name or 'A device'} ({session.peer[:12]}…{', linked' if linked else ', not linked'}) "
+        context = (f"{session.peer_name or 'A device'} (id {readable_id(session.peer)}{', linked' if linked else ', not linked'}) "
                    f"wants to send you {what}: {len(offer.files)} file(s), {offer.total} bytes: {names}. "
                    "Accept? (yes/no)")
         prompt_id = self.prompts.post(offer.kind, context, timeout=timeout)
@@ -198,7 +204,7 @@ class LargageService:
         assert offer.queue is not None
         reader = QueueReader(offer.queue, asyncio.get_running_loop(), offer)
         try:
-            await self.run_blocking(extract_offer, reader, partial, offer.files)
+            await self.run_blocking(extract_offer, reader, partial, offer.files, offer.add_done)
             saved = []
             for entry in sorted(partial.iterdir()):
                 target = non_clobbering(self.folder, entry.name)
@@ -243,7 +249,7 @@ class LargageService:
             return
         flag = frame.flag
         if flag == "OFFER_ACCEPTED" and offer.direction == "send" and offer.state is OfferState.WAITING:
-            asyncio.ensure_future(self._send_guarded(session, offer))
+            spawn(self._send_guarded(session, offer), f"sending offer {offer.offer_id}")
         elif flag == "OFFER_REFUSED" and offer.state is OfferState.WAITING:
             offer.move(OfferState.DECLINED, str(frame.header.get("error", "")))
         elif flag == "OFFER_DONE" and offer.direction == "send" and offer.move_if(OfferState.DONE):
@@ -275,6 +281,18 @@ class LargageService:
         return cancelled
 
 
+class _Counted:
+    """A file being read into the tar, counting its bytes as the offer's progress."""
+
+    def __init__(self, fh: Any, offer: Offer) -> None:
+        self.fh, self.offer = fh, offer
+
+    def read(self, n: int = -1) -> bytes:
+        block = self.fh.read(n)
+        self.offer.add_done(len(block))
+        return block
+
+
 def _produce_tar(offer: Offer, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop) -> None:
     """(In a worker thread.) Write ``offer``'s files as a tar into ``queue`` in blocks of at most
     ``CHUNK``; then None, or the exception that stopped it."""
@@ -294,7 +312,7 @@ def _produce_tar(offer: Offer, queue: asyncio.Queue, loop: asyncio.AbstractEvent
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""
                 with open(path, "rb") as fh:
-                    tar.addfile(info, fh)
+                    tar.addfile(info, _Counted(fh, offer))
         asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
     except BaseException as exc:  # noqa: BLE001 - reported to the consumer
         asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()

@@ -6,7 +6,6 @@ every 13 (Syncthing's format), so a mistyped id is caught rather than trusted.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 from dataclasses import dataclass
@@ -18,9 +17,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ..errors import EcosysError
-
-_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+from ..device_ids import (
+    parse_device_id as parse_device_id,  # re-exported: the readable forms of an id
+)
+from ..device_ids import readable_id as readable_id
 
 
 @dataclass(frozen=True)
@@ -39,40 +39,6 @@ class Identity:
 def device_id_of(cert_der: bytes) -> str:
     """The device_id of a DER certificate: its SHA-256, hex."""
     return hashlib.sha256(cert_der).hexdigest()
-
-
-def _luhn32(text: str) -> str:
-    factor, total = 1, 0
-    for ch in text:
-        addend = factor * _ALPHABET.index(ch)
-        factor = 1 if factor == 2 else 2
-        total += addend // 32 + addend % 32
-    return _ALPHABET[(32 - total % 32) % 32]
-
-
-def readable_id(device_id: str) -> str:
-    """``ABCDEFG-HIJKLMN-…`` form of a hex device_id (8 groups of 7, check characters included)."""
-    raw = base64.b32encode(bytes.fromhex(device_id)).decode().rstrip("=")
-    blocks = [raw[i: i + 13] for i in range(0, 52, 13)]
-    with_checks = "".join(block + _luhn32(block) for block in blocks)
-    return "-".join(with_checks[i: i + 7] for i in range(0, 56, 7))
-
-
-def parse_device_id(text: str) -> str:
-    """Accept a readable id (dashes/spaces optional, any case) or 64 hex digits; return hex.
-    Raise EcosysError naming the problem (bad length, bad character, wrong check character)."""
-    cleaned = text.strip().replace("-", "").replace(" ", "")
-    if len(cleaned) == 64 and all(c in "0123456789abcdefABCDEF" for c in cleaned):
-        return cleaned.lower()
-    cleaned = cleaned.upper()
-    if len(cleaned) != 56 or any(c not in _ALPHABET for c in cleaned):
-        raise EcosysError(f"not a device id: {text!r} (expected 8 groups of 7 letters and digits)")
-    blocks = [cleaned[i: i + 14] for i in range(0, 56, 14)]
-    for block in blocks:
-        if _luhn32(block[:13]) != block[13]:
-            raise EcosysError(f"device id {text!r} has a wrong check character (mistyped?)")
-    raw = "".join(block[:13] for block in blocks) + "===="
-    return base64.b32decode(raw).hex()
 
 
 def load_or_create_identity(folder: Path, name: str = "ecosys") -> Identity:

@@ -7,6 +7,8 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable
 
+from ..background import spawn
+from ..device_ids import printable, readable_id
 from ..errors import EcosysError, NotFound
 from ..store import Store
 from ..store.devices import get_device, list_devices, upsert_device
@@ -80,9 +82,9 @@ class Peers:
         if existing is not None and not existing.closed.is_set():
             keep_new = existing.stale() or session.dialed == (self.me < session.peer)
             if not keep_new:
-                asyncio.ensure_future(session.close())
+                spawn(session.close(), "closing a duplicate session")
                 return False
-            asyncio.ensure_future(existing.close())
+            spawn(existing.close(), "closing a replaced session")
         self.sessions[session.peer] = session
         host = session.conn.address.rsplit(":", 1)[0]
         address = f"{host}:{session.peer_port}" if session.peer_port else None
@@ -117,7 +119,7 @@ class Peers:
             session = await self.dial(host, port, device_id)
             if session is not None:
                 return session
-        raise EcosysError(f"device {device.name or device_id[:12]} is not reachable now")
+        raise EcosysError(f"device {device.name or readable_id(device_id)} is not reachable now")
 
     async def serve(self, incoming: Incoming) -> None:
         """Run the session of an accepted connection until it ends."""
@@ -150,7 +152,7 @@ class Peers:
             await conn.close()
             return None
         session = PeerSession(self, conn, dialed=True)
-        asyncio.ensure_future(session.run())
+        spawn(session.run(), f"the session with {host}:{port}")
         for _ in range(100):  # wait for HELLO (bounded)
             if self.sessions.get(conn.peer_id) is session or session.closed.is_set():
                 break
@@ -185,11 +187,18 @@ class Peers:
         return targets
 
     # -- discovery --------------------------------------------------------------------------------
-    async def found(self, device_id: str, host: str, port: int, name: str) -> None:
-        """Zeroconf saw ``device_id`` at ``host:port``: remember it, and connect if it is linked."""
-        upsert_device(self.store, device_id, name=name or None, address=f"{host}:{port}", connected=True)
-        if self.is_linked(device_id) and device_id not in self.sessions:
-            await self.dial(host, port, device_id)
+    async def found(self, device_id: str, hosts: list[str], port: int, name: str) -> None:
+        """Zeroconf saw ``device_id`` at ``hosts`` (best first) and ``port``: remember it, and connect if
+        it is linked (trying each address in turn)."""
+        upsert_device(self.store, device_id, name=printable(name)[:200] or None, address=f"{hosts[0]}:{port}",
+                      connected=True)
+        if not self.is_linked(device_id):
+            return
+        for host in hosts:
+            if device_id in self.sessions or await self.dial(host, port, device_id) is not None:
+                if host != hosts[0]:
+                    upsert_device(self.store, device_id, address=f"{host}:{port}")
+                return
 
     async def lost(self, device_id: str) -> None:
         """Zeroconf says ``device_id`` left: offline unless a session is still open."""

@@ -14,10 +14,11 @@ import ssl
 import time
 from typing import Any, Awaitable, Callable, Iterator, Protocol, Sequence
 
-from ..errors import ChangeRefused
-from ..sync.delta import DeltaError
-from ..sync.messages import Message, Modification, NeedState, is_streaming
-from .codec import header_message, inline_delta, message_header
+from ..background import spawn
+from ..device_ids import printable, short_id_text
+from ..sync.messages import Message, Modification, is_streaming
+from .codec import inline_delta, message_header
+from .inbound import Inbound
 from .protocol import MAX_PAYLOAD, PROTOCOL_VERSIONS, Frame, ProtocolError, encode_frame
 from .transport import Connection
 
@@ -25,17 +26,16 @@ log = logging.getLogger("ecosys.session")
 UNLINKED_ALLOWED = frozenset({"HELLO", "PING", "ERROR", "LINK", "LINK_ACCEPTED", "LINK_REFUSED",
                               "OTDL", "MOTDL", "DATA", "CANCEL", "OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE"})
 DATA_FRAME = 1 << 20
-BATCH_MAX = 256  # received messages applied in one engine call
 SEND_GROUP = 64  # pending modifications prepared in one engine call
 
 
 class SyncPort(Protocol):
     """The sync engine's calls a session makes (``sync.engine.SyncEngine`` has them)."""
 
-    def pending(self, peer: str) -> list[tuple[str, str, str]]:
-        """What ``peer`` is owed: ``(secure_id, path, base_hash)``."""
+    def pending(self, peer: str) -> list[Any]:
+        """What ``peer`` is owed: items with ``secure_id``, ``path``, ``base_hash`` and ``version``."""
 
-    def modifications(self, peer: str, items: Sequence[tuple[str, str, str]]) -> list[Modification | None]:
+    def modifications(self, peer: str, items: Sequence[Any]) -> list[Modification | None]:
         """The events of pending ``items``."""
 
     def receive_many(self, peer: str, messages: Sequence[Message]) -> list[list[Message] | Exception]:
@@ -85,31 +85,28 @@ class PeerSession:
         self.dialed = dialed
         self.peer_name = ""
         self.peer_port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.protocol = PROTOCOL_VERSIONS[-1]
         self._wlock = asyncio.Lock()
         self._stream_slot = asyncio.Lock()  # one modification streams its DATA frames at a time
         self._answers: asyncio.Queue[Message | tuple[str, dict, bytes]] = asyncio.Queue()
-        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._stream: asyncio.Queue[bytes | None | Exception] | None = None
-        self._stream_owner: str | None = None
         self._wake = asyncio.Event()
         self._flush = False
-        self.in_flight: set[tuple[str, str]] = set()
+        self.in_flight: dict[tuple[str, str], dict[str, int]] = {}  # sent, not answered yet: the version sent
+        self._held_back: set[tuple[str, str]] = set()  # a newer version pending while in flight
         self.transfers: dict[str, dict[str, Any]] = {}
         self.closed = asyncio.Event()
         self.opened_at = time.monotonic()
         self._tasks: list[asyncio.Task] = []
+        self.inbound = Inbound(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def run(self) -> None:
         """HELLO, then serve the connection until it ends."""
-        self._loop = asyncio.get_running_loop()
         try:
             await self._hello()
             if not self.host.session_opened(self):
                 return
-            self._tasks = [asyncio.create_task(self._work(), name="worker"),
+            self._tasks = [asyncio.create_task(self.inbound.work(), name="worker"),
                            asyncio.create_task(self._send_loop(), name="sender")]
             for task in self._tasks:
                 task.add_done_callback(self._helper_ended)
@@ -126,8 +123,7 @@ class PeerSession:
         finally:
             for task in self._tasks:
                 task.cancel()
-            if self._stream is not None:
-                self._stream.put_nowait(ConnectionError("connection closed"))
+            self.inbound.connection_ended()
             self.closed.set()
             self.host.session_closed(self)
             await self.conn.close()
@@ -147,7 +143,7 @@ class PeerSession:
         else:
             log.error("the %s of the session with %s failed; closing the connection", task.get_name(),
                       self.label, exc_info=exc)
-        asyncio.ensure_future(self.conn.close())
+        spawn(self.conn.close(), f"closing the session with {self.label}")
 
     def stale(self) -> bool:
         """True when this session is ending or old enough that a new connection means the peer came back
@@ -156,7 +152,7 @@ class PeerSession:
 
     @property
     def label(self) -> str:
-        return f"{self.peer_name or '?'} ({self.peer[:12]}…)"
+        return f"{self.peer_name or '?'} ({short_id_text(self.peer)})"
 
     async def _hello(self) -> None:
         await self.send({"flag": "HELLO", "device_id": self.host.me, "name": self.host.name,
@@ -168,7 +164,7 @@ class PeerSession:
         if not common:
             raise ProtocolError("no common protocol version")
         self.protocol = max(common)
-        self.peer_name = str(frame.header.get("name", ""))[:200]
+        self.peer_name = printable(str(frame.header.get("name", "")))[:200]
         port = frame.header.get("port")
         self.peer_port = port if isinstance(port, int) and 0 < port < 65536 else None
 
@@ -187,6 +183,15 @@ class PeerSession:
         self._answers.put_nowait(item)
         self._wake.set()
 
+    def settled(self, secure_id: str, path: str) -> None:
+        """The peer answered for ``path`` (done or error): it is no longer in flight, and a newer version
+        held back meanwhile is sent now rather than at the next unrelated change."""
+        key = (secure_id, path)
+        self.in_flight.pop(key, None)
+        if key in self._held_back:
+            self._held_back.discard(key)
+            self.request_flush()
+
     def request_flush(self) -> None:
         """Send what is pending for this peer as soon as the sender is free."""
         self._flush = True
@@ -200,18 +205,20 @@ class PeerSession:
             if self._flush:
                 self._flush = False
                 pending = await self.host.run_blocking(self.host.sync.pending, self.peer)
-                todo = [item for item in pending if (item[0], item[1]) not in self.in_flight]
+                todo = [item for item in pending if (item.secure_id, item.path) not in self.in_flight]
+                self._held_back.update((item.secure_id, item.path) for item in pending
+                                       if self.in_flight.get((item.secure_id, item.path), item.version) != item.version)
                 for start in range(0, len(todo), SEND_GROUP):
                     messages = await self.host.run_blocking(self._prepare, todo[start:start + SEND_GROUP])
                     ready = [m for m in messages if m is not None]
-                    self.in_flight.update((m.secure_id, m.path) for m in ready)
+                    self.in_flight.update(((m.secure_id, m.path), m.version) for m in ready)
                     await self._send_all(ready)
                     await self._send_answers()  # answers overtake the rest of the queue
                 continue
             await self._wake.wait()
             self._wake.clear()
 
-    def _prepare(self, items: list[tuple[str, str, str]]) -> list[Modification | None]:
+    def _prepare(self, items: list[Any]) -> list[Modification | None]:
         """(In a worker thread.) The modifications of pending ``items``, small deltas read inline."""
         return [inline_delta(m) for m in self.host.sync.modifications(self.peer, items)]
 
@@ -237,7 +244,7 @@ class PeerSession:
                     await self._write(frames)
                     frames = []
                     await self._stream_slot.acquire()
-                    self._side_task(self._stream_out(item), "stream")
+                    self.side_task(self._stream_out(item), "stream")
                     continue
             frames.append(encode_frame(*message_header(item, self.host.me)))
         await self._write(frames)
@@ -281,7 +288,7 @@ class PeerSession:
             self.transfers.pop(key, None)
             self._stream_slot.release()
 
-    def _side_task(self, coro: Any, name: str) -> None:
+    def side_task(self, coro: Any, name: str) -> None:
         """Run ``coro`` beside the worker and the sender, ending with the session like them."""
         task = asyncio.create_task(coro, name=name)
         self._tasks.append(task)
@@ -305,126 +312,17 @@ class PeerSession:
                              **({"secure_id": h["secure_id"]} if "secure_id" in h else {}),
                              **({"path": h["path"]} if "path" in h else {})})
             if flag == "MODIFICATION" and h.get("more"):
-                self._stream, self._stream_owner = asyncio.Queue(), "discard"
+                self.inbound.discard_stream()
             return
         if flag == "DATA" and "offer_id" not in h:
-            await self._on_data(frame)
+            await self.inbound.on_data(frame)
         elif flag in ("MODIFICATION", "MODIFICATION_DONE", "NEED_STATE"):
-            message = header_message(h, frame.payload)
-            if isinstance(message, Modification) and h.get("more"):
-                if self._stream is not None:
-                    raise ProtocolError("a modification started inside another one")
-                self._stream = asyncio.Queue(maxsize=8)
-                self._stream_owner = message.path
-                message.delta = self._blocks(self._stream)
-                self.transfers[f"recv:{message.path}"] = {"direction": "receive", "path": message.path,
-                                                          "done": 0, "total": message.size}
-            await self._inbox.put(message)
+            await self.inbound.on_message(frame)
         elif flag == "ERROR":
             log.warning("%s says: %s", self.label, h.get("error", "?"))
             if "secure_id" in h and "path" in h:
-                self.in_flight.discard((h["secure_id"], h["path"]))
+                self.settled(h["secure_id"], h["path"])
         elif flag == "PING" or flag == "HELLO":
             pass
         else:  # largage DATA too: its offer routes it
             await self.host.on_frame(self, frame)
-
-    async def _on_data(self, frame: Frame) -> None:
-        if self._stream is None:
-            raise ProtocolError("DATA outside a transfer")
-        stream = self._stream
-        if self._stream_owner == "discard":
-            if frame.header.get("end"):
-                self._stream = self._stream_owner = None
-            return
-        transfer = self.transfers.get(f"recv:{self._stream_owner}")
-        if frame.payload:
-            if transfer:
-                transfer["done"] += len(frame.payload)
-            await stream.put(frame.payload)
-        if frame.header.get("end"):
-            await stream.put(DeltaError(frame.header["error"]) if "error" in frame.header else None)
-            self.transfers.pop(f"recv:{self._stream_owner}", None)
-            self._stream = self._stream_owner = None
-
-    def _blocks(self, stream: asyncio.Queue) -> Iterator[bytes]:
-        loop = self._loop
-        assert loop is not None
-
-        def gen() -> Iterator[bytes]:
-            while True:
-                item = asyncio.run_coroutine_threadsafe(stream.get(), loop).result()
-                if item is None:
-                    return
-                if isinstance(item, Exception):
-                    raise DeltaError(str(item))
-                yield item
-
-        return gen()
-
-    async def _drain(self, message: Message) -> None:
-        """Consume what the engine left of a delta stream, so the reader never blocks on it."""
-        if is_streaming(message):
-            try:
-                await self.host.run_blocking(lambda: [None for _ in message.delta])
-            except Exception:
-                pass
-
-    async def _work(self) -> None:
-        while True:
-            # Whatever has arrived meanwhile is applied in one engine call (one thread hop, one lock, one
-            # folder sync per folder). A delta still streaming in ends a batch and is written ahead on
-            # its own, while what arrives after it is applied.
-            batch = [await self._inbox.get()]
-            while len(batch) < BATCH_MAX and not is_streaming(batch[-1]) and not self._inbox.empty():
-                batch.append(self._inbox.get_nowait())
-            if is_streaming(batch[-1]):
-                self._side_task(self._receive_streaming(batch.pop()), "stream-in")
-            if batch:
-                await self._apply(batch)
-
-    async def _receive_streaming(self, message: Modification) -> None:
-        key = None
-        try:
-            key = await self.host.run_blocking(self.host.sync.prebuild, self.peer, message)
-        except Exception:  # the apply below finds the delta used up and asks for the whole content
-            log.exception("could not write %s from %s ahead", message.path, self.label)
-        try:
-            await self._apply([message])
-        finally:
-            if key is not None:
-                await self.host.run_blocking(self.host.sync.discard_prebuilt, key)
-
-    async def _apply(self, batch: list[Message]) -> None:
-        try:
-            results = await self.host.run_blocking(self.host.sync.receive_many, self.peer, batch)
-        except Exception as exc:  # the engine call itself failed: every message of the batch did
-            results = [exc] * len(batch)
-        finally:
-            await self._drain(batch[-1])
-        applied = False
-        for message, result in zip(batch, results):
-            applied = self._settle(message, result) or applied
-        if applied:
-            self.host.changed(except_peer=self.peer)
-
-    def _settle(self, message: Message, result: list[Message] | Exception) -> bool:
-        """Send the answers (or the error) for one received message; True when it changed something here."""
-        if isinstance(result, Exception):
-            if isinstance(result, ChangeRefused):
-                log.warning("refused from %s: %s", self.label, result)
-            else:
-                log.error("could not apply %s from %s", type(message).__name__, self.label, exc_info=result)
-            self.answer(("ERROR", {"flag": "ERROR", "device_id": self.host.me, "error": str(result)[:300],
-                                   "secure_id": message.secure_id, "path": message.path[:4000]}, b""))
-            answers: list[Message] = []
-        else:
-            answers = result
-        if not isinstance(message, (Modification, NeedState)):  # MODIFICATION_DONE ends our send
-            self.in_flight.discard((message.secure_id, message.path))
-        for answer in answers:
-            self.answer(answer)
-        if isinstance(message, Modification) and not answers and not isinstance(result, Exception):
-            self.answer(("ERROR", {"flag": "ERROR", "device_id": self.host.me, "secure_id": message.secure_id,
-                                   "path": message.path, "error": "change could not be applied"}, b""))
-        return isinstance(message, Modification) and not any(isinstance(a, NeedState) for a in answers)

@@ -16,7 +16,7 @@ from typing import Awaitable, Callable, ClassVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .identity import Identity
+from .identity import Identity, readable_id
 from .protocol import Frame, ProtocolError, preamble, read_preamble
 from .wire import FrameProtocol
 
@@ -144,7 +144,7 @@ async def connect(host: str, port: int, identity: Identity, expected_id: str | N
         raw.write(preamble(_cert_der(identity)))
         peer_cert = await asyncio.wait_for(read_preamble(protocol), HANDSHAKE_TIMEOUT)
         if expected_id is not None and hashlib.sha256(peer_cert).hexdigest() != expected_id:
-            raise Refused(f"{host}:{port} is not device {expected_id[:12]}…")
+            raise Refused(f"{host}:{port} is not device {readable_id(expected_id)}")
         protocol.start_frames()
         tls = await asyncio.wait_for(loop.start_tls(raw, protocol, _context(identity, peer_cert, server=False)),
                                      HANDSHAKE_TIMEOUT)

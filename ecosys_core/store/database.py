@@ -38,6 +38,11 @@ class Store:
         self.generation = 0  # bumped when tasks or links change, so in-process caches know to reload
         self._local = threading.local()
 
+    @property
+    def home(self) -> Path:
+        """The ECOSYS_HOME this store lives in (its database is always ``ECOSYS_HOME/ecosys.db``)."""
+        return self.path.parent
+
     def touch(self) -> None:
         """Note that tasks, devices or their links changed. Inside a session the bump waits for the commit,
         so no other thread can cache what it reads before the change is visible."""

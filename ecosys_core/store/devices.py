@@ -85,17 +85,25 @@ def list_devices(store: Store) -> list[DeviceInfo]:
         return [_info(r) for r in rows]
 
 
-def forget_device(store: Store, device_id: str) -> None:
-    """Remove the device, its task links and its place in every devices_to_patch."""
+def forget_device(store: Store, device_id: str) -> list[str]:
+    """Unlink the device: drop its task links and its place in every devices_to_patch, and mark it
+    unlinked. It stays known (name, address, last seen), so it can be found and linked again. Returns
+    the names of the tasks it was linked with."""
     device_id = check_device_id(device_id)
     from .tables import PendingTarget
 
     with store.session() as session:
         row = _known(session, device_id)
+        shared = sorted(session.scalars(
+            select(SyncTask.name).join(TaskDevice, TaskDevice.task_id == SyncTask.id)
+            .where(TaskDevice.device_id == row.id)))
+        for link in session.scalars(select(TaskDevice).where(TaskDevice.device_id == row.id)):
+            session.delete(link)
         for target in session.scalars(select(PendingTarget).where(PendingTarget.device_id == device_id)):
             session.delete(target)
-        session.delete(row)
+        row.linked = False
         store.touch()
+        return shared
 
 
 def link_task_device(store: Store, secure_id: str, device_id: str) -> None:

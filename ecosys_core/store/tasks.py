@@ -40,6 +40,44 @@ def _overlaps(a: Path, b: Path) -> bool:
     return a_s == b_s or a_s.startswith(b_s.rstrip(os.sep) + os.sep) or b_s.startswith(a_s.rstrip(os.sep) + os.sep)
 
 
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_outside_home(root: Path, home: Path, kind: TaskKind) -> None:
+    """Refuse (EcosysError) a task folder that is ECOSYS_HOME, holds it, or lies inside it: the home holds
+    the database and the device's private key, which must never be synced. The one exception is an app
+    task's data folder, which lives in ``ECOSYS_HOME/apps/<app>/`` by design."""
+    r = os.path.normcase(os.path.realpath(root))
+    h = os.path.normcase(os.path.realpath(home))
+    if _inside(h, r):
+        raise EcosysError(f"{root} holds Ecosys's own folder ({home}), with its database and private key, "
+                          "which must never be synced: choose a folder that does not contain it")
+    apps = os.path.join(h, "apps")
+    if _inside(r, h) and not (kind is TaskKind.APP and _inside(r, apps) and r != apps):
+        raise EcosysError(f"{root} is inside Ecosys's own folder ({home}): choose a folder outside it")
+
+
+def check_new_task_root(store: Store, root: Path, kind: TaskKind = TaskKind.FOLDER) -> Path:
+    """The absolute folder ``root`` resolves to, if a new task may use it: an existing folder or one that
+    can be created, outside ECOSYS_HOME and outside every task's folder. EcosysError (AlreadyExists for
+    an overlap) says why not; nothing is created."""
+    if not root.is_absolute():
+        raise EcosysError(f"{root} is not an absolute folder path")
+    real = Path(os.path.realpath(root))
+    check_outside_home(real, store.home, kind)
+    if real.exists() and not real.is_dir():
+        raise EcosysError(f"{root} is a file, not a folder")
+    existing = next(p for p in (real, *real.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise EcosysError(f"{root} cannot be created here ({existing} is not a writable folder)")
+    with store.session() as session:
+        for other in session.scalars(select(SyncTask)):
+            if _overlaps(real, Path(other.root)):
+                raise AlreadyExists(f"{root} overlaps the folder of task {other.name!r} ({other.root})")
+    return real
+
+
 def add_task(
     store: Store,
     *,
@@ -57,6 +95,7 @@ def add_task(
     if not name:
         raise EcosysError("a task name must not be empty")
     root = Path(os.path.realpath(root))
+    check_outside_home(root, store.home, kind)
     if not root.is_dir():
         raise NotFound(f"folder {root} does not exist")
     with store.session() as session:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..device_ids import short_id_text
 from ..errors import ChangeRefused, NotFound, UnsafePath
 from ..safe_paths import InsideChecker
 from ..store import Store
@@ -63,9 +64,9 @@ class TaskContexts:
         except NotFound:
             ctx = None
         if ctx is None or peer not in ctx.linked:
-            raise ChangeRefused(f"task {secure_id[:12]}… is not shared with device {peer[:12]}…")
+            raise ChangeRefused(f"task {secure_id[:12]}… is not shared with device {short_id_text(peer)}")
         try:
             target = (paths or InsideChecker()).join(ctx.root, path)
         except UnsafePath as exc:
-            raise ChangeRefused(f"unsafe path from {peer[:12]}…: {exc}") from None
+            raise ChangeRefused(f"unsafe path from {short_id_text(peer)}: {exc}") from None
         return ctx, target

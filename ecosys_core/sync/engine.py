@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, Sequence
 
 from pluggy import HookRelay
 
+from ..device_ids import short_id_text
 from ..errors import ChangeRefused, IntegrityError
 from ..safe_paths import InsideChecker, join_inside
 from ..store import Store
@@ -176,7 +177,7 @@ class SyncEngine:
             try:
                 signature = Signature.from_bytes(message.signature)
             except ValueError as exc:
-                raise ChangeRefused(f"bad signature from {peer[:12]}…: {exc}") from None
+                raise ChangeRefused(f"bad signature from {short_id_text(peer)}: {exc}") from None
         answer = self.outbox.modification(message.secure_id, message.path, message.have_hash if signature else "",
                                           signature=signature, reply=True)
         return [answer] if answer is not None else []
@@ -257,6 +258,8 @@ class SyncEngine:
                 commit_temp(temp, copy_path, remote.modified_ns)
             self.local.scan(m.secure_id, [copy_rel])
             self._commit_entry(info, local, local.but(version=merged), peer, relay_to_peer=True)
+        log.info("conflict in task %s: %s was changed on two devices; the other version is kept as %s",
+                 info.name, m.path, copy_rel)
         if self.hook is not None:
             notify.notify_conflict(self.hook, info, m.path, copy_rel)
         return [ModificationDone(m.secure_id, m.path, merged)]

@@ -55,6 +55,16 @@ class ScanReport:
                           self.changed + other.changed, self.deleted + other.deleted)
 
 
+def home_inside(root: Path, home: Path) -> tuple[str, ...]:
+    """``(rel + "/",)`` when ECOSYS_HOME lies at ``rel`` inside the task ``root`` (a home moved there after
+    the task was made), else ``()``: Ecosys's own state is never indexed, so never synced."""
+    try:
+        rel = Path(os.path.realpath(home)).relative_to(os.path.realpath(root))
+    except ValueError:
+        return ()
+    return (rel.as_posix() + "/",) if rel.parts else ("",)  # the root itself: nothing of it is the task's
+
+
 def _outermost(folders: Iterable[str]) -> list[str]:
     """``folders`` without those inside another one of them ("" stands for the root, holding all)."""
     out: list[str] = []
@@ -86,10 +96,11 @@ class LocalChanges:
                 raise NotFound(f"no sync task with secure_id {secure_id}")
             root = task.info.root
             targets = linked_devices(session, task.id)
+            excluded = home_inside(root, self.store.home)
             folders = _outermost(folders)
             if (paths is None and not folders) or "" in folders:
                 batch = IndexBatch(session, task.id)
-                result = scan_tree(root, batch.fingerprints, batch.stats)
+                result = scan_tree(root, batch.fingerprints, batch.stats, excluded=excluded)
                 # Under the lock no write of ours is in flight: these are leftovers of a crash.
                 for temp in result.stale_temp:
                     temp.unlink(missing_ok=True)
@@ -97,12 +108,12 @@ class LocalChanges:
             report = ScanReport()
             for folder in folders:  # a folder made, moved or removed: what is below it, as a whole scan sees it
                 batch = IndexBatch(session, task.id, under=folder)
-                result = scan_tree(root, batch.fingerprints, batch.stats, under=folder)
+                result = scan_tree(root, batch.fingerprints, batch.stats, under=folder, excluded=excluded)
                 report += self._record(task, result, batch.get, batch.put, batch.queue, targets)
             paths = [p for p in paths or () if not any(p.startswith(f + "/") for f in folders)]
             known = {p: FileStat(e.size, e.mtime_ns, e.deleted, e.hash)
                      for p in paths if (e := get_entry(session, task.id, p)) is not None}
-            result = scan_paths(root, known, paths)
+            result = scan_paths(root, known, paths, excluded)
             if not (result.changed or result.touched or result.missing):
                 return report + ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
             return report + self._record(
@@ -119,6 +130,8 @@ class LocalChanges:
             put(new)
             if self.hook is None or notify.change_may_be_sent(self.hook, info, new.path, new.deleted):
                 queue(new.path, old, new.version, targets)
+            else:
+                log.info("task %s: %s stays on this device (a plugin said not to send it)", info.name, new.path)
 
         for obs in result.touched:
             old = get(obs.path)

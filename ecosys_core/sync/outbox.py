@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 from ..errors import NotFound
 from ..store import Store
@@ -29,7 +29,14 @@ from .local import LocalChanges
 from .messages import Modification
 from .objects import ObjectStore
 
-PendingItem = tuple[str, str, str]  # (secure_id, path, base_hash)
+
+class PendingItem(NamedTuple):
+    """A path a peer is owed: the version pending for it, and the content it was last known to have."""
+
+    secure_id: str
+    path: str
+    base_hash: str
+    version: dict[str, int]
 
 
 class Outbox:
@@ -44,11 +51,11 @@ class Outbox:
         self._lock = lock
 
     def pending(self, peer: str) -> list[PendingItem]:
-        """``(secure_id, path, base_hash)`` of everything pending for ``peer`` in the tasks linked with it."""
+        """Everything pending for ``peer`` in the tasks linked with it."""
         out: list[PendingItem] = []
         with self._lock, self.store.session() as session:
             for task in tasks_linked_with(session, peer):
-                out += [(task.info.secure_id, item.path, item.base_hash)
+                out += [PendingItem(task.info.secure_id, item.path, item.base_hash, item.version)
                         for item in pending_for(session, task.id, peer)]
         return out
 
@@ -62,11 +69,11 @@ class Outbox:
         for ``peer``."""
         out: list[Modification | None] = []
         with self._lock, self.store.batch():
-            for secure_id, path, base_hash in items:
-                out.append(self.modification(secure_id, path, base_hash))
-            for (secure_id, path, _), message in zip(items, out):  # writes last: the write lock is held briefly
+            for item in items:
+                out.append(self.modification(item.secure_id, item.path, item.base_hash))
+            for item, message in zip(items, out):  # writes last: the write lock is held briefly
                 if message is None:
-                    self.drop_pending(secure_id, path, peer)
+                    self.drop_pending(item.secure_id, item.path, peer)
         return out
 
     def drop_pending(self, secure_id: str, path: str, peer: str) -> None:

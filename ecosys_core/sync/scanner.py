@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+from ..errors import RootUnavailable
 from ..store.index import FileStat
 from .chunking import FileDigest, digest_file
 from .delta import BSDIFF_MAX
-from ..errors import RootUnavailable
 from .fsio import TEMP_PREFIX, is_temp_name
 
 IGNORED_NAMES = frozenset({".ecosys", ".DS_Store", "Thumbs.db", "desktop.ini"})
@@ -183,9 +183,11 @@ def _walk_while_loading(root: Path, racy_after: int, load: Callable[[], Mapping[
 
 
 def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int]]],
-              details: Callable[[], Mapping[str, FileStat]], under: str = "") -> ScanResult:
+              details: Callable[[], Mapping[str, FileStat]], under: str = "",
+              excluded: tuple[str, ...] = ()) -> ScanResult:
     """Compare the whole tree under ``root`` with the index; with ``under`` (a folder, '/'-separated),
-    only that folder's subtree, as a walk of the whole tree would see it.
+    only that folder's subtree, as a walk of the whole tree would see it. Paths starting with one of
+    ``excluded`` (folders as "a/b/") are neither seen nor missing: they are not the task's.
 
     ``fingerprints`` returns each live indexed path's ``(size, mtime_ns)`` (below ``under`` only, when
     given); it is called in this thread while the tree is walked in another (the C walk and SQLite both
@@ -199,6 +201,9 @@ def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int
     else:
         walk, indexed = _walk_while_loading(root, racy_after, fingerprints)
     found = walk.files
+    if excluded:
+        found = {path: stamp for path, stamp in found.items() if not path.startswith(excluded)}
+        walk.racy = [path for path in walk.racy if not path.startswith(excluded)]
     result = ScanResult(stale_temp=walk.temp_files, unreadable=walk.unreadable, files_seen=len(found))
     # dict equality and set difference run in C: an unchanged tree costs no Python work per file here
     same = found == indexed
@@ -209,8 +214,8 @@ def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int
             size, mtime_ns = found[rel]
             _observe(root, rel, size, mtime_ns, known.get(rel), result)
     missing = set() if same else indexed.keys() - found.keys()
-    if result.unreadable:  # not listed is not deleted: those files are kept until they can be read
-        hidden = tuple(result.unreadable)
+    if result.unreadable or excluded:  # not listed is not deleted: those files are kept until they can be read
+        hidden = tuple(result.unreadable) + excluded
         missing = {path for path in missing if not path.startswith(hidden)}
     result.missing = sorted(missing)
     return result
@@ -248,14 +253,16 @@ def _walk_folder(root: Path, under: str, racy_after: int) -> TreeWalk:
                     [prefix + rel for rel in walk.unreadable], [prefix + rel for rel in walk.racy])
 
 
-def scan_paths(root: Path, known: Mapping[str, FileStat], paths: Iterable[str]) -> ScanResult:
-    """Compare only ``paths`` (relative, '/'-separated) with ``known``. Only a path that is not there
-    counts as deleted (not one that cannot be read now); raises RootUnavailable without ``root``."""
+def scan_paths(root: Path, known: Mapping[str, FileStat], paths: Iterable[str],
+               excluded: tuple[str, ...] = ()) -> ScanResult:
+    """Compare only ``paths`` (relative, '/'-separated) with ``known``, leaving out those under
+    ``excluded``. Only a path that is not there counts as deleted (not one that cannot be read now);
+    raises RootUnavailable without ``root``."""
     if not root.is_dir():
         raise RootUnavailable(f"cannot read the folder {root}: it is missing or not a folder")
     result = ScanResult()
     for rel in sorted(set(paths)):
-        if any(_ignored(part) for part in rel.split("/")):
+        if any(_ignored(part) for part in rel.split("/")) or rel.startswith(excluded):
             continue
         try:
             st = os.lstat(root.joinpath(*rel.split("/")))

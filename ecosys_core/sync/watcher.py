@@ -31,6 +31,7 @@ from watchdog.observers import Observer
 from ..types import TaskInfo
 from .engine import ScanReport, SyncEngine
 from .fsio import is_temp_name
+from .local import home_inside
 
 log = logging.getLogger(__name__)
 _FULL = None  # marker: rescan the whole task
@@ -45,6 +46,7 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
         self.task = task
         self.root = str(task.root)
+        self.excluded = home_inside(task.root, watcher.engine.store.home)  # the database's own writes
 
     def _rel(self, path: str | bytes) -> str | None:
         """``path`` relative to the root, '/'-separated ("" for the root itself); None when it is outside
@@ -55,7 +57,7 @@ class _Handler(FileSystemEventHandler):
         if rel == os.pardir or rel.startswith(os.pardir + os.sep):
             return None
         rel = rel.replace(os.sep, "/")
-        if any(is_temp_name(part) for part in rel.split("/")):
+        if any(is_temp_name(part) for part in rel.split("/")) or (rel + "/").startswith(self.excluded):
             return None
         return rel
 

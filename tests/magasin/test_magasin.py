@@ -250,3 +250,19 @@ def test_grapin_from_the_magasin(mg, run_cli, ecosys_home, user_home):
 def test_unknown_app(mg):
     result = mg("install", "Nope")
     assert result.exit_code == 1 and "no app or grapin called 'Nope'" in result.stderr
+
+
+def test_magasin_use_saves_only_a_url_that_answers_and_default_returns_to_the_sample(run_cli, url, ecosys_home):
+    from ecosys_core.store import open_store
+    from ecosys_core.store.settings_kv import get_setting
+
+    down = run_cli("magasin", "use", "http://127.0.0.1:9/")
+    assert down.exit_code != 0 and down.stderr.startswith("error: ")
+    saved = run_cli("magasin", "use", url)
+    assert saved.exit_code == 0 and "'ecosys magasin use --default' returns to the sample" in saved.output
+    store = open_store(ecosys_home.database)
+    assert get_setting(store, "magasin_url") == url
+    back = run_cli("magasin", "use", "--default")
+    assert back.exit_code == 0 and "sample" in back.output and get_setting(store, "magasin_url") == ""
+    store.close()
+    assert "Notes" in run_cli("magasin", "search", "notes").output  # the sample answers again

@@ -71,23 +71,50 @@ def test_accept_two_files_and_a_name_that_exists(pair, tmp_path: Path):
     thread.join(60)
     assert box["result"].returncode == 0, box["result"].stderr
     assert inbox(b) == {"photo.jpg": (tmp_path / "photo.jpg").read_bytes(), "note.txt": b"bonjour\n"}
+    received, sent = offer_state(b, "receive"), offer_state(a)
+    assert received["done"] == received["total"] == sent["done"] == sent["total"] == 50_008  # file bytes only
     send(a, b, tmp_path / "note.txt")
     b.answer("OTDL", "oui")
     wait_until(lambda: offer_state(a)["state"] == "done", 20, what="second transfer")
     assert set(inbox(b)) == {"photo.jpg", "note.txt", "note (1).txt"}
 
 
-def test_decline_writes_nothing_and_cools_down(pair, tmp_path: Path):
+def test_a_linked_device_declined_writes_nothing_and_may_ask_again_at_once(pair, tmp_path: Path):
     a, b = pair
     (tmp_path / "x.bin").write_bytes(os.urandom(1000))
     send(a, b, tmp_path / "x.bin")
     b.answer("OTDL", "no")
     wait_until(lambda: offer_state(a)["state"] == "declined", 10, what="decline")
+    assert offer_state(a)["error"] == "the other device declined"
     assert list((b.home / "largage_aerien").iterdir()) == []
-    send(a, b, tmp_path / "x.bin")  # during the cool-down: refused without asking
-    wait_until(lambda: offer_state(a)["state"] == "declined", 10, what="cool-down refusal")
-    assert "declined recently" in offer_state(a)["error"]
-    assert json.loads(b.cli("prompts", "--json").stdout) == []
+    send(a, b, tmp_path / "x.bin")  # the person's own device: asked again, no cool-down
+    b.answer("OTDL", "yes")
+    wait_until(lambda: offer_state(a)["state"] == "done", 20, what="the second offer")
+
+
+def test_an_unlinked_device_declined_is_told_how_long_it_must_wait(tmp_path: Path):
+    a, b = Daemon(tmp_path, "alpha"), Daemon(tmp_path, "beta")
+    setting(b, "largage_cooldown_s", "60")
+    b.peers = [f"127.0.0.1:{a.port}"]
+    (tmp_path / "x.bin").write_bytes(b"x")
+    try:
+        a.start()
+        b.start()
+        wait_until(lambda: a.connected_to(b), 20, what="connection")
+        assert b.cli("largage", "allow", "everyone").returncode == 0
+        send(a, b, tmp_path / "x.bin")
+        b.answer("OTDL", "no")
+        wait_until(lambda: offer_state(a)["state"] == "declined", 10, what="decline")
+        assert offer_state(a)["error"] == "the other device declined; it refuses offers from this device for 60 s"
+        send(a, b, tmp_path / "x.bin")  # during the cool-down: refused without asking
+        wait_until(lambda: offer_state(a)["state"] == "declined", 10, what="cool-down refusal")
+        assert "declined recently" in offer_state(a)["error"] and " s more" in offer_state(a)["error"]
+        assert json.loads(b.cli("prompts", "--json").stdout) == []
+        result = a.cli("send", str(tmp_path / "x.bin"), "--to", "beta")
+        assert result.returncode == 1 and "\nerror: transfer declined: declined recently; this device" in result.stderr
+    finally:
+        a.stop()
+        b.stop()
 
 
 def test_unanswered_offer_expires(pair, tmp_path: Path):

@@ -158,3 +158,21 @@ def test_a_name_starting_with_two_dots_is_inside_the_root(tmp_path: Path):
         a.write("..notes.txt", b"kept")
         a.write("..d/x.txt", b"kept too")
         assert wait_for(lambda: {"..notes.txt", "..d/x.txt"} <= live(a))
+
+
+def test_a_replaced_task_stops_its_watcher_and_the_new_one_is_watched(tmp_path: Path, caplog):
+    """An app task adopted from another device keeps its folder under a new secure_id: the old watcher
+    must stop (it used to log NotFound on every scan), the new one must see edits."""
+    from ecosys_core.linking import adopt_secure_id
+
+    (a,) = make_devices(tmp_path, 1)
+    w, scans = watcher_for(a)
+    with w:
+        old = get_task(a.store, SECURE_ID)
+        new = adopt_secure_id(a.store, old.name, "7a" * 16)
+        assert w.follow([new]) == [new.secure_id] and set(w.tasks) == {new.secure_id}
+        assert w.follow([new]) == []  # nothing new the second time
+        (a.root / "after.txt").write_text("seen by the new task")
+        assert wait_for(lambda: scans and scans[-1].changed >= 1)
+        time.sleep(0.3)
+    assert "NotFound" not in caplog.text and "no sync task" not in caplog.text
