@@ -34,6 +34,15 @@ FIELDS: dict[str, tuple[type, ...]] = {
     "modified_by": (str,), "deleted": (bool,), "reply": (bool,), "more": (bool,), "end": (bool,),
     "files": (list,), "total": (int,), "offer_id": (str,), "error": (str,), "message": (str,),
 }
+# Ranges of integer fields (docs/PROTOCOL.md, "Limits"): checked here, at the frame boundary, so a value
+# the store or the file system cannot hold never reaches them.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "size": (0, 2**63 - 1), "modified_ns": (0, 2**63 - 1), "total": (0, 2**63 - 1),
+    "port": (0, 65535), "protocol": (0, 2**16 - 1),
+}
+MAX_COUNTER = 2**53 - 1  # version counters: exact in every JSON implementation
+MAX_VERSION_ENTRIES = 1024
+MAX_LIST = 256  # items of a list field (HELLO's versions, files)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 PREAMBLE_MAGIC = b"ECOSYS1\n"
 MAX_CERT = 16 * 1024
@@ -73,12 +82,17 @@ def check_header(header: Any) -> dict[str, Any]:
     if not isinstance(device, str) or not _HEX64.match(device):
         raise ProtocolError("device_id must be 64 hex digits")
     version = header.get("version")
-    if version is not None and not all(isinstance(k, str) and len(k) <= 64 and type(v) is int and v >= 0
-                                       for k, v in version.items()):
-        raise ProtocolError("version must map device keys to counters")
-    for key in ("size", "modified_ns", "total", "port", "protocol"):
-        if key in header and header[key] < 0:
-            raise ProtocolError(f"{key} must not be negative")
+    if version is not None and (len(version) > MAX_VERSION_ENTRIES or not all(
+            isinstance(k, str) and 0 < len(k) <= 64 and type(v) is int and 0 <= v <= MAX_COUNTER
+            for k, v in version.items())):
+        raise ProtocolError(f"version must map at most {MAX_VERSION_ENTRIES} device keys to counters "
+                            f"from 0 to {MAX_COUNTER}")
+    for key, (low, high) in INT_RANGES.items():
+        if key in header and not low <= header[key] <= high:
+            raise ProtocolError(f"{key} must be from {low} to {high}")
+    for key in ("versions", "files"):
+        if key in header and len(header[key]) > MAX_LIST:
+            raise ProtocolError(f"{key} has more than {MAX_LIST} items")
     return header
 
 
@@ -99,8 +113,8 @@ def decode_frame(body: bytes) -> Frame:
         raise ProtocolError("header longer than the frame")
     try:
         header = json.loads(body[2: 2 + hlen].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"header is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5,000-digit number, deep nesting
+        raise ProtocolError(f"header is not acceptable JSON: {str(exc)[:100]}") from None
     payload = body[2 + hlen:]
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError("payload too large")

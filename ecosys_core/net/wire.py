@@ -19,7 +19,8 @@ from typing import Any
 from .protocol import MAX_FRAME, MAX_PAYLOAD, Frame, ProtocolError, check_header
 
 SCRATCH = 256 * 1024  # holds many small frames, or a frame's head (u32 + u16 + header ≤ 64 KiB)
-DIRECT = 64 * 1024  # payloads larger than this are decrypted straight into their own buffer
+DIRECT = 64 * 1024  # payloads larger than this are decrypted straight into their own buffers
+PIECE = 256 * 1024  # such a payload's buffers, allocated as its bytes arrive (never for bytes only announced)
 QUEUE_HIGH = 8 << 20  # bytes of frames waiting for the reader before the socket is paused
 QUEUE_LOW = 2 << 20
 _HEAD = struct.Struct(">IH")
@@ -44,8 +45,10 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self.transport: asyncio.BaseTransport | None = None
         self._scratch = bytearray(SCRATCH)
         self._start = self._end = 0  # unparsed bytes are _scratch[_start:_end]
-        self._payload: bytearray | None = None  # a large payload being filled in place
-        self._filled = 0
+        self._payload: list[bytearray] | None = None  # a large payload being filled in place, piece by piece
+        self._payload_size = 0  # its announced size
+        self._filled = 0  # bytes of it received
+        self._in_piece = 0  # of which in its last piece
         self._header: dict[str, Any] = {}
         self._framing = False
         self._frames: collections.deque[Frame | _Ended] = collections.deque()
@@ -64,7 +67,12 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._payload is not None:
-            return memoryview(self._payload)[self._filled:]
+            piece = self._payload[-1]
+            if self._in_piece == len(piece):
+                piece = bytearray(min(PIECE, self._payload_size - self._filled))
+                self._payload.append(piece)
+                self._in_piece = 0
+            return memoryview(piece)[self._in_piece:]
         if self._start == self._end:
             self._start = self._end = 0
         elif len(self._scratch) - self._end < DIRECT:
@@ -82,9 +90,10 @@ class FrameProtocol(asyncio.BufferedProtocol):
             return
         if self._payload is not None:
             self._filled += nbytes
-            if self._filled == len(self._payload):
-                payload, self._payload = self._payload, None
-                self._deliver(Frame(self._header, bytes(payload)))
+            self._in_piece += nbytes
+            if self._filled == self._payload_size:
+                pieces, self._payload = self._payload, None
+                self._deliver(Frame(self._header, b"".join(pieces)))
             return
         self._end += nbytes
         if self._framing:
@@ -140,9 +149,10 @@ class FrameProtocol(asyncio.BufferedProtocol):
                 self._deliver(Frame(header, bytes(s[head_end:self._start])))
             elif size > DIRECT and self._end >= head_end:
                 self._header = _decode_header(s, self._start + _HEAD.size, head_end)
-                self._payload = bytearray(size)
                 self._filled = self._end - head_end
-                self._payload[:self._filled] = s[head_end:self._end]
+                first = bytearray(max(self._filled, min(PIECE, size)))
+                first[:self._filled] = s[head_end:self._end]
+                self._payload, self._payload_size, self._in_piece = [first], size, self._filled
                 self._start = self._end = 0
                 return
             else:
@@ -235,6 +245,6 @@ class FrameProtocol(asyncio.BufferedProtocol):
 def _decode_header(buffer: bytearray, start: int, end: int) -> dict[str, Any]:
     try:
         header = json.loads(buffer[start:end].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"header is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5,000-digit number, deep nesting
+        raise ProtocolError(f"header is not acceptable JSON: {str(exc)[:100]}") from None
     return check_header(header)

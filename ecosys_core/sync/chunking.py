@@ -62,6 +62,9 @@ cut_lengths: Callable[[bytes, int, int, int], list[int]] = _native_cut() or _pac
 """The FastCDC chunk lengths of ``data`` for (min, avg, max), in order."""
 
 
+USED_PARAMS = frozenset((1 << k >> 1, 1 << k, 1 << k << 2) for k in range(10, 21))  # every chunk_params result
+
+
 def chunk_params(size: int) -> tuple[int, int, int]:
     """(min, avg, max) chunk sizes for a file of ``size`` bytes."""
     avg = 1024
@@ -88,12 +91,14 @@ class Signature:
         if data[:4] != _SIG_MAGIC or len(data) < 28:
             raise ValueError("not a chunk signature")
         mn, avg, mx, size, count = struct.unpack(">IIIQI", data[4:28])
+        if (mn, avg, mx) not in USED_PARAMS:  # only what Ecosys itself uses: no 4 GiB chunks to hold
+            raise ValueError("chunk parameters Ecosys does not use")
         if len(data) != 28 + 20 * count or count > 4 * _MAX_ENTRIES:
             raise ValueError("truncated chunk signature")
         entries = list(_ENTRY.iter_unpack(data[28:]))
         lengths = [length for length, _ in entries]
         digests = [digest for _, digest in entries]
-        if sum(lengths) != size:
+        if sum(lengths) != size or any(not 0 < length <= mx for length in lengths):
             raise ValueError("inconsistent chunk signature")
         return cls((mn, avg, mx), size, lengths, digests)
 

@@ -16,6 +16,7 @@ never trusts a length it was given.
 
 from __future__ import annotations
 
+import bz2
 import os
 import struct
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 import blake3
 import bsdiff4
+import bsdiff4.core
 import pyzstd
 
 from ..errors import IntegrityError
@@ -130,12 +132,136 @@ class _Reader:
         return all(not block for block in self._it)
 
 
-def _bsdiff_new_size(patch: bytes) -> int:
+def _bounded_bz2(data: bytes, limit: int) -> bytes:
+    """One bz2 stream decompressed, refused (DeltaError) as soon as it would exceed ``limit`` bytes."""
+    decompressor = bz2.BZ2Decompressor()
+    try:
+        out = decompressor.decompress(data, max_length=limit + 1)
+    except (OSError, ValueError) as exc:
+        raise DeltaError(f"bad bsdiff patch: {exc}") from None
+    if len(out) > limit or not decompressor.eof or decompressor.unused_data:
+        raise DeltaError("bsdiff patch block larger than its file")
+    return out
+
+
+def _bsdiff_blocks(patch: bytes, expected_size: int) -> tuple[int, bytes, bytes, bytes]:
+    """(new size, control, diff, extra) of a BSDIFF40 patch, each block decompressed only up to what a
+    file of at most ``expected_size`` bytes can need, so a small patch cannot take memory (a bz2 bomb)."""
     if len(patch) < 32 or patch[:8] != b"BSDIFF40":
         raise DeltaError("not a bsdiff4 patch")
-    raw = patch[24:32]
-    size = int.from_bytes(raw[:7] + bytes([raw[7] & 0x7F]), "little")
-    return -size if raw[7] & 0x80 else size
+    sizes = []
+    for raw in (patch[8:16], patch[16:24], patch[24:32]):
+        size = int.from_bytes(raw[:7] + bytes([raw[7] & 0x7F]), "little")
+        sizes.append(-size if raw[7] & 0x80 else size)
+    control_len, diff_len, new_size = sizes
+    if min(sizes) < 0 or new_size > expected_size or 32 + control_len + diff_len > len(patch):
+        raise DeltaError("bsdiff patch announces the wrong size")
+    control = _bounded_bz2(patch[32:32 + control_len], 24 * (new_size + 1))
+    if len(control) % 24:
+        raise DeltaError("bad bsdiff patch: invalid control block")
+    diff = _bounded_bz2(patch[32 + control_len:32 + control_len + diff_len], new_size)
+    extra = _bounded_bz2(patch[32 + control_len + diff_len:], new_size)
+    return new_size, control, diff, extra
+
+
+def _bounded_zstd(data: bytes | memoryview, size: int) -> bytes:
+    """A zstd frame that must decompress to exactly ``size`` bytes; decoding stops past that."""
+    decompressor = pyzstd.ZstdDecompressor()
+    try:
+        out = decompressor.decompress(data, max_length=size + 1)
+    except pyzstd.ZstdError as exc:
+        raise DeltaError(f"bad compressed literal: {exc}") from None
+    if len(out) != size or not decompressor.eof or decompressor.unused_data:
+        raise DeltaError("compressed literal has the wrong size")
+    return out
+
+
+class _Decoder:
+    """Applies one delta stream, operation by operation, into ``out``; every size is checked against
+    what is left of ``expected_size`` before anything is read, decompressed or written."""
+
+    def __init__(self, blocks: Iterable[bytes], base: Path | None, out: BinaryIO, expected_size: int,
+                 observe: Callable[[bytes | memoryview], None] | None) -> None:
+        self.reader = _Reader(blocks)
+        self.out, self.observe = out, observe
+        self.expected_size = expected_size
+        self.hasher = blake3.blake3()
+        self.written = 0
+        self.base_fh = open(base, "rb") if base is not None else None
+        self.base_size = os.fstat(self.base_fh.fileno()).st_size if self.base_fh else 0
+
+    @property
+    def room(self) -> int:
+        return self.expected_size - self.written
+
+    def check_room(self, n: int) -> None:
+        """Refuse an operation that would write past the announced size, before it reads anything."""
+        if n > self.room:
+            raise DeltaError("delta produces more bytes than announced")
+
+    def emit(self, data: bytes | memoryview) -> None:
+        self.written += len(data)
+        if self.written > self.expected_size:
+            raise DeltaError("delta produces more bytes than announced")
+        self.hasher.update(data)
+        self.out.write(data)
+        if self.observe is not None:
+            self.observe(data)
+
+    def literal(self) -> None:
+        (n,) = struct.unpack(">I", self.reader.read(4))
+        if n > MAX_LITERAL:
+            raise DeltaError("literal too large")
+        self.check_room(n)
+        self.emit(self.reader.read(n))
+
+    def compressed(self) -> None:
+        n, raw = struct.unpack(">II", self.reader.read(8))
+        if n > MAX_LITERAL or raw > MAX_LITERAL:
+            raise DeltaError("literal too large")
+        self.check_room(raw)
+        self.emit(_bounded_zstd(self.reader.read(n), raw))
+
+    def copy(self) -> None:
+        offset, n = struct.unpack(">QI", self.reader.read(12))
+        if self.base_fh is None or offset + n > self.base_size:
+            raise DeltaError("copy outside the base")
+        self.check_room(n)
+        self.base_fh.seek(offset)
+        while n:
+            piece = self.base_fh.read(min(n, READ_BLOCK))
+            if not piece:
+                raise DeltaError("base changed while reading it")
+            self.emit(piece)
+            n -= len(piece)
+
+    def bsdiff(self) -> None:
+        (n,) = struct.unpack(">I", self.reader.read(4))
+        if self.base_fh is None or self.base_size > BSDIFF_MAX * 4 or n > MAX_LITERAL * 4:
+            raise DeltaError("bsdiff patch without a small base")
+        new_size, control, diff, extra = _bsdiff_blocks(bytes(self.reader.read(n)), min(self.room, BSDIFF_MAX * 4))
+        self.base_fh.seek(0)
+        try:
+            self.emit(bsdiff4.core.patch(self.base_fh.read(), new_size, control, diff, extra))
+        except Exception as exc:  # bsdiff4 raises ValueError / MemoryError on garbage
+            raise DeltaError(f"bad bsdiff patch: {exc}") from None
+
+    def run(self) -> str:
+        operations = {b"L": self.literal, b"Z": self.compressed, b"C": self.copy, b"B": self.bsdiff}
+        while (op := bytes(self.reader.read(1))) != b"E":
+            operation = operations.get(op)
+            if operation is None:
+                raise DeltaError(f"unknown delta operation {op!r}")
+            operation()
+        if not self.reader.drain():
+            raise DeltaError("bytes after the end of the delta")
+        if self.written != self.expected_size:
+            raise DeltaError(f"delta produced {self.written} bytes, {self.expected_size} announced")
+        return self.hasher.hexdigest()
+
+    def close(self) -> None:
+        if self.base_fh:
+            self.base_fh.close()
 
 
 def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, expected_size: int,
@@ -143,77 +269,13 @@ def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, ex
     """Write the content described by ``blocks`` (against file ``base``) into ``out``; return its BLAKE3.
 
     Raises DeltaError when the delta is malformed, reaches outside the base, or grows past
-    ``expected_size``. The caller verifies the returned hash before anything is moved into place.
-    ``observe`` sees every byte written (to build a chunk signature in the same pass).
+    ``expected_size``; no operation reads, decompresses or writes more than what is left of it, so
+    memory stays bounded whatever the delta claims. The caller verifies the returned hash before
+    anything is moved into place. ``observe`` sees every byte written (to build a chunk signature in
+    the same pass).
     """
-    reader = _Reader(blocks)
-    hasher = blake3.blake3()
-    written = 0
-    base_fh = open(base, "rb") if base is not None else None
-    base_size = os.fstat(base_fh.fileno()).st_size if base_fh else 0
-
-    def emit(data: bytes | memoryview) -> None:
-        nonlocal written
-        written += len(data)
-        if written > expected_size:
-            raise DeltaError("delta produces more bytes than announced")
-        hasher.update(data)
-        out.write(data)
-        if observe is not None:
-            observe(data)
-
+    decoder = _Decoder(blocks, base, out, expected_size, observe)
     try:
-        while True:
-            op = bytes(reader.read(1))
-            if op == b"E":
-                break
-            if op == b"L":
-                (n,) = struct.unpack(">I", reader.read(4))
-                if n > MAX_LITERAL:
-                    raise DeltaError("literal too large")
-                emit(reader.read(n))
-            elif op == b"Z":
-                n, raw = struct.unpack(">II", reader.read(8))
-                if n > MAX_LITERAL or raw > MAX_LITERAL:
-                    raise DeltaError("literal too large")
-                try:
-                    data = pyzstd.decompress(reader.read(n))
-                except pyzstd.ZstdError as exc:
-                    raise DeltaError(f"bad compressed literal: {exc}") from None
-                if len(data) != raw:
-                    raise DeltaError("compressed literal has the wrong size")
-                emit(data)
-            elif op == b"C":
-                offset, n = struct.unpack(">QI", reader.read(12))
-                if base_fh is None or offset + n > base_size:
-                    raise DeltaError("copy outside the base")
-                base_fh.seek(offset)
-                while n:
-                    piece = base_fh.read(min(n, READ_BLOCK))
-                    if not piece:
-                        raise DeltaError("base changed while reading it")
-                    emit(piece)
-                    n -= len(piece)
-            elif op == b"B":
-                (n,) = struct.unpack(">I", reader.read(4))
-                if base_fh is None or base_size > BSDIFF_MAX * 4 or n > MAX_LITERAL * 4:
-                    raise DeltaError("bsdiff patch without a small base")
-                patch = bytes(reader.read(n))
-                new_size = _bsdiff_new_size(patch)
-                if new_size < 0 or new_size > expected_size:
-                    raise DeltaError("bsdiff patch announces the wrong size")
-                base_fh.seek(0)
-                try:
-                    emit(bsdiff4.patch(base_fh.read(), patch))
-                except Exception as exc:  # bsdiff4 raises ValueError / MemoryError on garbage
-                    raise DeltaError(f"bad bsdiff patch: {exc}") from None
-            else:
-                raise DeltaError(f"unknown delta operation {op!r}")
-        if not reader.drain():
-            raise DeltaError("bytes after the end of the delta")
-        if written != expected_size:
-            raise DeltaError(f"delta produced {written} bytes, {expected_size} announced")
-        return hasher.hexdigest()
+        return decoder.run()
     finally:
-        if base_fh:
-            base_fh.close()
+        decoder.close()

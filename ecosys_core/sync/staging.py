@@ -21,6 +21,7 @@ from ..errors import ChangeRefused, IntegrityError, NotFound
 from ..safe_paths import InsideChecker
 from ..store import Store
 from ..store.index import Entry, get_entry
+from ..store.versions import Order, compare
 from .chunking import SignatureBuilder
 from .context import TaskContexts
 from .delta import BSDIFF_MAX, DeltaError, apply_delta
@@ -175,12 +176,16 @@ class Staging:
     def _target_and_base(self, session: Session, peer: str, m: Modification, paths: InsideChecker
                          ) -> tuple[Path, Path | None] | None:
         """Where ``m`` goes and the file its delta applies to (None: a whole content); None when ``m``
-        is refused or its base is not here, which the apply then answers as it always does."""
+        is refused, outdated here (nothing is decoded for a change the apply will not take), or its
+        base is not here, which the apply then answers as it always does."""
         try:
             ctx, target = self.contexts.checked(peer, m.secure_id, m.path, paths)
         except (ChangeRefused, NotFound):
             return None
+        local = get_entry(session, ctx.id, m.path)
+        if local is not None and compare(m.version, local.version) in (Order.EQUAL, Order.OLDER):
+            return None
         if not m.base_hash:
             return target, None
-        base = base_of(self.objects, target, get_entry(session, ctx.id, m.path), m)
+        base = base_of(self.objects, target, local, m)
         return (target, base) if base is not None else None

@@ -150,3 +150,65 @@ def test_garbage_before_tls_is_dropped(target):
         except (socket.timeout, ConnectionError):
             pass
     assert d.status()["device"]["name"] == "victim"
+
+
+# -- integer ranges and header shapes, checked at the frame boundary ------------------------------
+
+def modification_header(me: str, secure_id: str, **changes) -> dict:
+    header = {"flag": "MODIFICATION", "device_id": me, "secure_id": secure_id, "path": "new.txt",
+              "version": {me[:12]: 1}, "hash": "00" * 32, "size": 0, "modified_ns": 1, "modified_by": me[:12],
+              "deleted": True, "base_hash": ""}
+    header.update(changes)
+    return header
+
+
+def raw_header_frame(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack(">IH", 2 + len(raw), len(raw)) + raw
+
+
+@pytest.mark.parametrize("changes", [
+    {"version": {"a" * 12: 10**4300 - 1}}, {"version": {"a" * 12: 2**53}}, {"modified_ns": 2**63},
+    {"size": 2**64}, {"size": -1}, {"version": {f"k{i}": 1 for i in range(2000)}}, {"port": 70000},
+])
+def test_out_of_range_integers_are_refused_before_anything_is_stored(changes):
+    from ecosys_core.net.protocol import decode_frame
+
+    header = modification_header("ab" * 32, "cd" * 16, **changes)
+    body = raw_frame(header)[4:]
+    with pytest.raises(ProtocolError):
+        decode_frame(body)
+
+
+@pytest.mark.parametrize("text", ['{"flag": "PING", "n": ' + "9" * 5000 + "}", "[" * 30_000 + "]" * 30_000])
+def test_huge_numbers_and_deep_nesting_are_protocol_errors(text):
+    from ecosys_core.net.protocol import decode_frame
+
+    with pytest.raises(ProtocolError, match="not acceptable JSON"):
+        decode_frame(raw_header_frame(text)[4:])
+
+
+def test_a_linked_device_sending_an_endless_counter_gets_an_error_and_the_daemon_keeps_working(target):
+    d, attacker, linked, secure_id, outside, before = target
+    me = linked.device_id
+    header = json.dumps(modification_header(me, secure_id, path="bomb.txt")).replace(
+        '{"' + me[:12] + '": 1}', '{"' + me[:12] + '": ' + "9" * 4300 + "}")
+
+    async def scenario() -> list[str]:
+        conn = await connect("127.0.0.1", d.port, linked, d.id)
+        flags = []
+        try:
+            conn.write(encode_frame({"flag": "HELLO", "device_id": me, "versions": [1]}))
+            conn.write(raw_header_frame(header))
+            await conn.drain()
+            while True:
+                flags.append((await asyncio.wait_for(conn.read_frame(), 5)).flag)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
+            return flags
+        finally:
+            await conn.close()
+
+    assert asyncio.run(scenario())[-1] == "ERROR"  # an ERROR frame, then the connection closes
+    assert "Traceback" not in d.log.read_text()
+    scan = d.cli("task", "scan", "docs")
+    assert scan.returncode == 0 and tree(d.root) == before
