@@ -9,8 +9,8 @@ import struct
 import tracemalloc
 from pathlib import Path
 
-import pyzstd
 import pytest
+import pyzstd
 
 from ecosys_core.sync.chunking import Signature, SignatureBuilder
 from ecosys_core.sync.delta import DeltaError, apply_delta
