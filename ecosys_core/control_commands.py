@@ -79,7 +79,8 @@ def command_table(parts: DaemonParts) -> dict[str, Handler]:
         return {"device_id": session.peer, "name": session.peer_name}
 
     async def link(args: dict[str, Any]) -> Any:
-        return await parts.links.link(resolve_device(store, args["device"]), answer_timeout(args))
+        return await parts.links.link(resolve_device(store, args["device"]), answer_timeout(args),
+                                      bool(args.get("trust_apps")))
 
     async def unlink(args: dict[str, Any]) -> Any:
         return await parts.links.unlink(resolve_device(store, args["device"]))

@@ -27,6 +27,7 @@ from .net.session import PeerSession
 from .net.transport import listen
 from .plugins import get_plugin_manager
 from .prompts import Prompts
+from .questions import PendingQuestions
 from .settings import HomeLayout
 from .status import collect_status
 from .store import open_store
@@ -81,10 +82,11 @@ class Node:
         self.watcher: TaskWatcher | None = None
         self.peers = Peers(self.identity, self.name, self.store, self.engine, self.run_blocking, self._route,
                            self._session_ended)
+        questions = PendingQuestions()  # what peers ask the person, bounded together
         self.largage = LargageService(self.identity.device_id, self.name, home.largage, self.peers, self.prompts,
-                                      lambda key: get_setting(self.store, key), self.run_blocking)
+                                      lambda key: get_setting(self.store, key), self.run_blocking, questions)
         self.links = LinkExchange(self.identity.device_id, self.name, self.store, self.plugins.hook, self.prompts,
-                                  self.peers, self.engine, self.run_blocking, self._task_added)
+                                  self.peers, self.engine, self.run_blocking, self._task_added, questions)
         self.commands = command_table(DaemonParts(self.store, self.engine, self.peers, self.links, self.largage,
                                                   self.status, lambda: self.stop.set(), lambda: self.watcher))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 from typing import Any, Awaitable, Callable, Protocol
 
 from pluggy import HookRelay
@@ -18,25 +17,18 @@ from pluggy import HookRelay
 from .background import spawn
 from .device_ids import printable, readable_id
 from .errors import EcosysError, NotFound
-from .linking import (
-    AppLinkDecision,
-    accept_task_offer,
-    adopt_secure_id,
-    choose_task_root,
-    decide_app_link,
-    link_device,
-    unlink_device,
-)
+from .linking import adopt_secure_id, link_device, set_trust_app_shares, unlink_device
 from .net.protocol import Frame
 from .net.session import PeerSession
 from .prompts import Prompts, is_yes
+from .questions import PendingQuestions
+from .share_requests import PROMPT_TIMEOUT, ShareRequests, TaskSync
 from .store import Store
 from .store.devices import link_task_device, task_device_ids
-from .store.tasks import get_task, list_tasks
-from .types import TaskInfo, TaskKind, TaskOffer
+from .store.tasks import get_task
+from .types import TaskInfo
 
 log = logging.getLogger("ecosys.daemon")
-PROMPT_TIMEOUT = 120.0
 ANSWER_FLAGS = frozenset({"LINK_ACCEPTED", "LINK_REFUSED", "SHARE_ACCEPTED", "SHARE_REFUSED", "SHARE_REVERSE"})
 REQUEST_FLAGS = frozenset({"LINK", "UNLINK", "SHARE", "SETUP_QUEUE"})
 
@@ -55,16 +47,6 @@ class LinkPeers(Protocol):
 
     async def session_for(self, device_id: str) -> PeerSession:
         """A session with ``device_id``, dialling it if needed."""
-
-
-class TaskSync(Protocol):
-    """What the exchanges need of the sync engine."""
-
-    def queue_all(self, secure_id: str, peer: str) -> int:
-        """Make every path of the task pending for ``peer`` (the setup queue)."""
-
-    def scan(self, secure_id: str) -> Any:
-        """Index the task's folder."""
 
 
 class Answers:
@@ -99,23 +81,27 @@ class LinkExchange:
 
     def __init__(self, me: str, name: str, store: Store, hook: HookRelay, prompts: Prompts, peers: LinkPeers,
                  sync: TaskSync, run_blocking: Callable[..., Awaitable[Any]],
-                 task_added: Callable[[TaskInfo], None]) -> None:
+                 task_added: Callable[[TaskInfo], None], questions: PendingQuestions) -> None:
         self.me, self.name = me, name
         self.store, self.hook, self.prompts = store, hook, prompts
         self.peers, self.sync = peers, sync
         self.run_blocking = run_blocking
-        self.task_added = task_added
+        self.questions = questions
         self.answers = Answers()
+        self.shares = ShareRequests(me, store, hook, prompts, sync, run_blocking, task_added, questions)
 
     # -- asked by this device ------------------------------------------------------------------
-    async def link(self, peer: str, timeout: float) -> dict[str, Any]:
-        """Ask ``peer`` to link; EcosysError when it refuses or does not answer."""
+    async def link(self, peer: str, timeout: float, trust_apps: bool = False) -> dict[str, Any]:
+        """Ask ``peer`` to link; EcosysError when it refuses or does not answer. ``trust_apps``: the person
+        says ``peer`` is theirs, so it may share app and grapin data here without a SHARE question."""
         session = await self.peers.session_for(peer)
         await session.send({"flag": "LINK", "device_id": self.me, "name": self.name})
         answer = await self.answers.expect("link", peer, timeout)
         if answer.flag != "LINK_ACCEPTED":
-            raise EcosysError(f"{session.peer_name or readable_id(peer)} refused the link")
+            why = f" ({answer.header['error']})" if answer.header.get("error") else ""
+            raise EcosysError(f"{session.peer_name or readable_id(peer)} refused the link{why}")
         before = link_device(self.store, self.hook, peer, printable(str(answer.header.get("name", session.peer_name))))
+        set_trust_app_shares(self.store, peer, trust_apps)
         self.peers.forget(peer)
         session.request_flush()
         return {"device_id": peer, "name": session.peer_name, "formerly_shared": before}
@@ -162,7 +148,7 @@ class LinkExchange:
         if frame.flag in ANSWER_FLAGS:
             self.answers.deliver(session.peer, frame)
             return
-        handler = {"LINK": self._on_link, "UNLINK": self._on_unlink, "SHARE": self._on_share,
+        handler = {"LINK": self._on_link, "UNLINK": self._on_unlink, "SHARE": self.shares.on_share,
                    "SETUP_QUEUE": self._on_setup_queue}.get(frame.flag)
         if handler is not None:
             spawn(handler(session, frame.header), f"the {frame.flag} request of {session.label}")
@@ -174,10 +160,17 @@ class LinkExchange:
         question = (f"Device {session.peer_name or '?'} (id {readable_id(session.peer)}, at {session.conn.address}) "
                     "asks to link with this device. Compare the id with what 'ecosys id' shows on it, then "
                     "answer yes or no.")
+        if not self.questions.begin(session.peer, linked=False):
+            session.answer(("LINK", {"flag": "LINK_REFUSED", "device_id": self.me,
+                                     "error": "busy: a question from your device is already waiting"}, b""))
+            log.info("refused a LINK from %s: one is already waiting for an answer", session.label)
+            return
         try:
-            answer = await self.run_blocking(lambda: self.prompts.ask("LINK", question, timeout=PROMPT_TIMEOUT))
+            answer = await self.prompts.ask_async("LINK", question, timeout=PROMPT_TIMEOUT)
         except EcosysError:
             answer = ""
+        finally:
+            self.questions.end(session.peer)
         if is_yes(answer):
             before = link_device(self.store, self.hook, session.peer, session.peer_name)
             if before:
@@ -204,54 +197,3 @@ class LinkExchange:
         if session.peer in task_device_ids(self.store, secure_id):
             await self.run_blocking(self.sync.queue_all, secure_id, session.peer)
             session.request_flush()
-
-    async def _on_share(self, session: PeerSession, h: dict[str, Any]) -> None:
-        def reply(flag: str, **extra: Any) -> None:
-            session.answer((flag, {"flag": flag, "device_id": self.me, **extra}, b""))
-
-        try:
-            offer = TaskOffer(h["name"], h["secure_id"], TaskKind(h["kind"]), h.get("source") or None,
-                              datetime.fromisoformat(h["created_at"]), session.peer)
-        except (KeyError, ValueError, TypeError) as exc:
-            reply("SHARE_REFUSED", error=f"bad share request: {exc}")
-            return
-        try:
-            task = await self.run_blocking(self._accept_share, offer)
-        except EcosysError as exc:
-            reply("SHARE_REFUSED", secure_id=offer.secure_id, error=str(exc))
-            return
-        if task.secure_id != offer.secure_id:  # ours is older: the other side adopts it
-            reply("SHARE_REVERSE", secure_id=task.secure_id, created_at=task.created_at.isoformat())
-        else:
-            reply("SHARE_ACCEPTED", secure_id=task.secure_id)
-        self.task_added(task)
-        await self.run_blocking(self.sync.queue_all, task.secure_id, session.peer)
-        session.request_flush()
-
-    def _accept_share(self, offer: TaskOffer) -> TaskInfo:
-        """(Blocking.) The task ``offer`` becomes here: one that exists already (same secure_id, or the
-        same app by the seed's timestamp rule), else a new one where a plugin or the person says."""
-        existing = self._existing_task(offer)
-        if existing is not None:
-            link_task_device(self.store, existing.secure_id, offer.device_id)
-            self.hook.task_linked(task=existing, device_id=offer.device_id)
-            return existing
-        root = choose_task_root(self.hook, self.prompts, offer, timeout=PROMPT_TIMEOUT)
-        task = accept_task_offer(self.store, self.hook, offer, root)
-        self.sync.scan(task.secure_id)
-        return task
-
-    def _existing_task(self, offer: TaskOffer) -> TaskInfo | None:
-        tasks = list_tasks(self.store)
-        for task in tasks:
-            if task.secure_id == offer.secure_id:
-                return task
-        if offer.kind not in (TaskKind.APP, TaskKind.GRAPIN):
-            return None
-        for task in tasks:
-            if task.kind is offer.kind and task.source == offer.source:
-                decision = decide_app_link(task.created_at, task.secure_id, offer.created_at, offer.secure_id)
-                if decision is AppLinkDecision.ADOPT_REMOTE:
-                    task = adopt_secure_id(self.store, task.name, offer.secure_id)
-                return task
-        return None

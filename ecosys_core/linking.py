@@ -49,21 +49,48 @@ def unlink_device(store: Store, hook: HookRelay, device_id: str) -> None:
 FORMERLY_SHARED = "formerly_shared:"  # setting key prefix: tasks a device was linked with before its unlink
 
 
+TRUST_APP_SHARES = "trust_app_shares:"  # setting key prefix: this device may share app data without asking
+
+
+def link_path_question(offer: TaskOffer) -> str:
+    """The CHOOSELINKPATH question for ``offer``."""
+    return (f"Device {readable_id(offer.device_id)} shares the sync task {offer.name!r}. Where should it be kept "
+            "on this device? Answer with a folder path, or an empty answer to refuse.")
+
+
+def app_share_question(offer: TaskOffer, folder: Path | None) -> str:
+    """The SHARE question for an app or grapin task, naming the folder it would write."""
+    where = f"it will write into {folder}" if folder is not None else "you will be asked where it goes"
+    return (f"Device {readable_id(offer.device_id)} shares the data of {offer.source or offer.name} "
+            f"({offer.kind.value} task {offer.name!r}): {where}; files there that differ are kept as conflict "
+            "copies. Accept? Answer yes or no.")
+
+
+def root_from_answer(offer: TaskOffer, answer: str) -> Path:
+    """The folder a CHOOSELINKPATH answer names; EcosysError for an empty answer (the task is refused)."""
+    answer = answer.strip()
+    if not answer:
+        raise EcosysError(f"the task {offer.name!r} was refused")
+    return Path(answer).expanduser()
+
+
+def trusts_app_shares(store: Store, device_id: str) -> bool:
+    """True when the person said ``device_id`` may share app and grapin data without being asked."""
+    return get_setting(store, f"{TRUST_APP_SHARES}{device_id.lower()}") == "1"
+
+
+def set_trust_app_shares(store: Store, device_id: str, trusted: bool) -> None:
+    """Record whether ``device_id`` may share app and grapin data without a SHARE question."""
+    set_setting(store, f"{TRUST_APP_SHARES}{device_id.lower()}", "1" if trusted else "")
+
+
 def choose_task_root(hook: HookRelay, prompts: Prompts, offer: TaskOffer, *, timeout: float | None = None) -> Path:
     """Return where ``offer`` goes here: the first ``choose_link_path`` answer, else the user's answer to a
     CHOOSELINKPATH prompt. An empty answer refuses the offer (EcosysError)."""
     chosen = hook.choose_link_path(offer=offer)
     if chosen is not None:
         return Path(chosen)
-    answer = prompts.ask(
-        "CHOOSELINKPATH",
-        f"Device {readable_id(offer.device_id)} shares the sync task {offer.name!r}. Where should it be kept on this device? "
-        "Answer with a folder path, or an empty answer to refuse.",
-        timeout=timeout,
-    ).strip()
-    if not answer:
-        raise EcosysError(f"the task {offer.name!r} was refused")
-    return Path(answer).expanduser()
+    return root_from_answer(offer, prompts.ask("CHOOSELINKPATH", link_path_question(offer), timeout=timeout))
 
 
 def accept_task_offer(store: Store, hook: HookRelay, offer: TaskOffer, root: Path, *, name: str | None = None) -> TaskInfo:

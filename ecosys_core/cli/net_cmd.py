@@ -68,11 +68,14 @@ def devices_command(as_json: bool) -> None:
 @click.command("link")
 @click.argument("device")
 @click.option("--timeout", type=float, default=130.0, show_default=True, help="Seconds to wait for the other side.")
-def link_command(device: str, timeout: float) -> None:
-    """Ask DEVICE (id or name) to link; its user accepts or refuses ('ecosys prompts' there)."""
+@click.option("--trust-apps", is_flag=True,
+              help="DEVICE is yours: it may share app and grapin data here without asking each time.")
+def link_command(device: str, timeout: float, trust_apps: bool) -> None:
+    """Ask DEVICE (id or name) to link; its user accepts or refuses ('ecosys prompts' there). App and
+    grapin data DEVICE shares later is accepted only after you say yes (SHARE), unless --trust-apps."""
     click.echo("Waiting for the other device: answer there with 'ecosys answer LINK yes' "
                "(after checking the id it shows against 'ecosys id' here)…", err=True)
-    result = daemon_call("link", timeout=timeout + 5, device=device, timeout_s=timeout)
+    result = daemon_call("link", timeout=timeout + 5, device=device, timeout_s=timeout, trust_apps=trust_apps)
     click.echo(f"Linked with {result['name'] or readable_id(result['device_id'])}.")
     if result.get("formerly_shared"):
         click.echo(f"Before the unlink it shared: {', '.join(result['formerly_shared'])}. Nothing was shared again; "

@@ -19,6 +19,7 @@ from ..errors import EcosysError, UnsafePath
 from ..net.protocol import Frame
 from ..net.session import PeerSession
 from ..prompts import Prompts, is_yes
+from ..questions import PendingQuestions
 from .files import (
     CHUNK,
     QueueReader,
@@ -51,8 +52,10 @@ class LargageService:
     a blocking call off the event loop."""
 
     def __init__(self, me: str, name: str, folder: Path, peers: PeerDirectory, prompts: Prompts,
-                 settings: Callable[[str], str | None], run_blocking: RunBlocking) -> None:
+                 settings: Callable[[str], str | None], run_blocking: RunBlocking,
+                 questions: PendingQuestions | None = None) -> None:
         self.me, self.name = me, name
+        self.questions = questions or PendingQuestions()
         self.folder = folder
         self.peers = peers
         self.prompts = prompts
@@ -163,9 +166,15 @@ class LargageService:
         if total > free:
             refuse(f"not enough space ({total} bytes offered, {free} free)")
             return
+        if not self.questions.begin(session.peer, linked):
+            refuse("busy: earlier offers from your device are still waiting for an answer")
+            return
         offer = Offer(offer_id, "receive", session.peer, session.peer_name, frame.flag, manifest, total)
         self.offers[offer_id] = offer
-        answer = await self._ask(session, offer, linked)
+        try:
+            answer = await self._ask(session, offer, linked)
+        finally:
+            self.questions.end(session.peer)
         if answer is None:
             cancelled = offer.cancel.is_set()
             offer.move_if(OfferState.CANCELLED if cancelled else OfferState.EXPIRED)
@@ -192,9 +201,8 @@ class LargageService:
         context = (f"{session.peer_name or 'A device'} (id {readable_id(session.peer)}{', linked' if linked else ', not linked'}) "
                    f"wants to send you {what}: {len(offer.files)} file(s), {offer.total} bytes: {names}. "
                    "Accept? (yes/no)")
-        prompt_id = self.prompts.post(offer.kind, context, timeout=timeout)
         try:
-            return await self.run_blocking(lambda: self.prompts.wait(prompt_id, timeout=timeout, cancel=offer.cancel))
+            return await self.prompts.ask_async(offer.kind, context, timeout=timeout, cancel=offer.cancel)
         except EcosysError:
             return None
 

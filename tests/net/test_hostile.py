@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import struct
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from ecosys_core.net.identity import load_or_create_identity
 from ecosys_core.net.protocol import ProtocolError, encode_frame
 from ecosys_core.net.transport import connect
+from ecosys_core.prompts import Prompts
 
 from .daemons import Daemon, tree, wait_until
 
@@ -212,3 +214,46 @@ def test_a_linked_device_sending_an_endless_counter_gets_an_error_and_the_daemon
     assert "Traceback" not in d.log.read_text()
     scan = d.cli("task", "scan", "docs")
     assert scan.returncode == 0 and tree(d.root) == before
+
+
+def test_questions_waiting_for_the_person_never_stall_syncing(tmp_path):
+    """Four LINK requests from a stranger and six offers from a linked device used to hold all four
+    engine threads until their prompts expired (~2 min without syncing). Now: at most one question per
+    unlinked device and four per linked one wait, the rest are refused at once, and a change between the
+    person's own devices still arrives in about a second."""
+    from .daemons import shared_pair
+
+    stranger = load_or_create_identity(tmp_path / "stranger-identity")
+    with shared_pair(tmp_path, "docs") as (a, b):
+        async def pester() -> list[str]:
+            answers = []
+            for _ in range(4):
+                conn = await connect("127.0.0.1", b.port, stranger, b.id)
+                conn.write(encode_frame({"flag": "HELLO", "device_id": stranger.device_id, "versions": [1]}))
+                conn.write(encode_frame({"flag": "LINK", "device_id": stranger.device_id, "name": "stranger"}))
+                await conn.drain()
+                try:
+                    while (frame := await asyncio.wait_for(conn.read_frame(), 1.0)).flag == "HELLO":
+                        pass
+                    answers.append(frame.flag + ":" + frame.header.get("error", ""))
+                except asyncio.TimeoutError:
+                    answers.append("waiting")
+                finally:
+                    await conn.close()
+            return answers
+
+        answers = asyncio.run(pester())
+        assert answers[0] == "waiting" and all(x.startswith("LINK_REFUSED:busy") for x in answers[1:]), answers
+        offered = tmp_path / "offered.bin"
+        offered.write_bytes(b"x" * 100)
+        for _ in range(6):
+            assert a.cli("send", str(offered), "--to", "beta", "--no-wait").returncode == 0
+        prompts = Prompts(b.home / "prompts")
+        wait_until(lambda: len([p for p in prompts.pending() if p.flag == "OTDL"]) == 4, 10, what="four offers asked")
+        assert len([p for p in prompts.pending() if p.flag == "LINK"]) == 1
+        started = time.monotonic()
+        (a.root / "while-asked.txt").write_text("still syncing\n")
+        wait_until(lambda: (b.root / "while-asked.txt").exists(), 10, 0.02, "a change while questions wait")
+        assert time.monotonic() - started < 3.0
+        refused = [o for o in a.call("offers") if o["state"] == "declined"]
+        assert len(refused) == 2 and all("busy" in o["error"] for o in refused)
