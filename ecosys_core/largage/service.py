@@ -8,7 +8,6 @@ import logging
 import os
 import secrets
 import shutil
-import tarfile
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
@@ -91,11 +90,11 @@ class LargageService:
         return offer.public()
 
     async def _stream(self, session: PeerSession, offer: Offer) -> None:
-        """Stream ``offer``'s files as a tar in DATA frames (the tar is written by a worker thread)."""
+        """Stream ``offer``'s file contents in DATA frames (read by a worker thread)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue(maxsize=4)
         offer.move(OfferState.SENDING)  # refused when a cancel got there first: nothing is read
-        producer = loop.run_in_executor(None, _produce_tar, offer, queue, loop)
+        producer = loop.run_in_executor(None, _produce_stream, offer, queue, loop)
         try:
             buffer = bytearray()
             while True:
@@ -289,38 +288,28 @@ class LargageService:
         return cancelled
 
 
-class _Counted:
-    """A file being read into the tar, counting its bytes as the offer's progress."""
-
-    def __init__(self, fh: Any, offer: Offer) -> None:
-        self.fh, self.offer = fh, offer
-
-    def read(self, n: int = -1) -> bytes:
-        block = self.fh.read(n)
-        self.offer.add_done(len(block))
-        return block
-
-
-def _produce_tar(offer: Offer, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop) -> None:
-    """(In a worker thread.) Write ``offer``'s files as a tar into ``queue`` in blocks of at most
-    ``CHUNK``; then None, or the exception that stopped it."""
-
-    class Writer:
-        def write(self, data: bytes) -> int:
-            if offer.cancel.is_set():
-                raise EcosysError("cancelled")
-            for start in range(0, len(data), CHUNK):
-                asyncio.run_coroutine_threadsafe(queue.put(bytes(data[start:start + CHUNK])), loop).result()
-            return len(data)
+def _produce_stream(offer: Offer, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop) -> None:
+    """(In a worker thread.) Put ``offer``'s file contents, one after the other in manifest order, into
+    ``queue`` in blocks of at most ``CHUNK``; then None, or the exception that stopped it (a file that
+    changed size since it was offered, which the receiver could not tell from the next one)."""
+    def put(item: Any) -> None:
+        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
 
     try:
-        with tarfile.open(fileobj=Writer(), mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for path, arcname in offer.paths:
-                info = tar.gettarinfo(str(path), arcname)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                with open(path, "rb") as fh:
-                    tar.addfile(info, _Counted(fh, offer))
-        asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+        for (path, _), entry in zip(offer.paths, offer.files):
+            left = entry["size"]
+            with open(path, "rb") as fh:
+                while left:
+                    if offer.cancel.is_set():
+                        raise EcosysError("cancelled")
+                    block = fh.read(min(CHUNK, left))
+                    if not block:
+                        raise EcosysError(f"{entry['name']} got shorter since it was offered")
+                    put(block)
+                    offer.add_done(len(block))
+                    left -= len(block)
+                if fh.read(1):
+                    raise EcosysError(f"{entry['name']} got longer since it was offered")
+        put(None)
     except BaseException as exc:  # noqa: BLE001 - reported to the consumer
-        asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
+        put(exc)

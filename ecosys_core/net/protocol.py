@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-PROTOCOL_VERSIONS = (1,)
+PROTOCOL_VERSIONS = (2,)  # 2: largage carries file contents in manifest order, not a tar
 MAX_HEADER = 64 * 1024
 MAX_PAYLOAD = 4 * 1024 * 1024
 MAX_FRAME = 2 + MAX_HEADER + MAX_PAYLOAD

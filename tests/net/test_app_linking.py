@@ -61,7 +61,7 @@ def grapin_share(identity, to: Daemon, source: str) -> dict:
     async def scenario() -> dict:
         conn = await connect("127.0.0.1", to.port, identity, to.id)
         try:
-            conn.write(encode_frame({"flag": "HELLO", "device_id": identity.device_id, "versions": [1], "name": "mallory"}))
+            conn.write(encode_frame({"flag": "HELLO", "device_id": identity.device_id, "versions": [2], "name": "mallory"}))
             conn.write(encode_frame({"flag": "SHARE", "device_id": identity.device_id, "secure_id": "ee" * 16,
                                      "name": source, "kind": "grapin", "source": source,
                                      "created_at": "2020-01-01T00:00:00+00:00"}))

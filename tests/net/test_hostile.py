@@ -55,7 +55,7 @@ async def _session(d: Daemon, identity, payload: bytes, hello: bool) -> None:
     conn = await connect("127.0.0.1", d.port, identity, d.id)
     try:
         if hello:
-            conn.write(encode_frame({"flag": "HELLO", "device_id": identity.device_id, "versions": [1]}))
+            conn.write(encode_frame({"flag": "HELLO", "device_id": identity.device_id, "versions": [2]}))
         conn.write(payload)
         await conn.drain()
         try:  # whatever the daemon answers (an ERROR, its HELLO) or its closing the connection
@@ -135,7 +135,7 @@ def test_unlinked_device_cannot_change_anything(target):
 def test_a_device_claiming_another_id_is_refused(target):
     d, attacker, linked, *_ = target
     # the TLS certificate is the attacker's; the HELLO claims the linked device's id
-    frame = encode_frame({"flag": "HELLO", "device_id": linked.device_id, "versions": [1]})
+    frame = encode_frame({"flag": "HELLO", "device_id": linked.device_id, "versions": [2]})
     asyncio.run(_session(d, attacker, frame, False))
     wait_until(lambda: "HELLO from the certificate's device" in d.log.read_text(), 10, what="the refusal")
     with pytest.raises(Exception):
@@ -200,7 +200,7 @@ def test_a_linked_device_sending_an_endless_counter_gets_an_error_and_the_daemon
         conn = await connect("127.0.0.1", d.port, linked, d.id)
         flags = []
         try:
-            conn.write(encode_frame({"flag": "HELLO", "device_id": me, "versions": [1]}))
+            conn.write(encode_frame({"flag": "HELLO", "device_id": me, "versions": [2]}))
             conn.write(raw_header_frame(header))
             await conn.drain()
             while True:
@@ -229,7 +229,7 @@ def test_questions_waiting_for_the_person_never_stall_syncing(tmp_path):
             answers = []
             for _ in range(4):
                 conn = await connect("127.0.0.1", b.port, stranger, b.id)
-                conn.write(encode_frame({"flag": "HELLO", "device_id": stranger.device_id, "versions": [1]}))
+                conn.write(encode_frame({"flag": "HELLO", "device_id": stranger.device_id, "versions": [2]}))
                 conn.write(encode_frame({"flag": "LINK", "device_id": stranger.device_id, "name": "stranger"}))
                 await conn.drain()
                 try:

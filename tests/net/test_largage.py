@@ -8,12 +8,12 @@ import hashlib
 import io
 import json
 import os
-import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
+from ecosys_core.errors import UnsafePath
 from ecosys_core.net.identity import load_or_create_identity
 from ecosys_core.net.protocol import encode_frame
 from ecosys_core.net.transport import connect
@@ -220,46 +220,27 @@ def test_unlinked_devices_may_offer_only_when_allowed(tmp_path: Path):
 
 # -- hostile senders -------------------------------------------------------------------------------
 
-def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
-    return buffer.getvalue()
-
-
-def member(name: str, data: bytes = b"evil", kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, link
-    info.size = len(data) if kind == tarfile.REGTYPE else 0
-    return info, data
-
-
-HOSTILE = {
-    "dotdot": [member("../escaped.txt")],
-    "absolute": [member("/tmp/escaped.txt")],
-    "symlink-out": [member("link", kind=tarfile.SYMTYPE, link="../../..")],
-    "hardlink-out": [member("hard", kind=tarfile.LNKTYPE, link="../outside")],
-    "device": [member("dev", kind=tarfile.CHRTYPE)],
-    "not-announced": [member("ok.txt", b"fine"), member("extra.txt", b"surprise")],
-    "wrong-content": [member("ok.txt", b"evil")],
+FINE = b"fine"
+HOSTILE = {  # what a rogue sender streams after its offer of one file "ok.txt" holding b"fine"
+    "not-announced": FINE + b"surprise",
+    "wrong-content": b"evil",
+    "short": b"fi",
 }
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_tar_aborts_and_leaves_nothing(pair, tmp_path: Path, case: str):
+def test_a_hostile_stream_aborts_and_leaves_nothing(pair, tmp_path: Path, case: str):
     a, b = pair
     attacker = load_or_create_identity(a.home / "identity")  # a linked device gone rogue
-    members = HOSTILE[case]
-    manifest = [{"name": "ok.txt", "size": 4, "sha256": hashlib.sha256(b"fine").hexdigest()}]
-    payload = tar_bytes(members)
+    manifest = [{"name": "ok.txt", "size": 4, "sha256": hashlib.sha256(FINE).hexdigest()}]
+    payload = HOSTILE[case]
     outside = tmp_path / "outside"
     outside.mkdir(exist_ok=True)
     me = attacker.device_id
 
     async def attack() -> str:
         conn = await connect("127.0.0.1", b.port, attacker, b.id)
-        frames = [encode_frame({"flag": "HELLO", "device_id": me, "versions": [1], "name": "rogue"}),
+        frames = [encode_frame({"flag": "HELLO", "device_id": me, "versions": [2], "name": "rogue"}),
                   encode_frame({"flag": "OTDL", "device_id": me, "offer_id": f"evil{case}", "name": "rogue",
                                 "total": 4}, json.dumps({"files": manifest}).encode())]
         conn.writelines(frames)
@@ -286,3 +267,26 @@ def test_hostile_tar_aborts_and_leaves_nothing(pair, tmp_path: Path, case: str):
     wait_until(lambda: list((b.home / "largage_aerien").iterdir()) == [], 10, what="cleanup")
     assert list(outside.iterdir()) == [] and not (b.home / "escaped.txt").exists()
     assert b.status()["device"]["name"] == "beta"
+
+
+@pytest.mark.parametrize("names", [["../escaped.txt"], ["/tmp/escaped.txt"], ["C:/x.txt"], ["a/../../x"],
+                                   ["same.txt", "same.txt"], ["dir", "dir/inside.txt"], ["x" * 5000]])
+def test_a_manifest_with_unsafe_names_is_refused_before_anyone_is_asked(names):
+    from ecosys_core.largage.files import parse_manifest
+
+    files = [{"name": n, "size": 1, "sha256": "ab" * 32} for n in names]
+    with pytest.raises((ValueError, UnsafePath)):
+        parse_manifest(json.dumps({"files": files}).encode())
+
+
+def test_the_stream_is_files_in_manifest_order_and_nothing_else(tmp_path: Path):
+    from ecosys_core.largage.files import extract_offer
+
+    contents = {"top/a.txt": b"alpha", "top/sub/b.bin": bytes(range(256)) * 10, "top/empty": b""}
+    manifest = [{"name": n, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for n, d in contents.items()]
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    written = []
+    extract_offer(io.BytesIO(b"".join(contents.values())), partial, manifest, written.append)
+    assert {p.relative_to(partial).as_posix(): p.read_bytes() for p in partial.rglob("*") if p.is_file()} == contents
+    assert sum(written) == sum(len(d) for d in contents.values())

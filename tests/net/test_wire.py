@@ -144,3 +144,14 @@ def test_the_end_of_the_stream_is_reported_after_the_last_frame(tmp_path: Path):
         await conn.close()
 
     assert run_pair(tmp_path, receive, send) == ["PING"]
+
+
+def test_every_flag_in_the_code_is_documented_in_the_protocol():
+    from pathlib import Path
+
+    from ecosys_core.net.protocol import FIELDS, FLAGS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
+    flags_table = doc.split("### Flags", 1)[1].split("\n## ", 1)[0]
+    assert sorted(flag for flag in FLAGS if f"| `{flag}` |" not in flags_table) == []
+    assert sorted(field for field in FIELDS if field not in doc.split("## 4. Frames", 1)[1].split("### Limits")[0]) == []
