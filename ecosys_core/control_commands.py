@@ -63,7 +63,11 @@ class DaemonParts:
 
 def command_table(parts: DaemonParts) -> dict[str, Handler]:
     """Every control command by name."""
-    store, engine, peers = parts.store, parts.engine, parts.peers
+    return {**_device_commands(parts), **_task_commands(parts), **_largage_commands(parts)}
+
+
+def _device_commands(parts: DaemonParts) -> dict[str, Handler]:
+    store, peers = parts.store, parts.peers
 
     def answer_timeout(args: dict[str, Any]) -> float:
         return float(args.get("timeout_s", PROMPT_TIMEOUT + 10))
@@ -88,6 +92,16 @@ def command_table(parts: DaemonParts) -> dict[str, Handler]:
     async def share(args: dict[str, Any]) -> Any:
         return await parts.links.share(args["task"], resolve_device(store, args["device"]), answer_timeout(args))
 
+    async def stop(args: dict[str, Any]) -> Any:
+        asyncio.get_running_loop().call_soon(parts.stop)
+        return {}
+
+    return {"status": status, "connect": connect, "link": link, "unlink": unlink, "share": share, "stop": stop}
+
+
+def _task_commands(parts: DaemonParts) -> dict[str, Handler]:
+    store, engine, peers = parts.store, parts.engine, parts.peers
+
     async def reload(args: dict[str, Any]) -> Any:
         """Tasks were added or removed from the command line while the daemon runs."""
         store.touch()
@@ -108,12 +122,12 @@ def command_table(parts: DaemonParts) -> dict[str, Handler]:
         peers.changed()
         return reports
 
-    async def stop(args: dict[str, Any]) -> Any:
-        asyncio.get_running_loop().call_soon(parts.stop)
-        return {}
+    return {"reload": reload, "rescan": scan, "scan": scan}
 
+
+def _largage_commands(parts: DaemonParts) -> dict[str, Handler]:
     async def send(args: dict[str, Any]) -> Any:
-        return await parts.largage.send(resolve_device(store, args["device"]), list(args["paths"]))
+        return await parts.largage.send(resolve_device(parts.store, args["device"]), list(args["paths"]))
 
     async def offers(args: dict[str, Any]) -> Any:
         return [o.public() for o in parts.largage.offers.values()]
@@ -121,6 +135,4 @@ def command_table(parts: DaemonParts) -> dict[str, Handler]:
     async def cancel(args: dict[str, Any]) -> Any:
         return await parts.largage.cancel(args.get("offer_id"))
 
-    return {"status": status, "connect": connect, "link": link, "unlink": unlink, "share": share,
-            "reload": reload, "rescan": scan, "scan": scan, "stop": stop, "send": send, "offers": offers,
-            "cancel": cancel}
+    return {"send": send, "offers": offers, "cancel": cancel}

@@ -82,6 +82,7 @@ class Node:
         self.watcher: TaskWatcher | None = None
         self.peers = Peers(self.identity, self.name, self.store, self.engine, self.run_blocking, self._route,
                            self._session_ended)
+        self.peers.idle_timeout = float(get_setting(self.store, "session_idle_timeout_s") or self.peers.idle_timeout)
         questions = PendingQuestions()  # what peers ask the person, bounded together
         self.largage = LargageService(self.identity.device_id, self.name, home.largage, self.peers, self.prompts,
                                       lambda key: get_setting(self.store, key), self.run_blocking, questions)

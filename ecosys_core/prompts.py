@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from .errors import NotFound, PromptTimeout
 
@@ -98,49 +98,50 @@ class Prompts:
 
         Raises PromptTimeout when ``timeout`` seconds pass (or ``cancel`` is set) with no answer.
         """
-        deadline = time.monotonic() + timeout if timeout is not None else None
-        context_bytes = self._read_meta(prompt_id)["context_bytes"]
-        last_size = -1
         try:
-            while True:
-                answer, last_size = self._answer(prompt_id, context_bytes, last_size, deadline, cancel)
+            for answer in self._answers(prompt_id, timeout, cancel):
                 if answer is not None:
                     return answer
                 time.sleep(poll)
         finally:
             self._remove(prompt_id)
+        raise AssertionError("unreachable: _answers never ends")  # pragma: no cover
 
     async def wait_async(self, prompt_id: str, *, timeout: float | None = None, poll: float = 0.1,
                          cancel: threading.Event | None = None) -> str:
         """:meth:`wait` for an event loop: waiting for a person holds no thread."""
-        deadline = time.monotonic() + timeout if timeout is not None else None
-        context_bytes = self._read_meta(prompt_id)["context_bytes"]
-        last_size = -1
         try:
-            while True:
-                answer, last_size = self._answer(prompt_id, context_bytes, last_size, deadline, cancel)
+            for answer in self._answers(prompt_id, timeout, cancel):
                 if answer is not None:
                     return answer
                 await asyncio.sleep(poll)
         finally:
             self._remove(prompt_id)
+        raise AssertionError("unreachable: _answers never ends")  # pragma: no cover
+
+    def _answers(self, prompt_id: str, timeout: float | None, cancel: threading.Event | None
+                 ) -> Iterator[str | None]:
+        """None at each look while the prompt is unanswered, then its answer; PromptTimeout past the
+        deadline or once cancelled. A seed front end only appends: its answer is complete once the file
+        stops growing."""
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        context_bytes = self._read_meta(prompt_id)["context_bytes"]
+        last_size = -1
+        while True:
+            btf = self._btf(prompt_id)
+            size = btf.stat().st_size if btf.exists() else 0
+            if self._done(prompt_id).exists() or (size > context_bytes and size == last_size):
+                yield btf.read_bytes()[context_bytes:].decode("utf-8", errors="replace")
+                return
+            last_size = size
+            if (deadline is not None and time.monotonic() >= deadline) or (cancel is not None and cancel.is_set()):
+                raise PromptTimeout(f"nobody answered the {prompt_id} prompt in time")
+            yield None
 
     async def ask_async(self, flag: str, context: str, *, timeout: float | None = None,
                         cancel: threading.Event | None = None) -> str:
         """:meth:`ask` for an event loop (see :meth:`wait_async`)."""
         return await self.wait_async(self.post(flag, context, timeout=timeout), timeout=timeout, cancel=cancel)
-
-    def _answer(self, prompt_id: str, context_bytes: int, last_size: int, deadline: float | None,
-                cancel: threading.Event | None) -> tuple[str | None, int]:
-        """(the answer if given, the .btf size seen); PromptTimeout past ``deadline`` or once cancelled.
-        A seed front end only appends: its answer is complete once the file stops growing."""
-        btf = self._btf(prompt_id)
-        size = btf.stat().st_size if btf.exists() else 0
-        if self._done(prompt_id).exists() or (size > context_bytes and size == last_size):
-            return btf.read_bytes()[context_bytes:].decode("utf-8", errors="replace"), size
-        if (deadline is not None and time.monotonic() >= deadline) or (cancel is not None and cancel.is_set()):
-            raise PromptTimeout(f"nobody answered the {prompt_id} prompt in time")
-        return None, size
 
     def ask(self, flag: str, context: str, *, timeout: float | None = None, poll: float = 0.05,
             cancel: threading.Event | None = None) -> str:

@@ -11,7 +11,12 @@ from ..background import spawn
 from ..device_ids import printable, readable_id
 from ..errors import EcosysError, NotFound
 from ..store import Store
-from ..store.devices import get_device, list_devices, upsert_device
+from ..store.devices import (
+    forget_unlinked_beyond,
+    get_device,
+    list_devices,
+    upsert_device,
+)
 from .identity import Identity
 from .protocol import Frame
 from .session import PeerSession, SyncPort
@@ -19,6 +24,10 @@ from .transport import Incoming, accept, connect
 
 log = logging.getLogger("ecosys.daemon")
 RunBlocking = Callable[..., Awaitable[Any]]
+IDLE_TIMEOUT = 90.0  # seconds without a frame (sessions PING every third of it)
+MAX_UNLINKED_SESSIONS = 32  # sessions with devices that are not linked, all together
+MAX_HANDSHAKES = 64  # connections not through their TLS handshake yet
+MAX_UNLINKED_DEVICES = 256  # devices seen but not linked, kept in the store (oldest forgotten first)
 FrameHandler = Callable[[PeerSession, Frame], Awaitable[None]]
 
 
@@ -47,9 +56,11 @@ class Peers:
         self.run_blocking = run_blocking
         self._on_frame = on_frame
         self._on_closed = on_closed
+        self.idle_timeout = IDLE_TIMEOUT
         self.sessions: dict[str, PeerSession] = {}
         self._dialing: set[str] = set()
         self._linked_cache: dict[str, bool] = {}
+        self._handshaking = 0
 
     # -- what sessions ask -----------------------------------------------------------------------
     def is_linked(self, device_id: str) -> bool:
@@ -77,8 +88,15 @@ class Peers:
 
     def session_opened(self, session: PeerSession) -> bool:
         """Keep one session per device: of two opened together (both sides dialled), the lower id's
-        dial wins on both sides; otherwise the newer one is the peer coming back."""
+        dial wins on both sides; otherwise the newer one is the peer coming back. Devices that are not
+        linked get at most ``MAX_UNLINKED_SESSIONS`` sessions all together."""
         existing = self.sessions.get(session.peer)
+        if existing is None and not self.is_linked(session.peer) and sum(
+                1 for peer in self.sessions if not self.is_linked(peer)) >= MAX_UNLINKED_SESSIONS:
+            log.info("refused a session with %s: %d unlinked devices are connected already", session.label,
+                     MAX_UNLINKED_SESSIONS)
+            spawn(session.close(), "closing a session over the unlinked limit")
+            return False
         if existing is not None and not existing.closed.is_set():
             keep_new = existing.stale() or session.dialed == (self.me < session.peer)
             if not keep_new:
@@ -89,6 +107,8 @@ class Peers:
         host = session.conn.address.rsplit(":", 1)[0]
         address = f"{host}:{session.peer_port}" if session.peer_port else None
         upsert_device(self.store, session.peer, name=session.peer_name or None, address=address, connected=True)
+        if not self.is_linked(session.peer):
+            forget_unlinked_beyond(self.store, MAX_UNLINKED_DEVICES)
         log.info("connected to %s at %s", session.label, session.conn.address)
         if self.is_linked(session.peer):
             session.request_flush()
@@ -122,13 +142,20 @@ class Peers:
         raise EcosysError(f"device {device.name or readable_id(device_id)} is not reachable now")
 
     async def serve(self, incoming: Incoming) -> None:
-        """Run the session of an accepted connection until it ends."""
+        """Run the session of an accepted connection until it ends (at most ``MAX_HANDSHAKES``
+        connections may be in their handshake at once; each has ``HANDSHAKE_TIMEOUT`` to finish it)."""
+        if self._handshaking >= MAX_HANDSHAKES:
+            incoming.abort()
+            return
+        self._handshaking += 1
         try:
             conn = await accept(incoming, self.identity)
         except Exception as exc:  # hostile or broken handshakes must not disturb the daemon
             log.info("refused a connection: %s", exc)
             incoming.abort()
             return
+        finally:
+            self._handshaking -= 1
         if conn.peer_id == self.me:
             await conn.close()
             return
@@ -193,6 +220,7 @@ class Peers:
         upsert_device(self.store, device_id, name=printable(name)[:200] or None, address=f"{hosts[0]}:{port}",
                       connected=True)
         if not self.is_linked(device_id):
+            forget_unlinked_beyond(self.store, MAX_UNLINKED_DEVICES)
             return
         for host in hosts:
             if device_id in self.sessions or await self.dial(host, port, device_id) is not None:

@@ -54,6 +54,7 @@ class SessionHost(Protocol):
     me: str
     name: str
     port: int
+    idle_timeout: float  # seconds without a frame before a session is closed
     sync: SyncPort
 
     def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
@@ -96,6 +97,7 @@ class PeerSession:
         self.transfers: dict[str, dict[str, Any]] = {}
         self.closed = asyncio.Event()
         self.opened_at = time.monotonic()
+        self.last_heard = self.opened_at
         self._tasks: list[asyncio.Task] = []
         self.inbound = Inbound(self)
 
@@ -107,11 +109,13 @@ class PeerSession:
             if not self.host.session_opened(self):
                 return
             self._tasks = [asyncio.create_task(self.inbound.work(), name="worker"),
-                           asyncio.create_task(self._send_loop(), name="sender")]
+                           asyncio.create_task(self._send_loop(), name="sender"),
+                           asyncio.create_task(self._keepalive(), name="keepalive")]
             for task in self._tasks:
                 task.add_done_callback(self._helper_ended)
             while True:
                 frame = await self.conn.read_frame()
+                self.last_heard = time.monotonic()
                 await self._dispatch(frame)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError) as exc:
             log.info("connection with %s ended: %s", self.label, exc.__class__.__name__)
@@ -129,7 +133,20 @@ class PeerSession:
             await self.conn.close()
 
     async def close(self) -> None:
+        """End the connection (the session ends with it)."""
         await self.conn.close()
+
+    async def _keepalive(self) -> None:
+        """PING the peer every third of the idle timeout; close when nothing was heard for a whole one
+        (a peer that went away without a word, or a connection held open on purpose)."""
+        timeout = self.host.idle_timeout
+        while True:
+            await asyncio.sleep(timeout / 3)
+            if time.monotonic() - self.last_heard > timeout:
+                log.info("closing the idle connection with %s (nothing heard for %.0f s)", self.label, timeout)
+                await self.conn.close()
+                return
+            await self._try_send({"flag": "PING", "device_id": self.host.me})
 
     def _helper_ended(self, task: asyncio.Task) -> None:
         """The worker and the sender run as long as the connection; one that ended failed (the store

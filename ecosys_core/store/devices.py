@@ -127,3 +127,17 @@ def task_device_ids(store: Store, secure_id: str) -> list[str]:
             .join(SyncTask, SyncTask.id == TaskDevice.task_id).where(SyncTask.secure_id == secure_id)
         )
         return sorted(r[0] for r in rows)
+
+
+def forget_unlinked_beyond(store: Store, keep: int) -> int:
+    """Delete the devices that are not linked, least recently seen first, until at most ``keep`` are
+    left (a stranger's fresh certificates must not grow the store for ever); return how many went."""
+    with store.session() as session:
+        rows = session.scalars(select(Device).where(Device.linked.is_(False))
+                               .order_by(Device.last_seen.desc().nulls_last(), Device.id.desc())).all()
+        extra = rows[keep:]
+        for row in extra:
+            session.delete(row)
+        if extra:
+            store.touch()
+        return len(extra)

@@ -232,7 +232,18 @@ def clear_staging(staging: Path) -> None:
 
 
 def commit_temp(temp: Path, target: Path, modified_ns: int | None = None) -> os.stat_result:
-    """Give ``temp`` the origin's mtime, rename it over ``target`` and make it durable; return its stat."""
+    """Give ``temp`` the origin's mtime, rename it over ``target`` and make it durable; return its stat.
+    If any step fails, ``temp`` is removed (nothing is left in the staging folder) and the error raised."""
+    try:
+        _publish(temp, target, modified_ns)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+    return os.stat(target)
+
+
+def _publish(temp: Path, target: Path, modified_ns: int | None) -> None:
     try:  # a replaced file keeps its permissions; a new one gets the usual ones (mkstemp made it 0600)
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
@@ -253,8 +264,6 @@ def commit_temp(temp: Path, target: Path, modified_ns: int | None = None) -> os.
             os.utime(beside, ns=(modified_ns, modified_ns))
         os.replace(beside, target)
         temp.unlink(missing_ok=True)
-    fsync_dir(target.parent)
-    return os.stat(target)
 
 
 def _read_umask() -> int:

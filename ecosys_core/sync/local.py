@@ -35,7 +35,7 @@ from .chunking import Signature, digest_file
 from .context import TaskContext, TaskContexts, short_id
 from .delta import BSDIFF_MAX
 from .objects import ObjectStore
-from .scanner import RACY_NS, ScanResult, scan_paths, scan_tree
+from .scanner import RACY_NS, ScanResult, indexable_name, scan_paths, scan_tree
 
 log = logging.getLogger(__name__)
 SHADOW_MIN = 16 << 10  # smaller files travel whole: a delta would not be smaller
@@ -110,7 +110,7 @@ class LocalChanges:
                 batch = IndexBatch(session, task.id, under=folder)
                 result = scan_tree(root, batch.fingerprints, batch.stats, under=folder, excluded=excluded)
                 report += self._record(task, result, batch.get, batch.put, batch.queue, targets)
-            paths = [p for p in paths or () if not any(p.startswith(f + "/") for f in folders)]
+            paths = [p for p in paths or () if not any(p.startswith(f + "/") for f in folders) and indexable_name(p)]
             known = {p: FileStat(e.size, e.mtime_ns, e.deleted, e.hash)
                      for p in paths if (e := get_entry(session, task.id, p)) is not None}
             result = scan_paths(root, known, paths, excluded)

@@ -5,6 +5,7 @@ Knows nothing of the database: it is given the current entries and returns obser
 
 from __future__ import annotations
 
+import logging
 import os
 import stat as stat_mod
 import threading
@@ -19,6 +20,7 @@ from .chunking import FileDigest, digest_file
 from .delta import BSDIFF_MAX
 from .fsio import TEMP_PREFIX, is_temp_name
 
+log = logging.getLogger(__name__)
 IGNORED_NAMES = frozenset({".ecosys", ".DS_Store", "Thumbs.db", "desktop.ini"})
 
 
@@ -200,7 +202,9 @@ def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int
         walk, indexed = _walk_folder(root, under, racy_after), fingerprints()
     else:
         walk, indexed = _walk_while_loading(root, racy_after, fingerprints)
-    found = walk.files
+    found = _indexable(root, walk.files)
+    if found is not walk.files:
+        walk.racy = [path for path in walk.racy if path in found]
     if excluded:
         found = {path: stamp for path, stamp in found.items() if not path.startswith(excluded)}
         walk.racy = [path for path in walk.racy if not path.startswith(excluded)]
@@ -219,6 +223,30 @@ def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int
         missing = {path for path in missing if not path.startswith(hidden)}
     result.missing = sorted(missing)
     return result
+
+
+def _indexable(root: Path, found: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """``found`` without the paths the index cannot hold (names that are not valid UTF-8, read with
+    surrogate escapes): each is logged and skipped, never fatal to the task. Checked in one go first,
+    since they are rare."""
+    try:
+        "\n".join(found).encode("utf-8")
+        return found
+    except UnicodeEncodeError:
+        pass
+    bad = [path for path in found if not indexable_name(path)]
+    log.warning("%s: %d file name(s) that are not valid UTF-8 are not synced, such as %r", root, len(bad),
+                os.fsencode(bad[0]))
+    return {path: stamp for path, stamp in found.items() if indexable_name(path)}
+
+
+def indexable_name(path: str) -> bool:
+    """True when the index can hold ``path`` (valid UTF-8: no surrogate escapes)."""
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _walk_folder(root: Path, under: str, racy_after: int) -> TreeWalk:
@@ -262,7 +290,7 @@ def scan_paths(root: Path, known: Mapping[str, FileStat], paths: Iterable[str],
         raise RootUnavailable(f"cannot read the folder {root}: it is missing or not a folder")
     result = ScanResult()
     for rel in sorted(set(paths)):
-        if any(_ignored(part) for part in rel.split("/")) or rel.startswith(excluded):
+        if any(_ignored(part) for part in rel.split("/")) or rel.startswith(excluded) or not indexable_name(rel):
             continue
         try:
             st = os.lstat(root.joinpath(*rel.split("/")))

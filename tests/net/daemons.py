@@ -158,6 +158,18 @@ def share(a: Daemon, task: str, b: Daemon, where: Path | None) -> None:
     assert "error" not in box, box.get("error")
 
 
+def two_daemons(base: Path, task: str = "docs") -> tuple[Daemon, Daemon]:
+    """alpha, with a folder holding ``x.txt`` added as ``task``, and beta dialling it; both started
+    (not linked). The caller stops them."""
+    a, b = Daemon(base, "alpha"), Daemon(base, "beta")
+    (a.root / "x.txt").write_text("x")
+    assert a.cli("task", "add", str(a.root), "--name", task).returncode == 0
+    b.peers = [f"127.0.0.1:{a.port}"]
+    a.start()
+    b.start()
+    return a, b
+
+
 @contextmanager
 def shared_pair(base: Path, task: str) -> Iterator[tuple[Daemon, Daemon]]:
     """alpha and beta, linked, alpha's folder shared with beta as ``task`` and its first file

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .daemons import Daemon, wait_until
+from .daemons import Daemon, two_daemons, wait_until
 
 
 def keys(status: dict) -> dict:
@@ -36,12 +36,7 @@ def test_task_scan_is_done_by_the_running_daemon_and_in_process_without_one(tmp_
 
 
 def test_the_status_has_one_shape_with_and_without_a_daemon(tmp_path: Path):
-    a, b = Daemon(tmp_path, "alpha"), Daemon(tmp_path, "beta")
-    (a.root / "x.txt").write_text("x")
-    assert a.cli("task", "add", str(a.root), "--name", "docs").returncode == 0
-    b.peers = [f"127.0.0.1:{a.port}"]
-    a.start()
-    b.start()
+    a, b = two_daemons(tmp_path)
     try:
         wait_until(lambda: a.connected_to(b), 20, what="a connection")
         live = json.loads(a.cli("status", "--json").stdout)

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from .daemons import Daemon, link, receiving, share, shared_pair, tree, wait_until, write_random
+from .daemons import (
+    Daemon,
+    link,
+    receiving,
+    share,
+    shared_pair,
+    tree,
+    wait_until,
+    write_random,
+)
 
 
 @pytest.fixture

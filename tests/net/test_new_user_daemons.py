@@ -13,7 +13,15 @@ from pathlib import Path
 
 from ecosys_core.prompts import Prompts
 
-from .daemons import Daemon, in_thread, link, share, shared_pair, wait_until
+from .daemons import (
+    Daemon,
+    in_thread,
+    link,
+    share,
+    shared_pair,
+    two_daemons,
+    wait_until,
+)
 
 
 def test_a_second_daemon_on_one_home_exits_naming_the_first_and_changes_nothing(tmp_path: Path):
@@ -89,12 +97,7 @@ def test_a_folder_answer_the_daemon_cannot_use_refuses_the_share_and_creates_not
 
 
 def test_after_an_unlink_the_device_is_linked_again_by_name_and_told_what_was_shared(tmp_path: Path):
-    a, b = Daemon(tmp_path, "alpha"), Daemon(tmp_path, "beta")
-    (a.root / "x.txt").write_text("x")
-    assert a.cli("task", "add", str(a.root), "--name", "docs").returncode == 0
-    b.peers = [f"127.0.0.1:{a.port}"]
-    a.start()
-    b.start()
+    a, b = two_daemons(tmp_path)
     try:
         link(a, b)
         share(a, "docs", b, b.root)

@@ -18,7 +18,7 @@ class FailingNode:
     """A ``SessionHost`` whose blocking calls (the engine's, for pending work first) fail."""
 
     def __init__(self, me: str) -> None:
-        self.me, self.name, self.port = me, "server", 0
+        self.me, self.name, self.port, self.idle_timeout = me, "server", 0, 90.0
         self.sync = None  # never reached: run_blocking fails before calling it
         self.closed: list[PeerSession] = []
 

@@ -78,3 +78,22 @@ def test_unlistable_subfolder_is_not_deleted(tmp_path: Path, monkeypatch: pytest
     assert not entries(a)["private/secret.txt"].deleted
     meet(a, b)
     assert b.files() == {"private/secret.txt": b"s", "open.txt": b"o2"}
+
+
+def test_a_name_the_index_cannot_hold_is_skipped_not_fatal(tmp_path: Path, caplog):
+    """A file whose name is not valid UTF-8 used to make every scan of its task fail."""
+    import os
+
+    from ecosys_core.store.index import load_entries, task_row
+
+    from .harness import SECURE_ID, make_devices
+
+    (a,) = make_devices(tmp_path, 1)
+    with open(os.path.join(os.fsencode(a.root), b"\xff-latin1.txt"), "wb") as fh:
+        fh.write(b"x")
+    a.write("fine.txt", b"ok")
+    assert a.scan().changed == 1
+    assert a.engine.scan(SECURE_ID, [os.fsdecode(b"\xff-latin1.txt"), "fine.txt"]).changed == 0
+    with a.store.session() as s:
+        assert set(load_entries(s, task_row(s, SECURE_ID).id)) == {"fine.txt"}
+    assert "not valid UTF-8 are not synced" in caplog.text

@@ -149,3 +149,20 @@ def test_staged_temp_files_hold_their_content_however_they_are_made_durable(tmp_
     for (target, data), temp in zip(contents, temps):
         assert temp is not None and temp.parent == staging and temp.read_bytes() == data
     assert len(synced) == (0 if syncfs == "real" else len(contents))
+
+
+def test_a_temp_file_whose_publishing_fails_is_removed(tmp_path: Path):
+    import pytest
+
+    from ecosys_core.sync.fsio import atomic_writer, commit_temp
+
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    target = tmp_path / "gone" / "file.txt"  # its folder vanished meanwhile: the rename fails
+    (tmp_path / "gone").mkdir()
+    with atomic_writer(target, staging) as (fh, temp):
+        fh.write(b"content")
+    (tmp_path / "gone").rmdir()
+    with pytest.raises(OSError):
+        commit_temp(temp, target, 1_000_000_000)
+    assert list(staging.iterdir()) == []
