@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
-import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -42,20 +40,6 @@ from .types import TaskInfo
 
 log = logging.getLogger("ecosys.daemon")
 LARGAGE_FLAGS = frozenset({"OTDL", "MOTDL", "OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE", "CANCEL", "DATA"})
-
-
-def read_config(home: HomeLayout) -> dict[str, Any]:
-    """``ECOSYS_HOME/config.json`` (optional): ``{"peers": ["host:port"], "port": 22000, "mdns": true}``."""
-    path = home.root / "config.json"
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise EcosysError(f"{path}: invalid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise EcosysError(f"{path}: expected a JSON object")
-    return data
 
 
 class Node:
@@ -187,23 +171,4 @@ class Node:
         return scanned
 
 
-def run_daemon(node: Node) -> None:
-    """Run ``node`` in the foreground; Ctrl-C or SIGTERM stop it cleanly."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C raises KeyboardInterrupt instead
-                pass
-        await node.run(stop)
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
-
-
-__all__ = ["Node", "run_daemon", "read_config", "parse_peer"]
+__all__ = ["Node", "parse_peer"]

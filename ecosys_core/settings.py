@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
+
+from .errors import EcosysError
 
 HOME_ENV = "ECOSYS_HOME"
 
@@ -74,3 +78,17 @@ class HomeLayout:
 def layout(home: Path | str | None = None) -> HomeLayout:
     """Return the layout of ``home``, or of :func:`default_home` when None."""
     return HomeLayout(Path(home).expanduser() if home is not None else default_home())
+
+
+def read_config(home: HomeLayout) -> dict[str, Any]:
+    """``ECOSYS_HOME/config.json`` (optional): ``{"peers": ["host:port"], "port": 22000, "mdns": true}``."""
+    path = home.root / "config.json"
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise EcosysError(f"{path}: invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise EcosysError(f"{path}: expected a JSON object")
+    return data

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from typing import Any
 
 import click
 
-from ..daemon import Node, read_config, run_daemon
+from ..daemon import Node
 from ..logs import setup_daemon_logging
 from ..net.control import DaemonNotRunning, call
 from ..net.identity import readable_id
+from ..settings import read_config
 from ..status import device_row
 from ..store.devices import list_devices
 from .env import cli_env, echo_json, echo_table, json_option
@@ -18,6 +21,25 @@ from .env import cli_env, echo_json, echo_table, json_option
 def daemon_call(cmd: str, timeout: float = 30.0, **args: Any) -> Any:
     """One request to the running daemon of this ECOSYS_HOME."""
     return call(cli_env().layout.root / "daemon.json", cmd, args, timeout=timeout)
+
+
+def run_daemon(node: Node) -> None:
+    """Run ``node`` in the foreground; Ctrl-C or SIGTERM stop it cleanly."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C raises KeyboardInterrupt instead
+                pass
+        await node.run(stop)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
 
 
 @click.command("up")
