@@ -166,3 +166,27 @@ def test_a_temp_file_whose_publishing_fails_is_removed(tmp_path: Path):
     with pytest.raises(OSError):
         commit_temp(temp, target, 1_000_000_000)
     assert list(staging.iterdir()) == []
+
+
+class _MustNotBeRead(list):
+    """A delta whose bytes fail the test if anything reads them."""
+
+    def __iter__(self):
+        raise AssertionError("an outdated change was decoded")
+
+
+def test_an_outdated_change_is_answered_without_decoding_its_delta(tmp_path: Path):
+    """Deciding comes before decoding: a change this device already has (or has newer) costs no
+    decompression, whatever its delta holds."""
+    from dataclasses import replace
+
+    from ecosys_core.sync.messages import ModificationDone
+
+    a, b = make_devices(tmp_path, 2)
+    a.write("notes.txt", b"version one")
+    a.scan()
+    first = as_received(a.engine.outgoing(b.device_id), a.device_id)
+    assert b.engine.receive_many(a.device_id, first)
+    replayed = replace(first[0], delta=_MustNotBeRead([b"ignored"]))
+    results = b.engine.receive_many(a.device_id, [replayed])
+    assert isinstance(results[0], list) and isinstance(results[0][0], ModificationDone)
