@@ -24,6 +24,8 @@ def test_systemd_user_unit(tmp_path: Path):
     assert "enable ecosys.service" in enable(entry)
     text = entry.path.read_text()
     assert "ExecStart=" in text and "-m ecosys_core --home" in text and "'" + str(tmp_path / "eco home") + "'" in text
+    exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    assert exec_start.endswith(" up")  # default flags, as a new user starts it: zeroconf on every address
     assert "WantedBy=default.target" in text and is_enabled(entry)
     assert disable(entry).startswith("removed") and not entry.path.exists()
 
