@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import TYPE_CHECKING, Iterator
 
 from ..errors import ChangeRefused
@@ -30,7 +31,9 @@ class Inbound:
     """Received sync messages of one session: parsed, applied in batches, answered."""
 
     def __init__(self, session: PeerSession) -> None:
-        self.session = session
+        # A proxy, not a reference: the session owns this half, and a cycle between them would keep a
+        # closed connection's buffers until the cycle collector runs (0.5 MiB each, thousands under a flood).
+        self.session = weakref.proxy(session)
         self.host = session.host
         self.peer = session.peer
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()

@@ -125,8 +125,10 @@ class PeerSession:
         except asyncio.CancelledError:
             pass
         finally:
-            for task in self._tasks:
+            tasks, self._tasks = self._tasks, []
+            for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # then nothing of them refers back here
             self.inbound.connection_ended()
             self.closed.set()
             self.host.session_closed(self)

@@ -110,6 +110,11 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish(ConnectionError(str(exc)) if exc else None)
+        # Let go of the buffers and the TLS transport (with its own 256 KiB buffer) now: whoever still
+        # holds this protocol (a session, until the cycle collector gets to it) holds only a husk.
+        self._scratch = bytearray(0)
+        self._payload = None
+        self.transport = None
         self._writing_paused = False
         for waiter in self._drainers:
             if not waiter.done():
@@ -175,7 +180,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
     def _finish(self, error: BaseException | None) -> None:
         if not self._ended:
             self._ended = True
-            self._frames.append(_Ended(error))
+            self._frames.append(_Ended(_bare(error) if error is not None else None))
             self._wake()
 
     def _wake(self) -> None:
@@ -214,7 +219,9 @@ class FrameProtocol(asyncio.BufferedProtocol):
         item = self._frames[0]
         if isinstance(item, _Ended):
             if item.error is not None:
-                raise item.error
+                # A copy each time: raised, the kept one would get this frame in its traceback, and the
+                # protocol holding it would make a cycle that keeps the connection's buffers alive.
+                raise _copy(item.error)
             raise asyncio.IncompleteReadError(b"", None)
         self._frames.popleft()
         self._queued -= len(item.payload) + 64
@@ -236,10 +243,36 @@ class FrameProtocol(asyncio.BufferedProtocol):
             self._drainers.append(waiter)
             await waiter
 
+    def reading_for_close(self) -> None:
+        """Read again if a malformed frame paused reading: closing TLS needs the peer's goodbye, and a
+        paused connection would never see it (it stayed in memory, ~0.5 MiB each)."""
+        if self._reading_paused and self.transport is not None and not self.transport.is_closing():
+            self._reading_paused = False
+            self.transport.resume_reading()  # type: ignore[attr-defined]
+
+    def is_gone(self) -> bool:
+        """True once the connection was lost."""
+        return self._lost is not None and self._lost.done()
+
     async def closed(self) -> None:
         """Wait until the connection is gone."""
         if self._lost is not None:
             await asyncio.shield(self._lost)
+
+
+def _bare(error: BaseException) -> BaseException:
+    """``error`` without its traceback or the exception it was raised from: kept by the protocol, those
+    would hold the frames that held the protocol (a cycle keeping the connection's buffers alive)."""
+    error.__context__ = error.__cause__ = None
+    return error.with_traceback(None)
+
+
+def _copy(error: BaseException) -> BaseException:
+    """A new exception like ``error`` (same type and arguments), with no traceback."""
+    try:
+        return type(error)(*error.args)
+    except TypeError:  # an exception type whose arguments cannot be given back
+        return ConnectionError(str(error))
 
 
 def _decode_header(buffer: bytearray, start: int, end: int) -> dict[str, Any]:
