@@ -142,9 +142,10 @@ class Inbound:
         applied = False
         for message, result in zip(batch, results):
             applied = self._settle(message, result) or applied
-        if applied:  # what it queued goes to the others, and back to this peer (a conflict copy, a merge)
+        if applied:  # what it queued goes to the others, and back to this peer if it owes it something
             self.host.changed(except_peer=self.peer)
-            self.session.request_flush()
+            if self.host.sync.owes_back(self.peer):  # a conflict copy or a merge, sent in this meeting
+                self.session.request_flush()
 
     def _settle(self, message: Message, result: list[Message] | Exception) -> bool:
         """Send the answers (or the error) for one received message; True when it changed something here."""

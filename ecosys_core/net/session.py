@@ -47,6 +47,9 @@ class SyncPort(Protocol):
     def discard_prebuilt(self, key: Any) -> None:
         """Remove what :meth:`prebuild` wrote if the apply did not use it."""
 
+    def owes_back(self, peer: str) -> bool:
+        """True (once) when applying ``peer``'s changes queued something for ``peer`` itself."""
+
 
 class SessionHost(Protocol):
     """What a session needs of the process running it (``net.peers.Peers`` is one)."""

@@ -79,6 +79,7 @@ class SyncEngine:
         self._ready = ReadyContents()
         self.staging = Staging(store, objects, self.contexts, staging, self._ready)
         self._paths: InsideChecker | None = None  # during receive_many: folders already checked
+        self._owed_back: set[str] = set()  # peers whose own change produced something for them (a merge, a conflict copy)
 
     # -- the parts' entry points, for callers that hold one engine per device ---------------------
     def scan(self, secure_id: str, paths: Iterable[str] | None = None, *, folders: Iterable[str] = ()) -> ScanReport:
@@ -104,6 +105,15 @@ class SyncEngine:
     def pending_counts(self, secure_id: str) -> dict[str, int]:
         """:meth:`Outbox.pending_counts`: pending event count per device for the task."""
         return self.outbox.pending_counts(secure_id)
+
+    def owes_back(self, peer: str) -> bool:
+        """True (once) when applying ``peer``'s changes queued something for ``peer`` itself: a merged
+        version or a conflict copy, to be sent in the same meeting. Takes no lock (the event loop asks):
+        a set's membership and removal are atomic, and a race costs one extra look at the outbox."""
+        if peer in self._owed_back:
+            self._owed_back.discard(peer)
+            return True
+        return False
 
     def prebuild(self, peer: str, m: Modification) -> ReadyKey | None:
         """:meth:`Staging.prebuild`: write a streaming delta's content ahead, without the engine lock."""
@@ -327,3 +337,5 @@ class SyncEngine:
             queue_pending(session, ctx.id, new.path, old, new.version, targets)
             if not relay_to_peer:
                 acknowledge(session, ctx.id, new.path, peer, new.version)
+            else:
+                self._owed_back.add(peer)
