@@ -14,7 +14,6 @@ and after each (VmHWM, the peak, after resetting it where the kernel allows).
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import struct
 import sys
@@ -30,9 +29,7 @@ from bench._common import parser, report  # noqa: E402
 from ecosys_core.net.identity import load_or_create_identity  # noqa: E402
 from ecosys_core.net.protocol import encode_frame  # noqa: E402
 from ecosys_core.net.transport import connect  # noqa: E402
-from ecosys_core.store import open_store  # noqa: E402
-from ecosys_core.store.devices import link_task_device, upsert_device  # noqa: E402
-from tests.net.daemons import shared_pair, wait_until  # noqa: E402
+from tests.net.daemons import link_insider, shared_pair, wait_until  # noqa: E402
 
 
 def status_mib(pid: int, key: str) -> float:
@@ -121,12 +118,7 @@ def main() -> None:
         identities = [load_or_create_identity(base / f"h{i}") for i in range(args.connections)]
         insider = load_or_create_identity(base / "insider")
         with shared_pair(base, "docs") as (a, b):
-            secure_id = json.loads(b.cli("task", "list", "--json").stdout)[0]["secure_id"]
-            store = open_store(b.home / "ecosys.db")
-            upsert_device(store, insider.device_id, name="insider", linked=True)
-            link_task_device(store, secure_id, insider.device_id)
-            store.close()
-            b.call("reload")
+            secure_id = link_insider(b, insider)
             pid = b.proc.pid
             results["idle_rss_mib"] = status_mib(pid, "VmRSS")
             results["idle_latency_s"] = latency(a, b, args.probes, "idle")

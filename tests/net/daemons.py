@@ -4,6 +4,7 @@ port; every wait is bounded and every process is stopped by the fixture."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -188,6 +189,21 @@ def shared_pair(base: Path, task: str) -> Iterator[tuple[Daemon, Daemon]]:
     finally:
         a.stop()
         b.stop()
+
+
+def link_insider(d: Daemon, identity: Any, name: str = "insider") -> str:
+    """Make ``identity`` a linked device of running daemon ``d`` sharing its only task, as if the person
+    had linked and shared it (for hostile tests and benches); return the task's secure_id."""
+    from ecosys_core.store import open_store
+    from ecosys_core.store.devices import link_task_device, upsert_device
+
+    secure_id = json.loads(d.cli("task", "list", "--json").stdout)[0]["secure_id"]
+    store = open_store(d.home / "ecosys.db")
+    upsert_device(store, identity.device_id, name=name, linked=True)
+    link_task_device(store, secure_id, identity.device_id)
+    store.close()
+    d.call("reload")  # the daemon reads tasks and links again
+    return secure_id
 
 
 def write_random(path: Path, mib: int) -> None:

@@ -21,10 +21,8 @@ import pytest
 from ecosys_core.net.identity import load_or_create_identity
 from ecosys_core.net.protocol import ProtocolError, encode_frame
 from ecosys_core.net.transport import connect
-from ecosys_core.store import open_store
-from ecosys_core.store.devices import link_task_device, upsert_device
 
-from .daemons import shared_pair, tree, wait_until
+from .daemons import link_insider, shared_pair, tree, wait_until
 
 RSS_LIMIT_MIB = 400  # the daemon's resident memory must stay under this whatever it is sent
 FRAMES_PER_CONNECTION = 25
@@ -119,12 +117,7 @@ def run_fuzz(tmp_path: Path, count: int, seed: int) -> None:
         outside = tmp_path / "outside"
         outside.mkdir()
         (b.root / "escape").symlink_to(outside)
-        secure_id = json.loads(b.cli("task", "list", "--json").stdout)[0]["secure_id"]
-        store = open_store(b.home / "ecosys.db")
-        upsert_device(store, insider.device_id, name="insider", linked=True)
-        link_task_device(store, secure_id, insider.device_id)
-        store.close()
-        b.call("reload")
+        secure_id = link_insider(b, insider)
         before = {p: h for p, h in tree(b.root).items()}
         peak = 0.0
         sent = 0
