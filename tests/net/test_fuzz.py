@@ -139,7 +139,7 @@ def run_fuzz(tmp_path: Path, count: int, seed: int) -> None:
         started = time.monotonic()
         (a.root / "after-fuzz.txt").write_text("still syncing\n")
         wait_until(lambda: (b.root / "after-fuzz.txt").exists(), 10, 0.02, "a legitimate change")
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 1.0  # measured 0.18 s
         print(f"fuzz: {sent} frames, peak RSS {peak:.0f} MiB, sync after {time.monotonic() - started:.2f} s")
 
 
