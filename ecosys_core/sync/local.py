@@ -6,6 +6,7 @@ task's linked devices (unless a plugin's ``change_about_to_send`` says no).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -55,9 +56,12 @@ class ScanReport:
                           self.changed + other.changed, self.deleted + other.deleted)
 
 
+@functools.lru_cache(maxsize=256)
 def home_inside(root: Path, home: Path) -> tuple[str, ...]:
     """``(rel + "/",)`` when ECOSYS_HOME lies at ``rel`` inside the task ``root`` (a home moved there after
-    the task was made), else ``()``: Ecosys's own state is never indexed, so never synced."""
+    the task was made), else ``()``: Ecosys's own state is never indexed, so never synced. Remembered
+    per (root, home): a scan runs for every racy file sent, and resolving both paths costs a dozen
+    system calls; a home does not move under a running daemon."""
     try:
         rel = Path(os.path.realpath(home)).relative_to(os.path.realpath(root))
     except ValueError:
