@@ -13,9 +13,10 @@ from typing import Any, Awaitable, Callable
 from .device_ids import printable, short_id_text
 from .errors import EcosysError, NotFound
 from .largage import LargageService
-from .link_exchange import PROMPT_TIMEOUT, LinkExchange
+from .link_exchange import LinkExchange
 from .net.identity import parse_device_id
 from .net.peers import Peers, parse_peer
+from .share_requests import PROMPT_TIMEOUT
 from .store import Store
 from .store.devices import list_devices
 from .store.tasks import get_task, list_tasks
