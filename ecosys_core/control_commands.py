@@ -93,11 +93,35 @@ def _device_commands(parts: DaemonParts) -> dict[str, Handler]:
     async def share(args: dict[str, Any]) -> Any:
         return await parts.links.share(args["task"], resolve_device(store, args["device"]), answer_timeout(args))
 
+    async def share_all(args: dict[str, Any]) -> Any:
+        """Share the task with every linked device that is not a member yet, all at once; per device the
+        result or the error."""
+        task = get_task(store, args["task"])
+        members = set(await peers.run_blocking(parts.engine.members.live_members, task.secure_id))
+        targets = [d for d in list_devices(store) if d.linked and d.device_id not in members]
+        results = await asyncio.gather(*(parts.links.share(task.name, d.device_id, answer_timeout(args))
+                                         for d in targets), return_exceptions=True)
+        out = []
+        for device, result in zip(targets, results):
+            row = {"device_id": device.device_id, "name": device.name}
+            if isinstance(result, EcosysError):
+                row["error"] = str(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                row["note"] = result["note"]
+            out.append(row)
+        return {"task": task.name, "devices": out}
+
+    async def unshare(args: dict[str, Any]) -> Any:
+        return await parts.links.unshare(args["task"], resolve_device(store, args["device"]))
+
     async def stop(args: dict[str, Any]) -> Any:
         asyncio.get_running_loop().call_soon(parts.stop)
         return {}
 
-    return {"status": status, "connect": connect, "link": link, "unlink": unlink, "share": share, "stop": stop}
+    return {"status": status, "connect": connect, "link": link, "unlink": unlink, "share": share,
+            "share_all": share_all, "unshare": unshare, "stop": stop}
 
 
 def _task_commands(parts: DaemonParts) -> dict[str, Handler]:

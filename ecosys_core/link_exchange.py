@@ -48,6 +48,9 @@ class LinkPeers(Protocol):
     async def session_for(self, device_id: str) -> PeerSession:
         """A session with ``device_id``, dialling it if needed."""
 
+    def changed(self, except_peer: str | None = None) -> None:
+        """Member lists or pending events changed: let every linked session send what it should."""
+
 
 class Answers:
     """Futures waiting for a peer's answer to a request of one kind."""
@@ -88,7 +91,8 @@ class LinkExchange:
         self.run_blocking = run_blocking
         self.questions = questions
         self.answers = Answers()
-        self.shares = ShareRequests(me, store, hook, prompts, sync, run_blocking, task_added, questions)
+        self.shares = ShareRequests(me, store, hook, prompts, sync, run_blocking, task_added, questions,
+                                    peers.changed)
 
     # -- asked by this device ------------------------------------------------------------------
     async def link(self, peer: str, timeout: float, trust_apps: bool = False) -> dict[str, Any]:
@@ -106,13 +110,32 @@ class LinkExchange:
         session.request_flush()
         return {"device_id": peer, "name": session.peer_name, "formerly_shared": before}
 
+    async def link_introduced(self, peer: str, introducer: str, timeout: float) -> None:
+        """Ask ``peer``, linked here on ``introducer``'s word, to link back; unlink it again if its person
+        refuses (when it was introduced there too it answers at once, without a question)."""
+        try:
+            session = await self.peers.session_for(peer)
+            await session.send({"flag": "LINK", "device_id": self.me, "name": self.name})
+            answer = await self.answers.expect("link", peer, timeout)
+        except EcosysError as exc:
+            log.info("the device %s introduced by %s did not answer yet: %s", readable_id(peer),
+                     readable_id(introducer), exc)
+            return
+        if answer.flag != "LINK_ACCEPTED":
+            log.info("the device %s introduced by %s refused the link: unlinked here", readable_id(peer),
+                     readable_id(introducer))
+            unlink_device(self.store, self.hook, peer)
+            self.peers.forget(peer)
+
     async def unlink(self, peer: str) -> dict[str, Any]:
-        """Unlink ``peer`` here and tell it (if connected)."""
+        """Unlink ``peer`` here and tell it (if connected). It leaves every task's member list, which
+        the other members learn at their next meeting (they stop syncing with it, even if still linked)."""
         session = self.peers.live(peer)
         if session is not None:
             await session.send({"flag": "UNLINK", "device_id": self.me})
-        unlink_device(self.store, self.hook, peer)
+        unlink_device(self.store, self.hook, peer, leaves_tasks=True)
         self.peers.forget(peer)
+        self.peers.changed()
         if session is not None:
             await session.close()
         return {"device_id": peer}
@@ -123,9 +146,10 @@ class LinkExchange:
         if not self.peers.is_linked(peer):
             raise EcosysError("link the device first ('ecosys link DEVICE')")
         session = await self.peers.session_for(peer)
+        members = await self.run_blocking(self.sync.invitation, task.secure_id, peer)
         await session.send({"flag": "SHARE", "device_id": self.me, "secure_id": task.secure_id, "name": task.name,
                             "kind": task.kind.value, "source": task.source or "",
-                            "created_at": task.created_at.isoformat()})
+                            "created_at": task.created_at.isoformat(), "members": members})
         answer = await self.answers.expect("share", peer, timeout)
         if answer.flag == "SHARE_REFUSED":
             raise EcosysError(f"refused: {answer.header.get('error', 'no reason given')}")
@@ -138,8 +162,17 @@ class LinkExchange:
         await self.run_blocking(self.sync.queue_all, task.secure_id, peer)
         if answer.flag == "SHARE_REVERSE":
             await session.send({"flag": "SETUP_QUEUE", "device_id": self.me, "secure_id": task.secure_id})
-        session.request_flush()
+        self.peers.changed()  # the new member's record goes to the others
         return {"task": task.name, "secure_id": task.secure_id, "note": note}
+
+    async def unshare(self, task_name: str, peer: str) -> dict[str, Any]:
+        """Remove ``peer`` from the task's members: nothing more is sent to it or taken from it for this
+        task, here or (once they learn it) on any member; its pending events are dropped."""
+        task = get_task(self.store, task_name)
+        if not await self.run_blocking(self.sync.members.remove, task.secure_id, peer):
+            raise EcosysError(f"{readable_id(peer)} is not a member of the task {task.name!r}")
+        self.peers.changed()  # the removed device is told too, so it stops sending
+        return {"task": task.name, "device_id": peer}
 
     # -- asked by a peer -----------------------------------------------------------------------
     async def on_frame(self, session: PeerSession, frame: Frame) -> None:

@@ -30,6 +30,7 @@ def link_device(store: Store, hook: HookRelay, device_id: str, name: str) -> lis
     """Mark ``device_id`` linked (pinned) and tell the plugins (``device_linked``). Nothing that was
     shared before an unlink is shared again: the names of those tasks are returned, for the person."""
     info = upsert_device(store, device_id, name=name, linked=True)
+    set_setting(store, f"{UNLINKED_HERE}{info.device_id}", "")
     hook.device_linked(device_id=info.device_id, name=info.name)
     key = f"{FORMERLY_SHARED}{info.device_id}"
     before = json.loads(get_setting(store, key) or "[]")
@@ -38,14 +39,19 @@ def link_device(store: Store, hook: HookRelay, device_id: str, name: str) -> lis
     return before
 
 
-def unlink_device(store: Store, hook: HookRelay, device_id: str) -> None:
+def unlink_device(store: Store, hook: HookRelay, device_id: str, *, leaves_tasks: bool = False) -> None:
     """Unlink ``device_id``: its task links and pending patches go, the device stays known (so it can be
-    found and linked again, which then names the tasks shared before); tell the plugins."""
-    shared = forget_device(store, device_id)
+    found and linked again, which then names the tasks shared before); tell the plugins. ``leaves_tasks``
+    (the person unlinked it here, rather than it unlinking us): it also leaves every task's member list,
+    and no introducer links it here again."""
+    shared = forget_device(store, device_id, leaves_tasks=leaves_tasks)
+    if leaves_tasks:
+        set_setting(store, f"{UNLINKED_HERE}{device_id.lower()}", "1")
     set_setting(store, f"{FORMERLY_SHARED}{device_id.lower()}", json.dumps(shared))
     hook.device_unlinked(device_id=device_id.lower())
 
 
+UNLINKED_HERE = "unlinked_here:"  # setting key prefix: the person unlinked this device (introductions ignored)
 FORMERLY_SHARED = "formerly_shared:"  # setting key prefix: tasks a device was linked with before its unlink
 
 

@@ -45,6 +45,14 @@ APP_KINDS = (TaskKind.APP, TaskKind.GRAPIN)
 class TaskSync(Protocol):
     """What linking needs of the sync engine."""
 
+    members: Any  # ``sync.membership.Membership``
+
+    def invitation(self, secure_id: str, peer: str) -> list[dict[str, Any]]:
+        """The task's member list with ``peer`` in it, as a SHARE carries it."""
+
+    def accept_members(self, peer: str, secure_id: str, records: Any) -> bool:
+        """Merge the member list of a share accepted from ``peer``."""
+
     def queue_all(self, secure_id: str, peer: str) -> int:
         """Make every path of the task pending for ``peer`` (the setup queue)."""
 
@@ -57,8 +65,9 @@ class ShareRequests:
 
     def __init__(self, me: str, store: Store, hook: HookRelay, prompts: Prompts, sync: TaskSync,
                  run_blocking: Callable[..., Awaitable[Any]], task_added: Callable[[TaskInfo], None],
-                 questions: PendingQuestions) -> None:
+                 questions: PendingQuestions, changed: Callable[[], None]) -> None:
         self.me = me
+        self.changed = changed
         self.store, self.hook, self.prompts, self.sync = store, hook, prompts, sync
         self.run_blocking = run_blocking
         self.task_added = task_added
@@ -91,9 +100,14 @@ class ShareRequests:
             reply("SHARE_REVERSE", secure_id=task.secure_id, created_at=task.created_at.isoformat())
         else:
             reply("SHARE_ACCEPTED", secure_id=task.secure_id)
+        if isinstance(h.get("members"), list):
+            try:
+                await self.run_blocking(self.sync.accept_members, session.peer, task.secure_id, h["members"])
+            except EcosysError as exc:  # the share stands; the list comes again at the next meeting
+                log.warning("the member list shared by %s was refused: %s", session.label, exc)
         self.task_added(task)
         await self.run_blocking(self.sync.queue_all, task.secure_id, session.peer)
-        session.request_flush()
+        self.changed()  # the other members learn of this device
 
     async def _accept(self, offer: TaskOffer) -> TaskInfo:
         """The task ``offer`` becomes here; EcosysError when refused (by the person or the checks)."""

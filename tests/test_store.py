@@ -40,12 +40,12 @@ def test_migrations_run_in_order_from_the_recorded_version(tmp_path: Path, monke
     open_store(tmp_path / "ecosys.db").close()
     ran = []
 
-    def v2(conn):
+    def next_one(conn):
         ran.append(2)
         conn.exec_driver_sql("ALTER TABLE devices ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(database, "MIGRATIONS", [*database.MIGRATIONS, v2])
-    monkeypatch.setattr(database, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(database, "MIGRATIONS", [*database.MIGRATIONS, next_one])
+    monkeypatch.setattr(database, "SCHEMA_VERSION", len(database.MIGRATIONS))
     store = database.open_store(tmp_path / "ecosys.db")
     assert ran == [2] and "note" in {c["name"] for c in sa_inspect(store.engine).get_columns("devices")}
     store.close()
@@ -127,4 +127,35 @@ def test_a_batch_commits_once_and_a_failing_block_inside_is_undone_alone(tmp_pat
             assert other.execute("select count(*) from file_entries").fetchone() == (0,)
     with store.session() as session:
         assert {p for p in ("kept", "undone", "after") if get_entry(session, task_id, p)} == {"kept", "after"}
+    store.close()
+
+
+def test_a_version_1_store_gets_member_lists_from_its_task_links(tmp_path: Path):
+    """A store written before member lists (schema 1) keeps syncing with the devices it was linked with:
+    each task link becomes a confirmed member added here."""
+    from ecosys_core.store.devices import task_device_ids
+    from ecosys_core.store.members import read_members
+
+    path = tmp_path / "ecosys.db"
+    raw = sqlite3.connect(path)
+    raw.executescript("""
+        CREATE TABLE settings (key VARCHAR(64) PRIMARY KEY, value VARCHAR);
+        INSERT INTO settings VALUES ('schema_version', '1');
+        CREATE TABLE devices (id INTEGER PRIMARY KEY, device_id VARCHAR(64) UNIQUE, name VARCHAR, last_address VARCHAR,
+            is_connected BOOLEAN, last_seen DATETIME, linked BOOLEAN, created_at DATETIME);
+        CREATE TABLE sync_tasks (id INTEGER PRIMARY KEY, secure_id VARCHAR(64) UNIQUE, name VARCHAR UNIQUE, root VARCHAR,
+            kind VARCHAR(16), source VARCHAR, backup_mode BOOLEAN, created_at DATETIME);
+        CREATE TABLE task_devices (task_id INTEGER REFERENCES sync_tasks(id) ON DELETE CASCADE,
+            device_id INTEGER REFERENCES devices(id) ON DELETE CASCADE, receiving_update BOOLEAN, linked_at DATETIME,
+            PRIMARY KEY (task_id, device_id));
+        INSERT INTO devices VALUES (1, '""" + "ab" * 32 + """', 'b', NULL, 0, NULL, 1, '2026-01-01 00:00:00');
+        INSERT INTO sync_tasks VALUES (1, '""" + "5e" * 16 + """', 'docs', '/tmp/x', 'folder', NULL, 0, '2026-01-01 00:00:00');
+        INSERT INTO task_devices VALUES (1, 1, 0, '2026-01-01 00:00:00');
+    """)
+    raw.close()
+    store = open_store(path)
+    with store.session() as session:
+        members = read_members(session, 1)
+    assert members["ab" * 32].confirmed and not members["ab" * 32].member.removed
+    assert task_device_ids(store, "5e" * 16) == ["ab" * 32]
     store.close()

@@ -122,14 +122,44 @@ def connect_command(address: str) -> None:
 
 @click.command("share")
 @click.argument("task")
-@click.option("--with", "device", required=True, help="The linked device to share TASK with.")
+@click.option("--with", "device", help="The linked device to share TASK with.")
+@click.option("--all", "everyone", is_flag=True, help="Share TASK with every linked device not in it yet.")
 @click.option("--timeout", type=float, default=130.0, show_default=True)
-def share_command(task: str, device: str, timeout: float) -> None:
-    """Link sync TASK with a linked device; the other side chooses where it goes."""
+def share_command(task: str, device: str | None, everyone: bool, timeout: float) -> None:
+    """Share sync TASK with a linked device (or all of them); the other side chooses where it goes.
+    The task's other members learn of it and sync with it directly where they are linked with it."""
+    if (device is None) == (not everyone):
+        raise click.UsageError("give either --with DEVICE or --all")
     click.echo("Waiting for the other device: answer there with 'ecosys answer CHOOSELINKPATH FOLDER' "
                "(an empty answer refuses)…", err=True)
-    result = daemon_call("share", timeout=timeout + 5, task=task, device=device, timeout_s=timeout)
-    click.echo(f"{result['task']}: {result['note']}; the setup queue is on its way.")
+    if device is not None:
+        result = daemon_call("share", timeout=timeout + 5, task=task, device=device, timeout_s=timeout)
+        click.echo(f"{result['task']}: {result['note']}; the setup queue is on its way.")
+        return
+    result = daemon_call("share_all", timeout=timeout + 5, task=task, timeout_s=timeout)
+    if not result["devices"]:
+        click.echo(f"{result['task']}: every linked device is a member already.")
+    failed = False
+    for row in result["devices"]:
+        who = row["name"] or readable_id(row["device_id"])
+        if "error" in row:
+            failed = True
+            click.echo(f"{who}: {row['error']}", err=True)
+        else:
+            click.echo(f"{who}: {row['note']}; the setup queue is on its way.")
+    if failed:
+        raise SystemExit(1)
+
+
+@click.command("unshare")
+@click.argument("task")
+@click.option("--with", "device", required=True, help="The member to remove from TASK.")
+def unshare_command(task: str, device: str) -> None:
+    """Remove DEVICE from sync TASK's members, on every member as they learn it: nothing more of TASK
+    goes to it or comes from it, and what was pending for it is dropped. Its files stay where they are.
+    Only a new 'task share' brings it back."""
+    result = daemon_call("unshare", task=task, device=device)
+    click.echo(f"{readable_id(result['device_id'])} is no longer a member of {result['task']}.")
 
 
 @click.group("autostart")
@@ -170,3 +200,4 @@ def register(cli: click.Group) -> None:
     for command in (up_command, stop_command, devices_command, link_command, unlink_command, connect_command, autostart_group):
         cli.add_command(command)
     cli.commands["task"].add_command(share_command)  # type: ignore[attr-defined]
+    cli.commands["task"].add_command(unshare_command)  # type: ignore[attr-defined]

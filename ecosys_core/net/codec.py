@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..sync.messages import Message, Modification, ModificationDone, NeedState
+from ..sync.messages import Members, Message, Modification, ModificationDone, NeedState
 from .protocol import ProtocolError
 
 
@@ -23,6 +23,8 @@ def message_header(message: Message, me: str) -> tuple[dict[str, Any], bytes]:
     if isinstance(message, ModificationDone):
         return {"flag": "MODIFICATION_DONE", "device_id": me, "secure_id": message.secure_id,
                 "path": message.path, "version": message.version}, b""
+    if isinstance(message, Members):
+        return {"flag": "MEMBERS", "device_id": me, "secure_id": message.secure_id, "members": message.members}, b""
     return {"flag": "NEED_STATE", "device_id": me, "secure_id": message.secure_id, "path": message.path,
             "have_hash": message.have_hash}, message.signature
 
@@ -49,6 +51,9 @@ def header_message(header: dict[str, Any], payload: bytes) -> Message:
     if flag == "NEED_STATE":
         _need(header, "secure_id", "path", "have_hash")
         return NeedState(header["secure_id"], header["path"], header["have_hash"], payload)
+    if flag == "MEMBERS":
+        _need(header, "secure_id", "members")
+        return Members(header["secure_id"], header["members"])
     raise ProtocolError(f"{flag} is not a sync message")
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from ..errors import ChangeRefused
 from ..sync.delta import DeltaError
-from ..sync.messages import Message, Modification, NeedState, is_streaming
+from ..sync.messages import Members, Message, Modification, NeedState, is_streaming
 from .codec import header_message
 from .protocol import Frame, ProtocolError
 
@@ -105,7 +105,8 @@ class Inbound:
             # folder sync per folder). A delta still streaming in ends a batch and is written ahead on
             # its own, while what arrives after it is applied.
             batch = [await self._inbox.get()]
-            while len(batch) < BATCH_MAX and not is_streaming(batch[-1]) and not self._inbox.empty():
+            while len(batch) < BATCH_MAX and not is_streaming(batch[-1]) and not self._inbox.empty() \
+                    and not isinstance(batch[-1], Members):
                 batch.append(self._inbox.get_nowait())
             if is_streaming(batch[-1]):
                 self.session.side_task(self._receive_streaming(batch.pop()), "stream-in")
@@ -142,6 +143,8 @@ class Inbound:
         applied = False
         for message, result in zip(batch, results):
             applied = self._settle(message, result) or applied
+        if isinstance(batch[-1], Members) and not isinstance(results[-1], Exception):
+            self.host.changed()  # the list goes on to the other members; this peer gets ours if it differs
         if applied:  # what it queued goes to the others, and back to this peer if it owes it something
             self.host.changed(except_peer=self.peer)
             if self.host.sync.owes_back(self.peer):  # a conflict copy or a merge, sent in this meeting

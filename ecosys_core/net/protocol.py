@@ -22,7 +22,7 @@ FLAGS = frozenset({
     "HELLO", "PING", "ERROR",
     "LINK", "LINK_ACCEPTED", "LINK_REFUSED", "UNLINK",
     "SHARE", "SHARE_ACCEPTED", "SHARE_REFUSED", "SHARE_REVERSE", "SETUP_QUEUE",
-    "MODIFICATION", "MODIFICATION_DONE", "NEED_STATE", "DATA",
+    "MODIFICATION", "MODIFICATION_DONE", "NEED_STATE", "DATA", "MEMBERS", "INTRODUCE",
     "OTDL", "MOTDL", "OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE", "CANCEL", "ALERT_USER",
 })
 # Header fields and the JSON types they may have; anything else is refused.
@@ -32,7 +32,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
     "versions": (list,), "version": (dict,), "protocol": (int,), "port": (int,),
     "hash": (str,), "base_hash": (str,), "have_hash": (str,), "size": (int,), "modified_ns": (int,),
     "modified_by": (str,), "deleted": (bool,), "reply": (bool,), "more": (bool,), "end": (bool,),
-    "files": (list,), "total": (int,), "offer_id": (str,), "error": (str,), "message": (str,),
+    "files": (list,), "members": (list,), "devices": (list,), "introducer": (bool,), "total": (int,), "offer_id": (str,), "error": (str,), "message": (str,),
 }
 # Ranges of integer fields (docs/PROTOCOL.md, "Limits"): checked here, at the frame boundary, so a value
 # the store or the file system cannot hold never reaches them.
@@ -42,7 +42,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
 }
 MAX_COUNTER = 2**53 - 1  # version counters: exact in every JSON implementation
 MAX_VERSION_ENTRIES = 1024
-MAX_LIST = 256  # items of a list field (HELLO's versions, files)
+MAX_LIST = 256  # items of a list field (HELLO's versions, files, members, devices)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 PREAMBLE_MAGIC = b"ECOSYS1\n"
 MAX_CERT = 16 * 1024
@@ -90,7 +90,7 @@ def check_header(header: Any) -> dict[str, Any]:
     for key, (low, high) in INT_RANGES.items():
         if key in header and not low <= header[key] <= high:
             raise ProtocolError(f"{key} must be from {low} to {high}")
-    for key in ("versions", "files"):
+    for key in ("versions", "files", "members", "devices"):
         if key in header and len(header[key]) > MAX_LIST:
             raise ProtocolError(f"{key} has more than {MAX_LIST} items")
     return header

@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable, Iterator, Protocol, Sequence
 
 from ..background import spawn
 from ..device_ids import printable, short_id_text
+from ..sync.membership import digest
 from ..sync.messages import Message, Modification, is_streaming
 from .codec import inline_delta, message_header
 from .inbound import Inbound
@@ -49,6 +50,9 @@ class SyncPort(Protocol):
 
     def owes_back(self, peer: str) -> bool:
         """True (once) when applying ``peer``'s changes queued something for ``peer`` itself."""
+
+    def membership_for(self, peer: str) -> list[Any]:
+        """The member lists (``Members`` messages, with ``secure_id`` and ``members``) for ``peer``."""
 
 
 class SessionHost(Protocol):
@@ -97,6 +101,7 @@ class PeerSession:
         self._flush = False
         self.in_flight: dict[tuple[str, str], dict[str, int]] = {}  # sent, not answered yet: the version sent
         self._held_back: set[tuple[str, str]] = set()  # a newer version pending while in flight
+        self._lists_sent: dict[str, str] = {}  # secure_id → digest of the member list last sent
         self.transfers: dict[str, dict[str, Any]] = {}
         self.closed = asyncio.Event()
         self.opened_at = time.monotonic()
@@ -226,6 +231,7 @@ class PeerSession:
                 continue
             if self._flush:
                 self._flush = False
+                await self._send_member_lists()
                 pending = await self.host.run_blocking(self.host.sync.pending, self.peer)
                 todo = [item for item in pending if (item.secure_id, item.path) not in self.in_flight]
                 self._held_back.update((item.secure_id, item.path) for item in pending
@@ -239,6 +245,18 @@ class PeerSession:
                 continue
             await self._wake.wait()
             self._wake.clear()
+
+    async def _send_member_lists(self) -> None:
+        """Member lists first (what follows may depend on them): each task's, when it differs from the
+        one last sent in this session (so every meeting starts with all of them)."""
+        lists = await self.host.run_blocking(self.host.sync.membership_for, self.peer)
+        fresh = []
+        for message in lists:
+            key = digest(message.members)
+            if self._lists_sent.get(message.secure_id) != key:
+                self._lists_sent[message.secure_id] = key
+                fresh.append(message)
+        await self._send_all(fresh)
 
     def _prepare(self, items: list[Any]) -> list[Modification | None]:
         """(In a worker thread.) The modifications of pending ``items``, small deltas read inline."""
@@ -338,7 +356,7 @@ class PeerSession:
             return
         if flag == "DATA" and "offer_id" not in h:
             await self.inbound.on_data(frame)
-        elif flag in ("MODIFICATION", "MODIFICATION_DONE", "NEED_STATE"):
+        elif flag in ("MODIFICATION", "MODIFICATION_DONE", "NEED_STATE", "MEMBERS"):
             await self.inbound.on_message(frame)
         elif flag == "ERROR":
             log.warning("%s says: %s", self.label, h.get("error", "?"))

@@ -23,8 +23,18 @@ def _v1_initial(conn: Connection) -> None:
     Base.metadata.create_all(conn)
 
 
+def _v2_task_members(conn: Connection) -> None:
+    """Member lists (stop 22): every existing task link becomes a confirmed member added here."""
+    from .tables import TaskMember
+
+    TaskMember.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    conn.execute(text("INSERT OR IGNORE INTO task_members (task_id, device_id, seq, removed, added_by, changed_at, "
+                      "confirmed) SELECT td.task_id, d.device_id, 0, 0, '', 0, 1 FROM task_devices td "
+                      "JOIN devices d ON d.id = td.device_id"))
+
+
 # Append only: each function brings the schema from version i to i+1.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_task_members]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import EcosysError, NotFound
 from .database import Store
+from .members import ME, Member, now_s, read_members, refresh_all_links, refresh_task_links, write_member
 from .tables import Device, SyncTask, TaskDevice, utcnow
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -60,6 +61,8 @@ def upsert_device(store: Store, device_id: str, *, name: str | None = None, addr
                 row.last_seen = utcnow()
         if linked is not None and row.linked != linked:
             row.linked = linked
+            session.flush()
+            refresh_all_links(session)  # a member linked (or no longer) here starts (or stops) syncing
             store.touch()
         session.flush()
         return _info(row)
@@ -85,10 +88,11 @@ def list_devices(store: Store) -> list[DeviceInfo]:
         return [_info(r) for r in rows]
 
 
-def forget_device(store: Store, device_id: str) -> list[str]:
+def forget_device(store: Store, device_id: str, *, leaves_tasks: bool = False) -> list[str]:
     """Unlink the device: drop its task links and its place in every devices_to_patch, and mark it
-    unlinked. It stays known (name, address, last seen), so it can be found and linked again. Returns
-    the names of the tasks it was linked with."""
+    unlinked. It stays known (name, address, last seen), so it can be found and linked again. With
+    ``leaves_tasks`` (the person unlinked it here) it is also removed from every task's member list, a
+    removal the other members learn. Returns the names of the tasks it was linked with."""
     device_id = check_device_id(device_id)
     from .tables import PendingTarget
 
@@ -97,26 +101,39 @@ def forget_device(store: Store, device_id: str) -> list[str]:
         shared = sorted(session.scalars(
             select(SyncTask.name).join(TaskDevice, TaskDevice.task_id == SyncTask.id)
             .where(TaskDevice.device_id == row.id)))
+        if leaves_tasks:
+            for task_id in session.scalars(select(SyncTask.id)):
+                record = read_members(session, task_id).get(device_id)
+                if record is not None and not record.member.removed:
+                    write_member(session, task_id, Member(device_id, record.member.seq + 1, True, ME, now_s()))
         for link in session.scalars(select(TaskDevice).where(TaskDevice.device_id == row.id)):
             session.delete(link)
         for target in session.scalars(select(PendingTarget).where(PendingTarget.device_id == device_id)):
             session.delete(target)
         row.linked = False
+        session.flush()
+        refresh_all_links(session)
         store.touch()
         return shared
 
 
 def link_task_device(store: Store, secure_id: str, device_id: str) -> None:
-    """Link sync task ``secure_id`` with device ``device_id`` (both must exist); idempotent."""
+    """Make ``device_id`` a confirmed member of task ``secure_id`` here (both must exist; idempotent): the
+    task then syncs with it while it is linked. A device removed before comes back with a newer record."""
     device_id = check_device_id(device_id)
     with store.session() as session:
         task = session.scalar(select(SyncTask).where(SyncTask.secure_id == secure_id))
         device = session.scalar(select(Device).where(Device.device_id == device_id))
         if task is None or device is None:
             raise NotFound("unknown task or device")
-        if session.get(TaskDevice, (task.id, device.id)) is None:
-            session.add(TaskDevice(task_id=task.id, device_id=device.id))
-            store.touch()
+        record = read_members(session, task.id).get(device_id)
+        if record is None or record.member.removed:
+            seq = record.member.seq + 1 if record is not None else 0
+            write_member(session, task.id, Member(device_id, seq, False, ME, now_s()), confirmed=True)
+        else:
+            write_member(session, task.id, record.member, confirmed=True)
+        refresh_task_links(session, task.id)
+        store.touch()
 
 
 def task_device_ids(store: Store, secure_id: str) -> list[str]:

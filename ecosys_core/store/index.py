@@ -224,6 +224,7 @@ class PendingItem:
     path: str
     version: dict[str, int]
     base_hash: str
+    announce: bool = False
 
 
 def pending_for(session: Session, task_id: int, device_id: str) -> list[PendingItem]:
@@ -232,7 +233,26 @@ def pending_for(session: Session, task_id: int, device_id: str) -> list[PendingI
         select(PendingEvent).join(PendingTarget).where(PendingEvent.task_id == task_id, PendingTarget.device_id == device_id)
         .order_by(PendingEvent.id)
     )
-    return [PendingItem(e.path, dict(e.version), str(e.header.get("base_hash", ""))) for e in rows]
+    return [PendingItem(e.path, dict(e.version), str(e.header.get("base_hash", "")), bool(e.header.get("announce")))
+            for e in rows]
+
+
+def queue_announce_all(session: Session, task_id: int, device_id: str) -> int:
+    """Make every path of the task (tombstones too) pending for ``device_id``, announced: its event
+    carries the version and no content, and the device answers with what it has (MODIFICATION_DONE, or
+    NEED_STATE naming its content). For a member that may well have it all already, from another member.
+    An event already pending for others becomes announced too (a round trip more for them, never wrong)."""
+    raw = _raw(session)
+    paths = raw.execute("SELECT path, version FROM file_entries WHERE task_id = ?", (task_id,)).fetchall()
+    header = json.dumps({"base_hash": "", "base_version": {}, "announce": True})
+    stamp = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
+    raw.executemany("INSERT INTO pending_events (task_id, path, flag, version, header, payload, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, x'', ?) ON CONFLICT (task_id, path, flag) DO UPDATE SET "
+                    "header = json_set(header, '$.announce', json('true'))",
+                    [(task_id, path, MODIFICATION, version, header, stamp) for path, version in paths])
+    raw.execute("INSERT OR IGNORE INTO pending_targets (event_id, device_id) SELECT id, ? FROM pending_events "
+                "WHERE task_id = ? AND flag = ?", (device_id, task_id, MODIFICATION))
+    return len(paths)
 
 
 def acknowledge(session: Session, task_id: int, path: str, device_id: str, version: dict[str, int]) -> bool:

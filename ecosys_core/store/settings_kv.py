@@ -8,6 +8,9 @@ from .database import Store
 from .tables import Setting
 
 
+DEPARTURES = "departures"  # secure_id → {"members": [...], "to": [device ids not told yet]}: tasks left here
+
+
 def get_setting(store: Store, key: str, default: str | None = None) -> str | None:
     """Return the setting ``key`` or ``default``."""
     with store.session() as session:

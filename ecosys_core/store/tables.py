@@ -84,6 +84,24 @@ class TaskDevice(Base):
     device: Mapped[Device] = relationship(back_populates="tasks")
 
 
+class TaskMember(Base):
+    """One device's place in a task's member list (docs/sync.md, "Members"): the list travels with the
+    task, so every member knows every other. ``seq`` orders the records about one device: a higher one
+    wins, and at equal ``seq`` a removal wins, so a removal is never undone by an older list; only a new
+    share (``seq + 1``) brings a removed device back. ``device_id`` and ``added_by`` are "" for this
+    device itself. ``confirmed``: the device showed it holds the task (it sent its list, or accepted
+    our share); nothing is sent to a member before that. Local only, never on the wire."""
+
+    __tablename__ = "task_members"
+    task_id: Mapped[int] = mapped_column(ForeignKey("sync_tasks.id", ondelete="CASCADE"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    added_by: Mapped[str] = mapped_column(String(64), default="")  # who wrote this record
+    changed_at: Mapped[int] = mapped_column(Integer, default=0)  # Unix seconds, as the writer said
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class FileEntry(Base):
     """One file of a task's index: version vector, content hash, size, mtime and the tombstone flag."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from datetime import datetime, timezone
@@ -141,10 +142,33 @@ def get_task(store: Store, name_or_secure_id: str) -> TaskInfo:
 
 
 def remove_task(store: Store, name_or_secure_id: str) -> TaskInfo:
-    """Forget a task, its index, links and pending events; the folder and its files stay untouched."""
+    """Forget a task, its index, links and pending events; the folder and its files stay untouched.
+    The members it was linked with are told at the next meeting that this device left (a departure
+    record, kept until each was told), so they stop keeping changes for it."""
     with store.session() as session:
         row = _find(session, name_or_secure_id)
         info = task_info(row)
+        _record_departure(session, store, row)
         session.delete(row)
         store.touch()
         return info
+
+
+def _record_departure(session: Session, store: Store, row: SyncTask) -> None:
+    from .members import ME, now_s, read_members
+    from .settings_kv import DEPARTURES
+    from .tables import Device, Setting, TaskDevice
+
+    linked = sorted(session.scalars(select(Device.device_id).join(TaskDevice, TaskDevice.device_id == Device.id)
+                                    .where(TaskDevice.task_id == row.id)))
+    if not linked:
+        return
+    records = {d: s.member for d, s in read_members(session, row.id).items()}
+    mine = records.get(ME)
+    listed = [{"device_id": m.device_id, "seq": m.seq, "removed": m.removed, "by": m.added_by, "at": m.changed_at}
+              for d, m in records.items() if d != ME]
+    listed.append({"device_id": ME, "seq": (mine.seq + 1) if mine else 1, "removed": True, "by": ME, "at": now_s()})
+    setting = session.get(Setting, DEPARTURES)
+    departures = json.loads(setting.value) if setting else {}
+    departures[row.secure_id] = {"members": listed, "to": linked}
+    session.merge(Setting(key=DEPARTURES, value=json.dumps(departures)))

@@ -33,7 +33,8 @@ from .context import TaskContext, TaskContexts, short_id
 from .delta import BSDIFF_MAX, DeltaError
 from .fsio import commit_temp, deferred_dir_syncs, remove_empty_parents
 from .local import LocalChanges, ScanReport
-from .messages import Message, Modification, ModificationDone, NeedState, is_streaming
+from .membership import Membership
+from .messages import Members, Message, Modification, ModificationDone, NeedState, is_streaming
 from .objects import ObjectStore
 from .outbox import Outbox, PendingItem
 from .rules import Action, Decision, decide, same_content
@@ -44,11 +45,17 @@ log = logging.getLogger(__name__)
 __all__ = ["SyncEngine", "ScanReport", "TaskContext", "short_id"]
 
 
+def _alone(message: Message) -> bool:
+    """Applied outside a batch: a delta still streaming in, or a member list (what follows it may
+    depend on it, and a batch's changes are not seen by the task cache until committed)."""
+    return is_streaming(message) or isinstance(message, Members)
+
+
 def _runs(messages: Sequence[Message]) -> Iterator[Sequence[Message]]:
     """``messages`` cut into runs of messages that are all here, each streaming one being a run alone."""
     start = 0
     for i, m in enumerate(messages):
-        if is_streaming(m):
+        if _alone(m):
             if i > start:
                 yield messages[start:i]
             yield messages[i:i + 1]
@@ -78,6 +85,7 @@ class SyncEngine:
         self.outbox = Outbox(store, objects, self.contexts, self.local, self._lock)
         self._ready = ReadyContents()
         self.staging = Staging(store, objects, self.contexts, staging, self._ready)
+        self.members = Membership(store, device_id, self._lock)
         self._paths: InsideChecker | None = None  # during receive_many: folders already checked
         self._owed_back: set[str] = set()  # peers whose own change produced something for them (a merge, a conflict copy)
 
@@ -105,6 +113,18 @@ class SyncEngine:
     def pending_counts(self, secure_id: str) -> dict[str, int]:
         """:meth:`Outbox.pending_counts`: pending event count per device for the task."""
         return self.outbox.pending_counts(secure_id)
+
+    def invitation(self, secure_id: str, peer: str) -> list[dict]:
+        """:meth:`Membership.invitation`: the member list a SHARE to ``peer`` carries."""
+        return self.members.invitation(secure_id, peer)
+
+    def accept_members(self, peer: str, secure_id: str, records: object) -> bool:
+        """Merge the member list of a share this device accepted from ``peer`` (ChangeRefused if bad)."""
+        return self.members.receive(peer, Members(secure_id, records), invited=True)  # type: ignore[arg-type]
+
+    def membership_for(self, peer: str) -> list[Members]:
+        """:meth:`Membership.for_peer`: the member lists to send ``peer`` at a meeting."""
+        return self.members.for_peer(peer)
 
     def owes_back(self, peer: str) -> bool:
         """True (once) when applying ``peer``'s changes queued something for ``peer`` itself: a merged
@@ -137,6 +157,9 @@ class SyncEngine:
                 return self._on_need_state(peer, message)
             if isinstance(message, Modification):
                 return self._on_modification(peer, message)
+            if isinstance(message, Members):
+                self.members.receive(peer, message)
+                return []
         raise ChangeRefused(f"unknown message {type(message).__name__}")
 
     def receive_many(self, peer: str, messages: Sequence[Message]) -> list[list[Message] | Exception]:
@@ -155,7 +178,7 @@ class SyncEngine:
             self._paths = InsideChecker()
             try:
                 for run in _runs(messages):
-                    if is_streaming(run[0]):
+                    if _alone(run[0]):
                         self._receive_each(peer, run, results)
                         continue
                     with self.store.batch(), deferred_dir_syncs(), self.staging.batch(peer, run, self._paths):

@@ -58,7 +58,19 @@ class NeedState:
     flag = "NEED_STATE"
 
 
-Message = Union[Modification, ModificationDone, NeedState]
+@dataclass
+class Members:
+    """A task's member list as the sender knows it (``sync.membership``): records with ``device_id``,
+    ``seq``, ``removed``, ``by`` and ``at``. Sent at each meeting and when the list changes."""
+
+    secure_id: str
+    members: list = field(default_factory=list)
+    path: str = ""  # not about a path: errors about it name none
+
+    flag = "MEMBERS"
+
+
+Message = Union[Modification, ModificationDone, NeedState, Members]
 
 
 def is_streaming(message: Message) -> bool:

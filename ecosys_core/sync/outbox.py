@@ -37,6 +37,7 @@ class PendingItem(NamedTuple):
     path: str
     base_hash: str
     version: dict[str, int]
+    announce: bool = False  # send the version only; the peer says what it has
 
 
 class Outbox:
@@ -55,7 +56,7 @@ class Outbox:
         out: list[PendingItem] = []
         with self._lock, self.store.session() as session:
             for task in tasks_linked_with(session, peer):
-                out += [PendingItem(task.info.secure_id, item.path, item.base_hash, item.version)
+                out += [PendingItem(task.info.secure_id, item.path, item.base_hash, item.version, item.announce)
                         for item in pending_for(session, task.id, peer)]
         return out
 
@@ -70,7 +71,8 @@ class Outbox:
         out: list[Modification | None] = []
         with self._lock, self.store.batch():
             for item in items:
-                out.append(self.modification(item.secure_id, item.path, item.base_hash))
+                out.append(self.modification(item.secure_id, item.path, item.base_hash,
+                                             announce=item.announce))
             for item, message in zip(items, out):  # writes last: the write lock is held briefly
                 if message is None:
                     self.drop_pending(item.secure_id, item.path, peer)
@@ -101,10 +103,11 @@ class Outbox:
             return pending_counts(session, self.contexts.get(secure_id).id)
 
     def modification(self, secure_id: str, path: str, base_hash: str, *, signature: Signature | None = None,
-                     reply: bool = False) -> Modification | None:
+                     reply: bool = False, announce: bool = False) -> Modification | None:
         """The current state of ``path`` as an event whose delta applies to ``base_hash`` (the receiver's
         content, described by ``signature`` when given). The file is rescanned first so the event never
-        announces a version older than the disk."""
+        announces a version older than the disk. ``announce``: no content at all; the receiver answers
+        with what it has."""
         with self._lock:
             ctx = self.contexts.get(secure_id)
             entry = self.local.fresh_entry(ctx, path)
@@ -113,7 +116,7 @@ class Outbox:
             return None  # nothing indexed, or a backup-mode deletion: this device cannot send the content
         message = Modification(secure_id, path, entry.version, entry.hash, entry.size, entry.modified_ns,
                                entry.modified_by, entry.deleted, base_hash, None, reply)
-        if entry.deleted or entry.hash == base_hash:
+        if entry.deleted or entry.hash == base_hash or (announce and not reply and signature is None):
             return message
         if not base_hash and signature is None and entry.size > BSDIFF_MAX and not reply:
             # The receiver's content is unknown: announce first, so it can answer with its signature

@@ -50,8 +50,7 @@ def test_three_devices_link_share_sync_relay_and_conflict(trio, tmp_path: Path):
     link(a, c)
     link(b, c)
     share(a, "docs", b, b.root)
-    share(a, "docs", c, c.root)
-    share(b, "docs", c, None)  # c already has the task (same secure_id): linked without a question
+    share(a, "docs", c, c.root)  # b and c learn of each other from a's member list: no share between them
     expected = tree(a.root)
     wait_until(lambda: tree(b.root) == expected and tree(c.root) == expected, 60, what="initial sync")
 

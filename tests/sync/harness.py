@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ecosys_core.errors import ChangeRefused
 from ecosys_core.settings import HomeLayout
 from ecosys_core.store import Store, open_store
 from ecosys_core.store.devices import link_task_device, upsert_device
@@ -90,6 +91,12 @@ def meet(a: Device, b: Device, max_messages: int = 100_000) -> int:
     """Let ``a`` and ``b`` exchange until neither has anything more for the other; return messages sent."""
     sent = 0
     for _ in range(20):
+        for src, dst in ((a, b), (b, a)):  # member lists first, as sessions send them
+            for message in src.engine.membership_for(dst.device_id):
+                try:
+                    dst.engine.receive(src.device_id, message)
+                except ChangeRefused:
+                    pass
         queue: list[tuple[Device, Device, Message]] = [(a, b, m) for m in a.engine.outgoing(b.device_id)]
         queue += [(b, a, m) for m in b.engine.outgoing(a.device_id)]
         if not queue:

@@ -1,0 +1,115 @@
+"""Task member lists in the store, and the links they give: a task syncs with the devices that are live,
+confirmed members of it and linked here (``task_devices``, derived from the list by
+:func:`refresh_task_links`). The merge rules are in ``sync.membership``; here records are kept as they
+are, with "" standing for this device (the store does not know its own id)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .tables import Device, PendingEvent, PendingTarget, SyncTask, TaskDevice, TaskMember
+
+ME = ""  # this device, in stored member records
+
+
+@dataclass(frozen=True)
+class Member:
+    """One record of a member list: ``device_id`` is in the task (or left it, ``removed``) as of ``seq``,
+    written by ``added_by`` at ``changed_at`` (Unix seconds)."""
+
+    device_id: str
+    seq: int
+    removed: bool
+    added_by: str
+    changed_at: int
+
+    def order(self) -> tuple[int, bool, int, str]:
+        """Records about one device compare by this: the greater one wins (a removal wins at equal seq)."""
+        return (self.seq, self.removed, self.changed_at, self.added_by)
+
+
+@dataclass(frozen=True)
+class StoredMember:
+    """A member record as this device keeps it, with whether the device showed it holds the task."""
+
+    member: Member
+    confirmed: bool
+
+
+def now_s() -> int:
+    """Unix seconds, as member records carry them."""
+    return int(time.time())
+
+
+def read_members(session: Session, task_id: int) -> dict[str, StoredMember]:
+    """The task's member records by device id ("" is this device; absent means a member since creation)."""
+    rows = session.scalars(select(TaskMember).where(TaskMember.task_id == task_id))
+    return {r.device_id: StoredMember(Member(r.device_id, r.seq, r.removed, r.added_by, r.changed_at), r.confirmed)
+            for r in rows}
+
+
+def write_member(session: Session, task_id: int, member: Member, *, confirmed: bool | None = None) -> None:
+    """Store ``member`` (replacing the record about the same device); ``confirmed`` None keeps the flag."""
+    row = session.get(TaskMember, (task_id, member.device_id))
+    if row is None:
+        row = TaskMember(task_id=task_id, device_id=member.device_id, confirmed=bool(confirmed))
+        session.add(row)
+    elif confirmed is not None:
+        row.confirmed = confirmed
+    row.seq, row.removed, row.added_by, row.changed_at = member.seq, member.removed, member.added_by, member.changed_at
+    session.flush()
+
+
+def set_confirmed(session: Session, task_id: int, device_id: str) -> bool:
+    """Mark ``device_id`` as having shown it holds the task; True when it had not before."""
+    row = session.get(TaskMember, (task_id, device_id))
+    if row is None or row.confirmed:
+        return False
+    row.confirmed = True
+    session.flush()
+    return True
+
+
+def refresh_task_links(session: Session, task_id: int) -> tuple[set[str], set[str]]:
+    """Make the task's links (``task_devices``) what its member list says: every live, confirmed member
+    that is linked here, none when this device itself was removed. Pending events of devices that lose
+    their link are dropped. Returns (devices that gained their link, devices that lost it)."""
+    members = read_members(session, task_id)
+    me = members.get(ME)
+    wanted: set[str] = set()
+    if me is None or not me.member.removed:
+        live = [d for d, m in members.items() if d != ME and m.confirmed and not m.member.removed]
+        if live:
+            wanted = set(session.scalars(select(Device.device_id).where(Device.device_id.in_(live),
+                                                                        Device.linked.is_(True))))
+    rows = {device_id: link for link, device_id in session.execute(
+        select(TaskDevice, Device.device_id).join(Device, Device.id == TaskDevice.device_id)
+        .where(TaskDevice.task_id == task_id))}
+    lost = set(rows) - wanted
+    for device_id in lost:
+        session.delete(rows[device_id])
+    if lost:
+        events = select(PendingEvent.id).where(PendingEvent.task_id == task_id)
+        session.execute(delete(PendingTarget).where(PendingTarget.device_id.in_(lost),
+                                                    PendingTarget.event_id.in_(events)))
+    gained = wanted - set(rows)
+    for device_id in gained:
+        device = session.scalar(select(Device.id).where(Device.device_id == device_id))
+        session.add(TaskDevice(task_id=task_id, device_id=device))
+    session.flush()
+    return gained, lost
+
+
+def refresh_all_links(session: Session) -> None:
+    """:func:`refresh_task_links` for every task (a device was linked or unlinked)."""
+    for task_id in session.scalars(select(SyncTask.id)):
+        refresh_task_links(session, task_id)
+
+
+def tasks_with_member(session: Session, device_id: str) -> list[int]:
+    """Ids of the tasks whose member list names ``device_id`` (live or removed)."""
+    return list(session.scalars(select(TaskMember.task_id).where(TaskMember.device_id == device_id)))
