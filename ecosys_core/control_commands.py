@@ -85,7 +85,7 @@ def _device_commands(parts: DaemonParts) -> dict[str, Handler]:
 
     async def link(args: dict[str, Any]) -> Any:
         return await parts.links.link(resolve_device(store, args["device"]), answer_timeout(args),
-                                      bool(args.get("trust_apps")))
+                                      bool(args.get("trust_apps")), bool(args.get("introducer")))
 
     async def unlink(args: dict[str, Any]) -> Any:
         return await parts.links.unlink(resolve_device(store, args["device"]))

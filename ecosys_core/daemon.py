@@ -65,7 +65,7 @@ class Node:
         self.stop = asyncio.Event()
         self.watcher: TaskWatcher | None = None
         self.peers = Peers(self.identity, self.name, self.store, self.engine, self.run_blocking, self._route,
-                           self._session_ended)
+                           self._session_ended, lambda session: self.links.session_started(session))
         self.peers.idle_timeout = float(get_setting(self.store, "session_idle_timeout_s") or self.peers.idle_timeout)
         questions = PendingQuestions()  # what peers ask the person, bounded together
         self.largage = LargageService(self.identity.device_id, self.name, home.largage, self.peers, self.prompts,
@@ -110,8 +110,8 @@ class Node:
             session = self.peers.live(device_id)
             return None if session is None else list(session.transfers.values())
 
-        return collect_status(self.store, name=self.name, readable_id=self.identity.readable, port=self.port,
-                              live=live)
+        return collect_status(self.store, name=self.name, readable_id=self.identity.readable,
+                              me=self.identity.device_id, port=self.port, live=live)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Serve until ``stop`` (or the ``stop`` command) is set."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any, Awaitable, Callable, Protocol
 
 from pluggy import HookRelay
@@ -17,6 +18,7 @@ from pluggy import HookRelay
 from .background import spawn
 from .device_ids import printable, readable_id
 from .errors import EcosysError, NotFound
+from .introductions import Introductions, set_introducer, set_introduces_to
 from .linking import adopt_secure_id, link_device, set_trust_app_shares, unlink_device
 from .net.protocol import Frame
 from .net.session import PeerSession
@@ -24,13 +26,13 @@ from .prompts import Prompts, is_yes
 from .questions import PendingQuestions
 from .share_requests import PROMPT_TIMEOUT, ShareRequests, TaskSync
 from .store import Store
-from .store.devices import link_task_device, task_device_ids
+from .store.devices import get_device, link_task_device, task_device_ids
 from .store.tasks import get_task
 from .types import TaskInfo
 
 log = logging.getLogger("ecosys.daemon")
 ANSWER_FLAGS = frozenset({"LINK_ACCEPTED", "LINK_REFUSED", "SHARE_ACCEPTED", "SHARE_REFUSED", "SHARE_REVERSE"})
-REQUEST_FLAGS = frozenset({"LINK", "UNLINK", "SHARE", "SETUP_QUEUE"})
+REQUEST_FLAGS = frozenset({"LINK", "UNLINK", "SHARE", "SETUP_QUEUE", "INTRODUCE"})
 
 
 class LinkPeers(Protocol):
@@ -50,6 +52,9 @@ class LinkPeers(Protocol):
 
     def changed(self, except_peer: str | None = None) -> None:
         """Member lists or pending events changed: let every linked session send what it should."""
+
+    def connected(self) -> list[PeerSession]:
+        """Every open session."""
 
 
 class Answers:
@@ -91,24 +96,46 @@ class LinkExchange:
         self.run_blocking = run_blocking
         self.questions = questions
         self.answers = Answers()
+        self.introductions = Introductions(me, store, hook, run_blocking, self._link_back)
         self.shares = ShareRequests(me, store, hook, prompts, sync, run_blocking, task_added, questions,
                                     peers.changed)
 
     # -- asked by this device ------------------------------------------------------------------
-    async def link(self, peer: str, timeout: float, trust_apps: bool = False) -> dict[str, Any]:
+    async def link(self, peer: str, timeout: float, trust_apps: bool = False, introducer: bool = False
+                   ) -> dict[str, Any]:
         """Ask ``peer`` to link; EcosysError when it refuses or does not answer. ``trust_apps``: the person
-        says ``peer`` is theirs, so it may share app and grapin data here without a SHARE question."""
+        says ``peer`` is theirs, so it may share app and grapin data here without a SHARE question.
+        ``introducer``: ``peer`` introduces its own links here, which are then linked without asking."""
         session = await self.peers.session_for(peer)
-        await session.send({"flag": "LINK", "device_id": self.me, "name": self.name})
+        await session.send({"flag": "LINK", "device_id": self.me, "name": self.name,
+                            **({"introducer": True} if introducer else {})})
         answer = await self.answers.expect("link", peer, timeout)
         if answer.flag != "LINK_ACCEPTED":
             why = f" ({answer.header['error']})" if answer.header.get("error") else ""
             raise EcosysError(f"{session.peer_name or readable_id(peer)} refused the link{why}")
         before = link_device(self.store, self.hook, peer, printable(str(answer.header.get("name", session.peer_name))))
         set_trust_app_shares(self.store, peer, trust_apps)
+        if introducer:
+            set_introducer(self.store, peer, True)
         self.peers.forget(peer)
         session.request_flush()
+        self.links_changed()
         return {"device_id": peer, "name": session.peer_name, "formerly_shared": before}
+
+    def links_changed(self) -> None:
+        """This device's links changed: the devices it introduces learn them."""
+        for session in self.peers.connected():
+            spawn(self.introductions.send(session), f"introducing to {session.label}")
+
+    def session_started(self, session: PeerSession) -> None:
+        """A session opened: introduce this device's links to it if it asked."""
+        if self.peers.is_linked(session.peer):
+            spawn(self.introductions.send(session), f"introducing to {session.label}")
+
+    async def _link_back(self, peer: str, introducer: str) -> None:
+        self.peers.forget(peer)
+        self.links_changed()
+        await self.link_introduced(peer, introducer, PROMPT_TIMEOUT + 10)
 
     async def link_introduced(self, peer: str, introducer: str, timeout: float) -> None:
         """Ask ``peer``, linked here on ``introducer``'s word, to link back; unlink it again if its person
@@ -182,13 +209,20 @@ class LinkExchange:
             self.answers.deliver(session.peer, frame)
             return
         handler = {"LINK": self._on_link, "UNLINK": self._on_unlink, "SHARE": self.shares.on_share,
-                   "SETUP_QUEUE": self._on_setup_queue}.get(frame.flag)
+                   "SETUP_QUEUE": self._on_setup_queue, "INTRODUCE": self.introductions.on_introduce,
+                   }.get(frame.flag)
         if handler is not None:
             spawn(handler(session, frame.header), f"the {frame.flag} request of {session.label}")
 
+    def _accepted(self, session: PeerSession, h: dict[str, Any]) -> None:
+        session.answer(("LINK", {"flag": "LINK_ACCEPTED", "device_id": self.me, "name": self.name}, b""))
+        if h.get("introducer") is True:  # the peer takes our introductions
+            set_introduces_to(self.store, session.peer, True)
+            spawn(self.introductions.send(session), f"introducing to {session.label}")
+
     async def _on_link(self, session: PeerSession, h: dict[str, Any]) -> None:
         if self.peers.is_linked(session.peer):
-            session.answer(("LINK", {"flag": "LINK_ACCEPTED", "device_id": self.me, "name": self.name}, b""))
+            self._accepted(session, h)
             return
         question = (f"Device {session.peer_name or '?'} (id {readable_id(session.peer)}, at {session.conn.address}) "
                     "asks to link with this device. Compare the id with what 'ecosys id' shows on it, then "
@@ -198,23 +232,38 @@ class LinkExchange:
                                      "error": "busy: a question from your device is already waiting"}, b""))
             log.info("refused a LINK from %s: one is already waiting for an answer", session.label)
             return
+        introduced = threading.Event()  # an introducer linked the device meanwhile: no need to ask
+        watch = asyncio.ensure_future(self._until_linked(session.peer, introduced))
         try:
-            answer = await self.prompts.ask_async("LINK", question, timeout=PROMPT_TIMEOUT)
+            answer = await self.prompts.ask_async("LINK", question, timeout=PROMPT_TIMEOUT, cancel=introduced)
         except EcosysError:
             answer = ""
         finally:
+            watch.cancel()
             self.questions.end(session.peer)
-        if is_yes(answer):
+        self.peers.forget(session.peer)
+        if self.peers.is_linked(session.peer):  # introduced meanwhile by an introducer of this device
+            self._accepted(session, h)
+        elif is_yes(answer):
             before = link_device(self.store, self.hook, session.peer, session.peer_name)
             if before:
                 log.info("linked again with %s; tasks shared before the unlink, not shared again: %s",
                          session.label, ", ".join(before))
             self.peers.forget(session.peer)
-            session.answer(("LINK", {"flag": "LINK_ACCEPTED", "device_id": self.me, "name": self.name}, b""))
+            self._accepted(session, h)
+            self.links_changed()
             log.info("linked with %s", session.label)
         else:
             session.answer(("LINK", {"flag": "LINK_REFUSED", "device_id": self.me}, b""))
             log.info("refused to link with %s", session.label)
+
+    async def _until_linked(self, peer: str, linked: threading.Event) -> None:
+        """Set ``linked`` once ``peer`` is linked here (by an introduction), looking every 0.2 s."""
+        while True:
+            await asyncio.sleep(0.2)
+            if await self.run_blocking(lambda: get_device(self.store, peer).linked):
+                linked.set()
+                return
 
     async def _on_unlink(self, session: PeerSession, h: dict[str, Any]) -> None:
         try:

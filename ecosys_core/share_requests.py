@@ -113,6 +113,9 @@ class ShareRequests:
         """The task ``offer`` becomes here; EcosysError when refused (by the person or the checks)."""
         existing, where = await self.run_blocking(self._existing_or_place, offer)
         if existing is not None and existing.secure_id == offer.secure_id:
+            if await self.run_blocking(self.sync.members.was_removed, offer.secure_id, offer.device_id):
+                raise EcosysError(f"your device was removed from the task {existing.name!r} here; only a share "
+                                  "made from this device brings it back")
             return await self.run_blocking(self._link, existing, offer)
         if offer.kind in APP_KINDS and not trusts_app_shares(self.store, offer.device_id):
             folder = existing.root if existing is not None else where

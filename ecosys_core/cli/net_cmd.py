@@ -92,12 +92,17 @@ def devices_command(as_json: bool) -> None:
 @click.option("--timeout", type=float, default=130.0, show_default=True, help="Seconds to wait for the other side.")
 @click.option("--trust-apps", is_flag=True,
               help="DEVICE is yours: it may share app and grapin data here without asking each time.")
-def link_command(device: str, timeout: float, trust_apps: bool) -> None:
+@click.option("--introducer", is_flag=True,
+              help="DEVICE introduces the devices it is linked with: they are linked here without asking.")
+def link_command(device: str, timeout: float, trust_apps: bool, introducer: bool) -> None:
     """Ask DEVICE (id or name) to link; its user accepts or refuses ('ecosys prompts' there). App and
-    grapin data DEVICE shares later is accepted only after you say yes (SHARE), unless --trust-apps."""
+    grapin data DEVICE shares later is accepted only after you say yes (SHARE), unless --trust-apps.
+    With --introducer, DEVICE's own links are linked here too (and later ones as it makes them); it can
+    add links only, never shares a task, and never brings back a device you unlinked here."""
     click.echo("Waiting for the other device: answer there with 'ecosys answer LINK yes' "
                "(after checking the id it shows against 'ecosys id' here)…", err=True)
-    result = daemon_call("link", timeout=timeout + 5, device=device, timeout_s=timeout, trust_apps=trust_apps)
+    result = daemon_call("link", timeout=timeout + 5, device=device, timeout_s=timeout, trust_apps=trust_apps,
+                         introducer=introducer)
     click.echo(f"Linked with {result['name'] or readable_id(result['device_id'])}.")
     if result.get("formerly_shared"):
         click.echo(f"Before the unlink it shared: {', '.join(result['formerly_shared'])}. Nothing was shared again; "

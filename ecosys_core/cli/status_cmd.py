@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..device_ids import readable_id
 from ..status import collect_status
 from ..store.settings_kv import device_name
 from .env import cli_env, echo_json, json_option
@@ -12,7 +13,8 @@ from .env import cli_env, echo_json, json_option
 def local_status() -> dict:
     """The status read from the store, for when no daemon runs (nobody is connected then)."""
     env = cli_env()
-    return collect_status(env.store, name=device_name(env.store), readable_id=env.identity.readable)
+    return collect_status(env.store, name=device_name(env.store), readable_id=env.identity.readable,
+                          me=env.identity.device_id)
 
 
 @click.command("status")
@@ -46,6 +48,13 @@ def status_command(as_json: bool) -> None:
         pending = ", ".join(f"{d}: {n}" for d, n in task["pending"].items()) or "nothing"
         click.echo(f"- {task['name']} ({task['kind']}{', backup' if task['backup_mode'] else ''}) {task['root']}")
         click.echo(f"  {task['files']} files, {task['bytes'] / 2**20:.1f} MiB; pending: {pending}")
+        for m in task.get("members", []):
+            if m["state"] == "this device":
+                continue
+            seen = f"last seen {m['last_seen'][:16].replace('T', ' ')}" if m["last_seen"] else "never seen"
+            away = "  AWAY for long: still kept, see 'ecosys task unshare'" if m["away"] else ""
+            click.echo(f"  member {m['name'] or readable_id(m['device_id'])}: {m['state']}, "
+                       f"{m['pending']} pending, {seen}{away}")
 
 
 def register(cli: click.Group) -> None:

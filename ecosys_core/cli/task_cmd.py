@@ -8,6 +8,7 @@ import click
 
 from ..errors import EcosysError, NotFound
 from ..resolve import resolve_grapin
+from ..status import task_members
 from ..store.tasks import add_task, get_task, list_tasks, remove_task
 from ..types import TaskKind
 from .env import cli_env, echo_json, echo_table, json_option, notify_daemon
@@ -54,8 +55,10 @@ def list_command(as_json: bool) -> None:
     env.require_setup()
     tasks = list_tasks(env.store)
     if as_json:
+        members = task_members(env.store, env.identity.device_id)
         echo_json([{"name": t.name, "secure_id": t.secure_id, "root": str(t.root), "kind": t.kind.value,
-                    "source": t.source, "backup_mode": t.backup_mode, "created_at": t.created_at.isoformat()}
+                    "source": t.source, "backup_mode": t.backup_mode, "created_at": t.created_at.isoformat(),
+                    "members": members.get(t.secure_id, [])}
                    for t in tasks])
         return
     echo_table(["name", "kind", "backup", "folder", "secure_id"],

@@ -145,10 +145,10 @@ class Inbound:
             applied = self._settle(message, result) or applied
         if isinstance(batch[-1], Members) and not isinstance(results[-1], Exception):
             self.host.changed()  # the list goes on to the other members; this peer gets ours if it differs
-        if applied:  # what it queued goes to the others, and back to this peer if it owes it something
+        if applied:  # what it queued goes to the others
             self.host.changed(except_peer=self.peer)
-            if self.host.sync.owes_back(self.peer):  # a conflict copy or a merge, sent in this meeting
-                self.session.request_flush()
+        if self.host.sync.owes_back(self.peer):  # a conflict copy, a merge or our departure: sent now
+            self.session.request_flush()
 
     def _settle(self, message: Message, result: list[Message] | Exception) -> bool:
         """Send the answers (or the error) for one received message; True when it changed something here."""

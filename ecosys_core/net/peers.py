@@ -42,11 +42,12 @@ def parse_peer(text: str) -> tuple[str, int]:
 class Peers:
     """Sessions by device id, and the :class:`~.session.SessionHost` every session talks to.
 
-    ``on_frame`` receives the frames that are not sync traffic (linking, largage); ``on_closed`` is told
-    the device id of every session that ended."""
+    ``on_frame`` receives the frames that are not sync traffic (linking, largage); ``on_opened`` is told
+    of every session that opened, ``on_closed`` the device id of every session that ended."""
 
     def __init__(self, identity: Identity, name: str, store: Store, sync: SyncPort, run_blocking: RunBlocking,
-                 on_frame: FrameHandler, on_closed: Callable[[str], None]) -> None:
+                 on_frame: FrameHandler, on_closed: Callable[[str], None],
+                 on_opened: Callable[[PeerSession], None] = lambda session: None) -> None:
         self.identity = identity
         self.me = identity.device_id
         self.name = name
@@ -56,6 +57,7 @@ class Peers:
         self.run_blocking = run_blocking
         self._on_frame = on_frame
         self._on_closed = on_closed
+        self._on_opened = on_opened
         self.idle_timeout = IDLE_TIMEOUT
         self.sessions: dict[str, PeerSession] = {}
         self._dialing: set[str] = set()
@@ -112,6 +114,7 @@ class Peers:
         log.info("connected to %s at %s", session.label, session.conn.address)
         if self.is_linked(session.peer):
             session.request_flush()
+        self._on_opened(session)
         return True
 
     def session_closed(self, session: PeerSession) -> None:
@@ -125,6 +128,10 @@ class Peers:
                 pass
 
     # -- finding sessions ------------------------------------------------------------------------
+    def connected(self) -> list[PeerSession]:
+        """Every open session."""
+        return list(self.sessions.values())
+
     def live(self, device_id: str) -> PeerSession | None:
         """The open session with ``device_id``, if any."""
         return self.sessions.get(device_id)

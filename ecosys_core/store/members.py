@@ -64,12 +64,13 @@ def write_member(session: Session, task_id: int, member: Member, *, confirmed: b
     session.flush()
 
 
-def set_confirmed(session: Session, task_id: int, device_id: str) -> bool:
-    """Mark ``device_id`` as having shown it holds the task; True when it had not before."""
+def set_confirmed(session: Session, task_id: int, device_id: str, confirmed: bool = True) -> bool:
+    """Record whether ``device_id`` showed it holds the task with this device in it; True when that
+    changed."""
     row = session.get(TaskMember, (task_id, device_id))
-    if row is None or row.confirmed:
+    if row is None or row.confirmed == confirmed:
         return False
-    row.confirmed = True
+    row.confirmed = confirmed
     session.flush()
     return True
 

@@ -151,15 +151,20 @@ class SyncEngine:
         nothing is written then.
         """
         with self._lock:
-            if isinstance(message, ModificationDone):
-                return self._on_done(peer, message)
-            if isinstance(message, NeedState):
-                return self._on_need_state(peer, message)
-            if isinstance(message, Modification):
-                return self._on_modification(peer, message)
-            if isinstance(message, Members):
-                self.members.receive(peer, message)
-                return []
+            try:
+                if isinstance(message, ModificationDone):
+                    return self._on_done(peer, message)
+                if isinstance(message, NeedState):
+                    return self._on_need_state(peer, message)
+                if isinstance(message, Modification):
+                    return self._on_modification(peer, message)
+                if isinstance(message, Members):
+                    self.members.receive(peer, message)
+                    return []
+            except ChangeRefused:
+                if not isinstance(message, Members) and self.members.remind_departure(message.secure_id, peer):
+                    self._owed_back.add(peer)  # our departure goes to it in this meeting
+                raise
         raise ChangeRefused(f"unknown message {type(message).__name__}")
 
     def receive_many(self, peer: str, messages: Sequence[Message]) -> list[list[Message] | Exception]:

@@ -158,6 +158,19 @@ class Membership:
                 set_setting(self.store, DEPARTURES, json.dumps({k: v for k, v in departures.items() if v["to"]}))
             return out
 
+    def remind_departure(self, secure_id: str, peer: str) -> bool:
+        """``peer`` still takes this device for a member of a task it left: tell it (again) at the next
+        meeting. False when this device never left such a task."""
+        with self._lock:
+            departures = json.loads(get_setting(self.store, DEPARTURES) or "{}")
+            left = departures.get(secure_id)
+            if left is None:
+                return False
+            if peer not in left["to"]:
+                left["to"].append(peer)
+                set_setting(self.store, DEPARTURES, json.dumps(departures))
+            return True
+
     # -- receiving ------------------------------------------------------------------------------
     def receive(self, peer: str, message: Members, *, invited: bool = False) -> bool:
         """Merge ``peer``'s list of a task into ours; True when ours changed. ``invited``: the list came
@@ -175,7 +188,7 @@ class Membership:
         with self._lock, self.store.session() as session:
             task = find_task(session, message.secure_id)
             if task is None:
-                if message.secure_id in json.loads(get_setting(self.store, DEPARTURES) or "{}"):
+                if self.remind_departure(message.secure_id, peer):
                     return False  # this device left the task; the peer learns it from our departure
                 raise ChangeRefused(f"no task {message.secure_id[:12]}… here")
             current = self._wire_list(session, task.id)
@@ -190,7 +203,11 @@ class Membership:
                     write_member(session, task.id, Member(self._in(record.device_id), record.seq, record.removed,
                                                           self._in(record.added_by), record.changed_at))
                     changed = True
-            newly = set_confirmed(session, task.id, peer)
+            # Sending starts once the peer's own list counts this device in, and stops when it no longer
+            # does (it knows of a removal this device does not accept, say): neither side then sends
+            # what the other would refuse.
+            counted = incoming.get(self.me)
+            newly = set_confirmed(session, task.id, peer, counted is not None and not counted.removed)
             if changed or newly:
                 self._relink(session, task.id)
                 self.store.touch()
@@ -199,12 +216,14 @@ class Membership:
             return changed
 
     def _check_sender(self, peer: str, current: dict[str, Member], incoming: dict[str, Member]) -> None:
-        """A list is taken from a live member, or from a device a live member added (it may not know yet)."""
+        """A list is taken from a live member, or from a device a live member added or shared again since
+        its removal (this device may not know yet)."""
         mine = current.get(peer)
         if mine is not None and not mine.removed:
             return
         theirs = incoming.get(peer)
-        if mine is None and theirs is not None and not theirs.removed and theirs.added_by != peer:
+        if theirs is not None and not theirs.removed and theirs.added_by != peer \
+                and (mine is None or theirs.order() > mine.order()):  # added, or shared again after a removal
             author = current.get(theirs.added_by)
             if author is not None and not author.removed:
                 return
@@ -241,6 +260,11 @@ class Membership:
             self._relink(session, task.id)
             self.store.touch()
             return True
+
+    def was_removed(self, secure_id: str, device_id: str) -> bool:
+        """True when the task's list here says ``device_id`` was removed (a share from it then does not
+        bring it back: only a share made here does)."""
+        return any(v.device_id == device_id and v.removed for v in self.view(secure_id))
 
     def live_members(self, secure_id: str) -> list[str]:
         """The device ids of the task's live members, this device excluded."""

@@ -91,7 +91,7 @@ def meet(a: Device, b: Device, max_messages: int = 100_000) -> int:
     """Let ``a`` and ``b`` exchange until neither has anything more for the other; return messages sent."""
     sent = 0
     for _ in range(20):
-        for src, dst in ((a, b), (b, a)):  # member lists first, as sessions send them
+        for src, dst in ((a, b), (b, a), (a, b)):  # member lists first, as sessions send them
             for message in src.engine.membership_for(dst.device_id):
                 try:
                     dst.engine.receive(src.device_id, message)
