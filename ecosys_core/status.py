@@ -16,7 +16,7 @@ from .logs import log_file
 from .store import Store
 from .store.devices import DeviceInfo, list_devices
 from .store.index import find_task, pending_counts
-from .store.members import ME, read_members
+from .store.members import ME, live_set, read_members, with_me
 from .store.settings_kv import get_setting
 from .store.tables import FileEntry
 from .store.tasks import list_tasks
@@ -46,13 +46,14 @@ def member_rows(session: Session, task_id: int, me: str, devices: dict[str, Devi
     rows = [] if ME in records else [{"device_id": me, "name": "", "state": "this device", "pending": 0,
                                       "last_seen": None, "away": False, "added_by": me}]
     now = datetime.now(timezone.utc)
+    live = live_set(with_me({d: m.member for d, m in records.items()}))
     for device_id, stored in sorted(records.items()):
         real = device_id or me
         info = devices.get(real)
         seen = info.last_seen if info else None
         if device_id == ME:
-            state = "removed" if stored.member.removed else "this device"
-        elif stored.member.removed:
+            state = "this device" if ME in live else "removed"
+        elif device_id not in live:
             state = "removed"
         elif info is None or not info.linked:
             state = "not linked here"
@@ -60,8 +61,8 @@ def member_rows(session: Session, task_id: int, me: str, devices: dict[str, Devi
             state = "member" if stored.confirmed else "waiting"
         row = {"device_id": real, "name": info.name if info else "", "state": state,
                "pending": pending.get(real, 0), "last_seen": seen.isoformat() if seen else None,
-               "away": state in ("member", "waiting") and (seen is None or now - seen > away_after)
-               and not (info and info.is_connected),
+               "away": state in ("member", "waiting") and not (info and info.is_connected)
+               and now - (seen or datetime.fromtimestamp(stored.member.changed_at / 1000, timezone.utc)) > away_after,
                "added_by": stored.member.added_by or me}
         (rows.insert(0, row) if device_id == ME else rows.append(row))
     return rows

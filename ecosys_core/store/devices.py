@@ -11,7 +11,17 @@ from sqlalchemy.orm import Session
 
 from ..errors import EcosysError, NotFound
 from .database import Store
-from .members import ME, Member, now_s, read_members, refresh_all_links, refresh_task_links, write_member
+from .members import (
+    ME,
+    Member,
+    live_set,
+    now_s,
+    read_members,
+    refresh_all_links,
+    refresh_task_links,
+    with_me,
+    write_member,
+)
 from .tables import Device, SyncTask, TaskDevice, utcnow
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -103,9 +113,9 @@ def forget_device(store: Store, device_id: str, *, leaves_tasks: bool = False) -
             .where(TaskDevice.device_id == row.id)))
         if leaves_tasks:
             for task_id in session.scalars(select(SyncTask.id)):
-                record = read_members(session, task_id).get(device_id)
-                if record is not None and not record.member.removed:
-                    write_member(session, task_id, Member(device_id, record.member.seq + 1, True, ME, now_s()))
+                records = {d: m.member for d, m in read_members(session, task_id).items()}
+                if device_id in live_set(with_me(records)):
+                    write_member(session, task_id, Member(device_id, records[device_id].seq + 1, True, ME, now_s()))
         for link in session.scalars(select(TaskDevice).where(TaskDevice.device_id == row.id)):
             session.delete(link)
         for target in session.scalars(select(PendingTarget).where(PendingTarget.device_id == device_id)):
@@ -126,12 +136,13 @@ def link_task_device(store: Store, secure_id: str, device_id: str) -> None:
         device = session.scalar(select(Device).where(Device.device_id == device_id))
         if task is None or device is None:
             raise NotFound("unknown task or device")
-        record = read_members(session, task.id).get(device_id)
-        if record is None or record.member.removed:
-            seq = record.member.seq + 1 if record is not None else 0
+        records = {d: m.member for d, m in read_members(session, task.id).items()}
+        record = records.get(device_id)
+        if device_id not in live_set(with_me(records)):
+            seq = record.seq + 1 if record is not None else 0
             write_member(session, task.id, Member(device_id, seq, False, ME, now_s()), confirmed=True)
         else:
-            write_member(session, task.id, record.member, confirmed=True)
+            write_member(session, task.id, record, confirmed=True)
         refresh_task_links(session, task.id)
         store.touch()
 

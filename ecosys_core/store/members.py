@@ -19,7 +19,7 @@ ME = ""  # this device, in stored member records
 @dataclass(frozen=True)
 class Member:
     """One record of a member list: ``device_id`` is in the task (or left it, ``removed``) as of ``seq``,
-    written by ``added_by`` at ``changed_at`` (Unix seconds)."""
+    written by ``added_by`` at ``changed_at`` (Unix time, ms)."""
 
     device_id: str
     seq: int
@@ -40,9 +40,34 @@ class StoredMember:
     confirmed: bool
 
 
+def live_set(records: dict[str, Member]) -> set[str]:
+    """The keys of the devices a merged list counts in: a record that is not a removal, written by a
+    device of the list before that device's own removal (by the writers' clocks), and not a device
+    adding itself back (only a task's creator writes its own record, at seq 0). Worked out from the
+    merged list alone, so devices holding the same list agree, whatever order they learned it in: an
+    addition made by a device that was being removed at the same time stands or falls alike everywhere."""
+    out = set()
+    for key, m in records.items():
+        if m.removed:
+            continue
+        author = records.get(m.added_by)
+        if m.added_by == m.device_id:
+            valid = m.seq == 0
+        else:
+            valid = author is not None and (not author.removed or m.changed_at <= author.changed_at)
+        if valid:
+            out.add(key)
+    return out
+
+
+def with_me(records: dict[str, Member]) -> dict[str, Member]:
+    """``records`` with this device's implicit record (a member since the task was made here) if absent."""
+    return records if ME in records else {ME: Member(ME, 0, False, ME, 0), **records}
+
+
 def now_s() -> int:
-    """Unix seconds, as member records carry them."""
-    return int(time.time())
+    """Unix time in milliseconds, as member records carry it."""
+    return int(time.time() * 1000)
 
 
 def read_members(session: Session, task_id: int) -> dict[str, StoredMember]:
@@ -80,10 +105,10 @@ def refresh_task_links(session: Session, task_id: int) -> tuple[set[str], set[st
     that is linked here, none when this device itself was removed. Pending events of devices that lose
     their link are dropped. Returns (devices that gained their link, devices that lost it)."""
     members = read_members(session, task_id)
-    me = members.get(ME)
+    counted = live_set(with_me({d: m.member for d, m in members.items()}))
     wanted: set[str] = set()
-    if me is None or not me.member.removed:
-        live = [d for d, m in members.items() if d != ME and m.confirmed and not m.member.removed]
+    if ME in counted:
+        live = [d for d, m in members.items() if d != ME and m.confirmed and d in counted]
         if live:
             wanted = set(session.scalars(select(Device.device_id).where(Device.device_id.in_(live),
                                                                         Device.linked.is_(True))))

@@ -98,7 +98,7 @@ class TaskMember(Base):
     seq: Mapped[int] = mapped_column(Integer, default=0)
     removed: Mapped[bool] = mapped_column(Boolean, default=False)
     added_by: Mapped[str] = mapped_column(String(64), default="")  # who wrote this record
-    changed_at: Mapped[int] = mapped_column(Integer, default=0)  # Unix seconds, as the writer said
+    changed_at: Mapped[int] = mapped_column(Integer, default=0)  # Unix time in ms, by the writer's clock
     confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
 
 

@@ -157,13 +157,14 @@ def remove_task(store: Store, name_or_secure_id: str) -> TaskInfo:
 def _record_departure(session: Session, store: Store, row: SyncTask) -> None:
     from .members import ME, now_s, read_members
     from .settings_kv import DEPARTURES
-    from .tables import Device, Setting, TaskDevice
+    from .tables import Device, Setting
 
-    linked = sorted(session.scalars(select(Device.device_id).join(TaskDevice, TaskDevice.device_id == Device.id)
-                                    .where(TaskDevice.task_id == row.id)))
+    records = {d: s.member for d, s in read_members(session, row.id).items()}
+    # every device of the list linked here: the members, and those removed here that may not know yet
+    linked = sorted(session.scalars(select(Device.device_id).where(Device.device_id.in_([d for d in records if d != ME]),
+                                                                   Device.linked.is_(True))))
     if not linked:
         return
-    records = {d: s.member for d, s in read_members(session, row.id).items()}
     mine = records.get(ME)
     listed = [{"device_id": m.device_id, "seq": m.seq, "removed": m.removed, "by": m.added_by, "at": m.changed_at}
               for d, m in records.items() if d != ME]

@@ -28,6 +28,7 @@ from ..store.index import find_task, queue_announce_all
 from ..store.members import (
     ME,
     Member,
+    live_set,
     now_s,
     read_members,
     refresh_task_links,
@@ -121,7 +122,7 @@ class Membership:
             task = find_task(session, secure_id)
             records = self._wire_list(session, task.id) if task is not None else {}
         old = records.get(peer)
-        if old is None or old.removed:
+        if peer not in live_set(records):
             records[peer] = Member(peer, old.seq + 1 if old is not None else 0, False, self.me, now_s())
         return [wire_record(m) for m in records.values()]
 
@@ -134,7 +135,9 @@ class Membership:
             stored = read_members(session, task.id)
             records = self._wire_list(session, task.id)
         confirmed = {self._out(d): s.confirmed for d, s in stored.items()}
-        return [MemberView(m.device_id, m.removed, m.added_by, m.changed_at, confirmed.get(m.device_id, True))
+        live = live_set(records)
+        return [MemberView(m.device_id, m.device_id not in live, m.added_by, m.changed_at,
+                           confirmed.get(m.device_id, True))
                 for m in sorted(records.values(), key=lambda m: (m.device_id != self.me, m.device_id))]
 
     def for_peer(self, peer: str) -> list[Members]:
@@ -192,22 +195,30 @@ class Membership:
                     return False  # this device left the task; the peer learns it from our departure
                 raise ChangeRefused(f"no task {message.secure_id[:12]}… here")
             current = self._wire_list(session, task.id)
-            if not invited:
-                self._check_sender(peer, current, incoming)
-            changed = False
+            counts_me = self.me in live_set(incoming)  # the peer's list counts this device in
+            if not invited and peer in current and not incoming.get(peer, Member(peer, 0, True, peer, 0)).removed:
+                # A device's word about itself is not taken once it is known here (a removed device
+                # saying it was shared again): that comes from the device that shared it.
+                incoming.pop(peer)
+            merged = dict(current)
             for record in incoming.values():
-                if not self._acceptable(record, current, incoming):
-                    continue
-                old = current.get(record.device_id)
+                old = merged.get(record.device_id)
                 if old is None or record.order() > old.order():
+                    merged[record.device_id] = record
+            if not invited:
+                self._check_sender(peer, current, merged)
+            if len(merged) > MAX_MEMBERS:
+                raise ChangeRefused(f"a task has at most {MAX_MEMBERS} members, removed ones included")
+            changed = False
+            for device_id, record in merged.items():
+                if current.get(device_id) != record:
                     write_member(session, task.id, Member(self._in(record.device_id), record.seq, record.removed,
                                                           self._in(record.added_by), record.changed_at))
                     changed = True
             # Sending starts once the peer's own list counts this device in, and stops when it no longer
             # does (it knows of a removal this device does not accept, say): neither side then sends
             # what the other would refuse.
-            counted = incoming.get(self.me)
-            newly = set_confirmed(session, task.id, peer, counted is not None and not counted.removed)
+            newly = set_confirmed(session, task.id, peer, counts_me)
             if changed or newly:
                 self._relink(session, task.id)
                 self.store.touch()
@@ -215,29 +226,14 @@ class Membership:
                 log.info("members of task %s changed (list from %s)", task.info.name, short_id_text(peer))
             return changed
 
-    def _check_sender(self, peer: str, current: dict[str, Member], incoming: dict[str, Member]) -> None:
-        """A list is taken from a live member, or from a device a live member added or shared again since
-        its removal (this device may not know yet)."""
-        mine = current.get(peer)
-        if mine is not None and not mine.removed:
+    def _check_sender(self, peer: str, current: dict[str, Member], merged: dict[str, Member]) -> None:
+        """A list is taken from a device of the list, removed ones too (its records are judged by
+        :func:`live_set`: what it wrote after its removal does not count), or from a device this one
+        never heard of that the merged list counts in on another device's word (it may arrive before
+        the list of the member that added it)."""
+        if peer in current or (peer in live_set(merged) and merged[peer].added_by != peer):
             return
-        theirs = incoming.get(peer)
-        if theirs is not None and not theirs.removed and theirs.added_by != peer \
-                and (mine is None or theirs.order() > mine.order()):  # added, or shared again after a removal
-            author = current.get(theirs.added_by)
-            if author is not None and not author.removed:
-                return
         raise ChangeRefused(f"device {short_id_text(peer)} is not a member of this task here")
-
-    @staticmethod
-    def _acceptable(record: Member, current: dict[str, Member], incoming: dict[str, Member]) -> bool:
-        """A record is merged when its author is in either list and it does not bring its author back."""
-        if record.added_by not in current and record.added_by not in incoming:
-            return False
-        old = current.get(record.device_id)
-        if not record.removed and record.added_by == record.device_id and old is not None and old.removed:
-            return False  # a device never adds itself back
-        return True
 
     def _relink(self, session: Any, task_id: int) -> None:
         gained, _ = refresh_task_links(session, task_id)
@@ -254,7 +250,7 @@ class Membership:
                 return False
             current = self._wire_list(session, task.id)
             old = current.get(device_id)
-            if old is None or old.removed:
+            if old is None or device_id not in live_set(current):
                 return False
             write_member(session, task.id, Member(self._in(device_id), old.seq + 1, True, ME, now_s()))
             self._relink(session, task.id)

@@ -257,3 +257,42 @@ def test_questions_waiting_for_the_person_never_stall_syncing(tmp_path):
         assert time.monotonic() - started < 3.0
         refused = [o for o in a.call("offers") if o["state"] == "declined"]
         assert len(refused) == 2 and all("busy" in o["error"] for o in refused)
+
+
+def _members_frame(sender: str, secure_id: str, records: list[dict]) -> bytes:
+    return encode_frame({"flag": "MEMBERS", "device_id": sender, "secure_id": secure_id, "members": records})
+
+
+def _record(device: str, by: str, seq: int = 0, removed: bool = False) -> dict:
+    return {"device_id": device, "seq": seq, "removed": removed, "by": by, "at": 1}
+
+
+def _members_of(d: Daemon) -> dict[str, dict]:
+    return {m["device_id"]: {k: m[k] for k in ("state", "pending", "added_by")}
+            for m in json.loads(d.cli("task", "list", "--json").stdout)[0]["members"]}
+
+
+def test_forged_member_lists_and_introductions_change_nothing_that_matters(target):
+    """Forged membership (issue 15): an unlinked device's list is refused before the engine; a linked
+    member's malformed list gets an ERROR; a member adding a device this one is not linked with gets it
+    recorded but nothing kept or sent for it; an introduction from a device that is not an introducer
+    links nobody."""
+    d, attacker, linked, secure_id, outside, before = target
+    stranger = "ab" * 32
+    before_members = _members_of(d)
+    asyncio.run(_session(d, attacker, _members_frame(attacker.device_id, secure_id,
+                                                     [_record(attacker.device_id, d.id)]), True))
+    wait_until(lambda: "refused MEMBERS from unlinked device" in d.log.read_text(), 10, what="the refusal")
+    assert _members_of(d) == before_members
+    for bad in ([_record("zz" * 32, linked.device_id)], [{"device_id": stranger}], [_record(stranger, linked.device_id)] * 2):
+        asyncio.run(_session(d, linked, _members_frame(linked.device_id, secure_id, bad), True))
+    assert _members_of(d) == before_members
+    asyncio.run(_session(d, linked, _members_frame(linked.device_id, secure_id, [
+        _record(linked.device_id, d.id), _record(d.id, d.id), _record(stranger, linked.device_id)]), True))
+    wait_until(lambda: stranger in _members_of(d), 10, what="the stranger recorded")
+    assert _members_of(d)[stranger]["state"] == "not linked here" and _members_of(d)[stranger]["pending"] == 0
+    asyncio.run(_session(d, linked, encode_frame({"flag": "INTRODUCE", "device_id": linked.device_id, "devices": [
+        {"device_id": stranger, "name": "intruder", "address": "127.0.0.1:9"}]}), True))
+    wait_until(lambda: "not an introducer here" in d.log.read_text(), 10, what="the introduction ignored")
+    assert not any(row["device_id"] == stranger and row["linked"] for row in d.call("status")["devices"])
+    assert tree(d.root) == before

@@ -191,13 +191,16 @@ class World:
             return []
 
     def everyone_meets_everyone(self) -> None:
+        """Rounds of meetings until nothing is pending and a whole round changed no member list."""
         for _ in range(10):
+            lists = [d.engine.members.view(SECURE_ID) if holds(d) else None for d in self.devices]
             for d in self.devices:
                 self.scan(d)
             for i, a in enumerate(self.devices):
                 for b in self.devices[i + 1:]:
                     self.meet(a, b)
-            if all(not holds(d) or not d.engine.pending_counts(SECURE_ID) for d in self.devices):
+            quiet = lists == [d.engine.members.view(SECURE_ID) if holds(d) else None for d in self.devices]
+            if quiet and all(not holds(d) or not d.engine.pending_counts(SECURE_ID) for d in self.devices):
                 return
         raise AssertionError("pending events never drained")
 
@@ -218,9 +221,14 @@ def test_devices_converge_while_members_join_and_leave(profile: str):
             try:
                 for op in script:
                     world.apply(op)
+                    for d in world.devices:  # pending storage bounded by paths × members, at every step
+                        if holds(d):
+                            assert set(d.engine.pending_counts(SECURE_ID)) <= live_view(d) - {d.device_id}
                 world.everyone_meets_everyone()
                 live = [d for d in world.devices if holds(d) and d.device_id in live_view(d)]
-                assert live, "nobody holds the task any more"
+                if not live:  # every member was removed or left: nobody was to stay
+                    assert True not in world.expected.values(), "nobody holds the task any more"
+                    return
                 d0 = live[0]
                 members = live_view(d0)
                 # The last share or removal of each device stands: a removal is never undone by an older
@@ -241,6 +249,8 @@ def test_devices_converge_while_members_join_and_leave(profile: str):
                 for d in world.devices:
                     if d not in holding and holds(d):
                         assert d.engine.pending_counts(SECURE_ID) == {}, f"{d.name} keeps events while out"
+                    elif holds(d):  # bounded by paths × members: nothing kept for anyone else
+                        assert set(d.engine.pending_counts(SECURE_ID)) <= members - {d.device_id}
             finally:
                 for d in world.devices:
                     d.close()
