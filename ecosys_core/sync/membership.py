@@ -1,15 +1,18 @@
 """Who is in a task: its member list travels with it, so any member carries changes for the others.
 
-Every member keeps the whole list (device ids, who added each and when) and sends it at each meeting;
-lists merge record by record, the greater :meth:`Member.order` winning: a higher ``seq``, and at equal
-``seq`` a removal. So a removal is never undone by an older list passed around (a Syncthing pitfall:
+Every member keeps the whole list (device ids, who wrote each record and when) and sends it at each
+meeting; lists merge record by record, the greater :meth:`Member.order` winning: a higher ``seq``, and at
+equal ``seq`` a removal. So a removal is never undone by an older list passed around (a Syncthing pitfall:
 introducers re-adding removed devices); only a new share, written with ``seq + 1``, brings a device back.
+Who counts in is worked out from the merged list alone (``store.members.live_set``), so devices with the
+same list agree whatever order they learned it in.
 
 What a peer may say (docs/sync.md, "Members"):
-- only a live member sends a list, or a device that a live member added (the list says by whom);
-- a device never adds itself back; a record whose author is nobody in the list is ignored;
-- nothing is sent to a member until it showed it holds the task (``confirmed``: it sent its list, or
-  accepted our share), so a member cannot make this device send a task to a device of its choosing.
+- a list is taken from a device of the list (a removed one too: what it wrote after its removal does not
+  count), or from a device never heard of that the list counts in on another device's word;
+- a device's word about itself is not taken once it is known (a removed device cannot bring itself back);
+- nothing is sent to a member until its own list counts this device in (``confirmed``), so a member
+  cannot make this device send a task to a device of its choosing.
 """
 
 from __future__ import annotations

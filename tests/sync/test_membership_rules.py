@@ -166,3 +166,22 @@ def test_a_member_away_for_long_is_reported_not_dropped(trio):
     assert task["away"] == [b.device_id[:6]]
     set_setting(a.store, "member_away_days", "60")
     assert collect_status(a.store, name="a", readable_id="A", me=a.device_id)["tasks"][0]["away"] == []
+
+
+def test_unlinking_a_device_removes_it_from_every_task_and_no_introducer_brings_it_back(trio):
+    from types import SimpleNamespace
+
+    from ecosys_core.introductions import Introductions, set_introducer
+    from ecosys_core.linking import unlink_device
+
+    a, b, c = trio
+    hook = SimpleNamespace(device_unlinked=lambda **kw: None, device_linked=lambda **kw: None)
+    unlink_device(a.store, hook, c.device_id, leaves_tasks=True)  # what 'ecosys unlink' does
+    assert view(a)[c.device_id] is False
+    meet(a, b)
+    assert view(b)[c.device_id] is False  # the other members learn it
+    set_introducer(a.store, b.device_id, True)
+    intro = Introductions(a.device_id, a.store, hook, None, None)  # type: ignore[arg-type]
+    assert intro._take(b.device_id, {"device_id": c.device_id, "name": "c", "address": "127.0.0.1:9"}) is None
+    stranger = hashlib.sha256(b"new").hexdigest()
+    assert intro._take(b.device_id, {"device_id": stranger, "name": "n", "address": "not an address"}) == stranger
