@@ -72,7 +72,7 @@ def upsert_device(store: Store, device_id: str, *, name: str | None = None, addr
         if linked is not None and row.linked != linked:
             row.linked = linked
             session.flush()
-            refresh_all_links(session)  # a member linked (or no longer) here starts (or stops) syncing
+            refresh_all_links(session, device_id)  # a member linked (or no longer) here starts (or stops) syncing
             store.touch()
         session.flush()
         return _info(row)
@@ -122,7 +122,7 @@ def forget_device(store: Store, device_id: str, *, leaves_tasks: bool = False) -
             session.delete(target)
         row.linked = False
         session.flush()
-        refresh_all_links(session)
+        refresh_all_links(session, device_id)
         store.touch()
         return shared
 

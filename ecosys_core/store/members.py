@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .tables import Device, PendingEvent, PendingTarget, SyncTask, TaskDevice, TaskMember
+from .tables import Device, PendingEvent, PendingTarget, TaskDevice, TaskMember
 
 ME = ""  # this device, in stored member records
 
@@ -72,32 +72,30 @@ def now_s() -> int:
 
 def read_members(session: Session, task_id: int) -> dict[str, StoredMember]:
     """The task's member records by device id ("" is this device; absent means a member since creation)."""
-    rows = session.scalars(select(TaskMember).where(TaskMember.task_id == task_id))
-    return {r.device_id: StoredMember(Member(r.device_id, r.seq, r.removed, r.added_by, r.changed_at), r.confirmed)
-            for r in rows}
+    # Plain SQL: read at every meeting and every list received, through the ORM it cost a good part of them
+    rows = session.connection().connection.driver_connection.execute(
+        "SELECT device_id, seq, removed, added_by, changed_at, confirmed FROM task_members WHERE task_id = ?",
+        (task_id,)).fetchall()
+    return {r[0]: StoredMember(Member(r[0], r[1], bool(r[2]), r[3], r[4]), bool(r[5])) for r in rows}
 
 
 def write_member(session: Session, task_id: int, member: Member, *, confirmed: bool | None = None) -> None:
     """Store ``member`` (replacing the record about the same device); ``confirmed`` None keeps the flag."""
-    row = session.get(TaskMember, (task_id, member.device_id))
-    if row is None:
-        row = TaskMember(task_id=task_id, device_id=member.device_id, confirmed=bool(confirmed))
-        session.add(row)
-    elif confirmed is not None:
-        row.confirmed = confirmed
-    row.seq, row.removed, row.added_by, row.changed_at = member.seq, member.removed, member.added_by, member.changed_at
-    session.flush()
+    raw = session.connection().connection.driver_connection
+    raw.execute("INSERT INTO task_members (task_id, device_id, seq, removed, added_by, changed_at, confirmed) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id, device_id) DO UPDATE SET seq = excluded.seq, "
+                "removed = excluded.removed, added_by = excluded.added_by, changed_at = excluded.changed_at"
+                + (", confirmed = excluded.confirmed" if confirmed is not None else ""),
+                (task_id, member.device_id, member.seq, int(member.removed), member.added_by, member.changed_at,
+                 int(bool(confirmed))))
 
 
 def set_confirmed(session: Session, task_id: int, device_id: str, confirmed: bool = True) -> bool:
     """Record whether ``device_id`` showed it holds the task with this device in it; True when that
     changed."""
-    row = session.get(TaskMember, (task_id, device_id))
-    if row is None or row.confirmed == confirmed:
-        return False
-    row.confirmed = confirmed
-    session.flush()
-    return True
+    raw = session.connection().connection.driver_connection
+    return raw.execute("UPDATE task_members SET confirmed = ? WHERE task_id = ? AND device_id = ? AND confirmed != ?",
+                       (int(confirmed), task_id, device_id, int(confirmed))).rowcount > 0
 
 
 def refresh_task_links(session: Session, task_id: int) -> tuple[set[str], set[str]]:
@@ -130,9 +128,10 @@ def refresh_task_links(session: Session, task_id: int) -> tuple[set[str], set[st
     return gained, lost
 
 
-def refresh_all_links(session: Session) -> None:
-    """:func:`refresh_task_links` for every task (a device was linked or unlinked)."""
-    for task_id in session.scalars(select(SyncTask.id)):
+def refresh_all_links(session: Session, device_id: str) -> None:
+    """:func:`refresh_task_links` for every task whose list names ``device_id`` (it was linked or
+    unlinked: only those tasks' links can change)."""
+    for task_id in tasks_with_member(session, device_id):
         refresh_task_links(session, task_id)
 
 

@@ -87,16 +87,25 @@ def reopen_devices(tmp_path: Path, count: int) -> list[Device]:
     return devices
 
 
+def exchange_lists(a: Device, b: Device) -> None:
+    """Member lists both ways, as sessions send them first, again while one taken changes the other's."""
+    for _ in range(3):
+        changed = False
+        for src, dst in ((a, b), (b, a)):
+            for message in src.engine.membership_for(dst.device_id):
+                try:
+                    changed = dst.engine.members.receive(src.device_id, message) or changed
+                except ChangeRefused:
+                    pass
+        if not changed:
+            return
+
+
 def meet(a: Device, b: Device, max_messages: int = 100_000) -> int:
     """Let ``a`` and ``b`` exchange until neither has anything more for the other; return messages sent."""
     sent = 0
+    exchange_lists(a, b)
     for _ in range(20):
-        for src, dst in ((a, b), (b, a), (a, b)):  # member lists first, as sessions send them
-            for message in src.engine.membership_for(dst.device_id):
-                try:
-                    dst.engine.receive(src.device_id, message)
-                except ChangeRefused:
-                    pass
         queue: list[tuple[Device, Device, Message]] = [(a, b, m) for m in a.engine.outgoing(b.device_id)]
         queue += [(b, a, m) for m in b.engine.outgoing(a.device_id)]
         if not queue:
