@@ -185,6 +185,11 @@ class LinkExchange:
             task = adopt_secure_id(self.store, task.name, answer.header["secure_id"])
             note = "the other device's task is older: this one now follows it"
         link_task_device(self.store, task.secure_id, peer)
+        if isinstance(answer.header.get("members"), list):
+            try:
+                await self.run_blocking(self.sync.accept_members, peer, task.secure_id, answer.header["members"])
+            except EcosysError as exc:
+                log.warning("the member list of %s was refused: %s", session.label, exc)
         self.hook.task_linked(task=task, device_id=peer)
         await self.run_blocking(self.sync.queue_all, task.secure_id, peer)
         if answer.flag == "SHARE_REVERSE":

@@ -96,15 +96,16 @@ class ShareRequests:
             return
         finally:
             self.questions.end(session.peer)
-        if task.secure_id != offer.secure_id:  # ours is older: the other side adopts it
-            reply("SHARE_REVERSE", secure_id=task.secure_id, created_at=task.created_at.isoformat())
-        else:
-            reply("SHARE_ACCEPTED", secure_id=task.secure_id)
         if isinstance(h.get("members"), list):
             try:
                 await self.run_blocking(self.sync.accept_members, session.peer, task.secure_id, h["members"])
             except EcosysError as exc:  # the share stands; the list comes again at the next meeting
                 log.warning("the member list shared by %s was refused: %s", session.label, exc)
+        if task.secure_id != offer.secure_id:  # ours is older: the other side adopts it
+            reply("SHARE_REVERSE", secure_id=task.secure_id, created_at=task.created_at.isoformat())
+        else:  # with our list, which may already know more about this device than the sharer did
+            listed = await self.run_blocking(self.sync.members.message, task.secure_id)
+            reply("SHARE_ACCEPTED", secure_id=task.secure_id, **({"members": listed.members} if listed else {}))
         self.task_added(task)
         await self.run_blocking(self.sync.queue_all, task.secure_id, session.peer)
         self.changed()  # the other members learn of this device

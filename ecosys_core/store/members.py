@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from .tables import Device, PendingEvent, PendingTarget, TaskDevice, TaskMember
 
 ME = ""  # this device, in stored member records
+IMPLICIT_AT = 2**53 - 1  # the unwritten record of a task's creator: any written record of it wins a tie
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,10 @@ class Member:
     changed_at: int
 
     def order(self) -> tuple[int, bool, int, str]:
-        """Records about one device compare by this: the greater one wins (a removal wins at equal seq)."""
-        return (self.seq, self.removed, self.changed_at, self.added_by)
+        """Records about one device compare by this: the greater one wins: a higher seq, a removal at
+        equal seq, then the earlier record (the first to add a device stands: a device that learns of
+        a member from a share writes its own record of it later, which must not replace the original)."""
+        return (self.seq, self.removed, -self.changed_at, self.added_by)
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def live_set(records: dict[str, Member]) -> set[str]:
 
 def with_me(records: dict[str, Member]) -> dict[str, Member]:
     """``records`` with this device's implicit record (a member since the task was made here) if absent."""
-    return records if ME in records else {ME: Member(ME, 0, False, ME, 0), **records}
+    return records if ME in records else {ME: Member(ME, 0, False, ME, IMPLICIT_AT), **records}
 
 
 def now_s() -> int:

@@ -29,6 +29,7 @@ from ..errors import ChangeRefused
 from ..store import Store
 from ..store.index import find_task, queue_announce_all
 from ..store.members import (
+    IMPLICIT_AT,
     ME,
     Member,
     live_set,
@@ -102,7 +103,7 @@ class Membership:
 
     def _wire_list(self, session: Any, task_id: int) -> dict[str, Member]:
         """The task's records with real ids, this device included (a member since creation if unrecorded)."""
-        out = {self.me: Member(self.me, 0, False, self.me, 0)}
+        out = {self.me: Member(self.me, 0, False, self.me, IMPLICIT_AT)}
         for device_id, stored in read_members(session, task_id).items():
             m = stored.member
             out[self._out(device_id)] = Member(self._out(device_id), m.seq, m.removed, self._out(m.added_by),
@@ -212,6 +213,12 @@ class Membership:
                 self._check_sender(peer, current, merged)
             if len(merged) > MAX_MEMBERS:
                 raise ChangeRefused(f"a task has at most {MAX_MEMBERS} members, removed ones included")
+            if invited and self.me not in live_set(merged) and self.me in live_set(incoming):
+                # The person here accepted the share: its record of this device stands even if this
+                # device's own older record (written by a device since removed) does not.
+                mine = incoming[self.me]
+                merged[self.me] = Member(self.me, max(merged[self.me].seq, mine.seq) + 1, False, mine.added_by,
+                                         mine.changed_at)
             changed = False
             for device_id, record in merged.items():
                 if current.get(device_id) != record:

@@ -98,6 +98,6 @@ def test_introduced_devices_share_through_any_member_and_a_removal_stands(four, 
     a.stop()
     a.start()
     (a.root / "after-restart.txt").write_text("still not for delta\n")
-    wait_until(lambda: all((x.root / "after-restart.txt").exists() for x in (b, c)), 30, what="after the restart")
+    wait_until(lambda: all((x.root / "after-restart.txt").exists() for x in (b, c)), 60, what="after the restart")
     assert not (d.root / "after-removal.txt").exists() and not (d.root / "after-restart.txt").exists()
     assert members(a)[d.id]["state"] == "removed"

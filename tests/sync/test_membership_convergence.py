@@ -59,6 +59,20 @@ def holds(d: Device) -> bool:
     return any(t.secure_id == SECURE_ID for t in list_tasks(d.store))
 
 
+def highest_elsewhere(devices: list[Device], actor: Device, device_id: str) -> int:
+    """The highest seq any device other than ``actor`` holds for ``device_id`` (-1 when none)."""
+    seqs = [-1]
+    for d in devices:
+        if d is not actor and holds(d):
+            with d.store.session() as session:
+                from ecosys_core.store.index import find_task
+                from ecosys_core.store.members import read_members
+                key = "" if d.device_id == device_id else device_id
+                stored = read_members(session, find_task(session, SECURE_ID).id).get(key)
+                seqs.append(stored.member.seq if stored else 0)
+    return max(seqs)
+
+
 def live_view(d: Device) -> set[str]:
     """The devices ``d`` counts as live members (itself included), empty when it has no task."""
     return {v.device_id for v in d.engine.members.view(SECURE_ID) if not v.removed} if holds(d) else set()
@@ -127,8 +141,13 @@ class World:
                 others = [k for k, x in enumerate(self.devices) if x.device_id in view and x is not actor]
                 if others:
                     j = others[op[2] % len(others)]
-                    if actor.engine.members.remove(SECURE_ID, self.devices[j].device_id):
-                        self.expected[j] = False if self.expected.get(self.devices.index(actor)) else None
+                    target = self.devices[j].device_id
+                    if actor.engine.members.remove(SECURE_ID, target):
+                        # concurrent with a share the actor did not know of (as high a seq elsewhere): the
+                        # rule decides (removal wins a tie), the test only checks everyone agrees
+                        concurrent = highest_elsewhere(self.devices, actor, target) >= self._seq(actor, target)
+                        self.expected[j] = False if self.expected.get(self.devices.index(actor)) and not concurrent \
+                            else None
         elif kind == "leave":
             if i != 0 and holds(d):  # device 0 stays, so the task never vanishes everywhere
                 self.scan(d)
@@ -159,8 +178,21 @@ class World:
         guest.engine.accept_members(sharer.device_id, SECURE_ID, records)
         self.scan(guest)
         link_task_device(sharer.store, SECURE_ID, guest.device_id)
+        sharer.engine.accept_members(guest.device_id, SECURE_ID, guest.engine.members.message(SECURE_ID).members)
         sharer.engine.queue_all(SECURE_ID, guest.device_id)
-        self.expected[j] = True if self.expected.get(self.devices.index(sharer)) else None
+        concurrent = highest_elsewhere(self.devices, sharer, guest.device_id) >= self._seq(sharer, guest.device_id) \
+            and any(holds(x) and x is not sharer and guest.device_id not in live_view(x) and
+                    guest.device_id in {v.device_id for v in x.engine.members.view(SECURE_ID)} for x in self.devices)
+        self.expected[j] = True if self.expected.get(self.devices.index(sharer)) and not concurrent else None
+
+    @staticmethod
+    def _seq(actor: Device, device_id: str) -> int:
+        with actor.store.session() as session:
+            from ecosys_core.store.index import find_task
+            from ecosys_core.store.members import read_members
+            key = "" if actor.device_id == device_id else device_id
+            stored = read_members(session, find_task(session, SECURE_ID).id).get(key)
+            return stored.member.seq if stored else 0
 
     def meet(self, a: Device, b: Device) -> None:
         """The harness's meeting, checking that nothing goes to a device the sender knows was removed."""
