@@ -119,10 +119,11 @@ def refresh_task_links(session: Session, task_id: int) -> tuple[set[str], set[st
     lost = set(rows) - wanted
     for device_id in lost:
         session.delete(rows[device_id])
-    if lost:
-        events = select(PendingEvent.id).where(PendingEvent.task_id == task_id)
-        session.execute(delete(PendingTarget).where(PendingTarget.device_id.in_(lost),
-                                                    PendingTarget.event_id.in_(events)))
+    # Nothing stays pending for a device the task does not sync with (whatever queued it, and when):
+    # pending storage is bounded by paths × the devices linked now.
+    events = select(PendingEvent.id).where(PendingEvent.task_id == task_id)
+    session.execute(delete(PendingTarget).where(PendingTarget.device_id.not_in(wanted),
+                                                PendingTarget.event_id.in_(events)))
     gained = wanted - set(rows)
     for device_id in gained:
         device = session.scalar(select(Device.id).where(Device.device_id == device_id))

@@ -91,6 +91,8 @@ class Outbox:
             task = find_task(session, secure_id)
             if task is None:
                 raise NotFound(f"no sync task with secure_id {secure_id}")
+            if peer not in self.contexts.get(secure_id).linked:
+                return 0  # not (or no longer) a member this task syncs with: nothing to owe it
             batch = IndexBatch(session, task.id)
             entries = batch.entries()
             for entry in entries.values():
