@@ -20,6 +20,8 @@ from .store.members import ME, live_set, read_members, with_me
 from .store.settings_kv import get_setting
 from .store.tables import FileEntry
 from .store.tasks import list_tasks
+from .sync.ignores import IgnoreFileError, TaskIgnores, ignore_defaults
+from .types import TaskInfo
 
 AWAY_DAYS = 30.0  # default of the ``member_away_days`` setting
 
@@ -99,12 +101,22 @@ def collect_status(store: Store, *, name: str, readable_id: str, me: str = "", p
             pending = pending_counts(session, ref.id)
             members = member_rows(session, ref.id, me, by_id, limit)
             tasks.append({"name": task.name, "secure_id": task.secure_id, "root": str(task.root),
+                          "waiting": task_waiting(task),
                           "kind": task.kind.value, "backup_mode": task.backup_mode, "files": files, "bytes": size,
                           "pending": {names.get(d, short_id_text(d)): n for d, n in sorted(pending.items())},
                           "members": members,
                           "away": [m["name"] or short_id_text(m["device_id"]) for m in members if m["away"]]})
     device = {"name": name, "id": readable_id, "port": port, "log": str(log_file(store.home / "logs"))}
     return {"device": device, "devices": devices, "tasks": tasks}
+
+
+def task_waiting(task: TaskInfo) -> str | None:
+    """Why the task does not sync now, in a line (its ignore patterns are broken), or None."""
+    try:
+        TaskIgnores(task.root, ignore_defaults(task)).refresh()
+    except IgnoreFileError as exc:
+        return f"the ignore patterns must be mended: {exc}"
+    return None
 
 
 def task_members(store: Store, me: str) -> dict[str, list[dict[str, Any]]]:

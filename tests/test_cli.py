@@ -129,3 +129,23 @@ def test_real_program_error_has_no_traceback(tmp_path: Path):
 def test_real_program_runs(tmp_path: Path):
     result = run_ecosys("--home", str(tmp_path), "init", "--name", "desk")
     assert result.returncode == 0 and "Device name: desk" in result.stdout
+
+
+def test_task_ignore_shows_adds_removes_and_refuses_a_bad_line(run_cli, tmp_path: Path):
+    folder = tmp_path / "code"
+    folder.mkdir()
+    run_cli("init", "--name", "laptop")
+    run_cli("task", "add", str(folder))
+    assert "no patterns" in run_cli("task", "ignore", "code").output
+    run_cli("task", "ignore", "code", "node_modules/", "*.swp", "(?i)*.tmp")
+    assert (folder / ".ecosysignore").read_text() == "node_modules/\n*.swp\n(?i)*.tmp\n"
+    assert run_cli("task", "ignore", "code", "--remove", "*.swp").output.splitlines() == ["node_modules/", "(?i)*.tmp"]
+    bad = run_cli("task", "ignore", "code", "!")
+    assert bad.exit_code == 1 and "line 3" in bad.stderr and ".ecosysignore" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert (folder / ".ecosysignore").read_text() == "node_modules/\n(?i)*.tmp\n", "nothing written"
+    shown = json.loads(run_cli("task", "ignore", "code", "--json").output)
+    assert shown["patterns"] == ["node_modules/", "(?i)*.tmp"] and shown["defaults"] == []
+    (folder / ".ecosysignore").write_text("#include missing.txt\n")
+    status = json.loads(run_cli("status", "--json").output)
+    assert "missing.txt" in status["tasks"][0]["waiting"]

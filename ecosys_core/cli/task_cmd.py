@@ -10,6 +10,7 @@ from ..errors import EcosysError, NotFound
 from ..resolve import resolve_grapin
 from ..status import task_members
 from ..store.tasks import add_task, get_task, list_tasks, remove_task
+from ..sync.ignores import IGNORE_FILE, ignore_defaults, read_patterns, write_patterns
 from ..types import TaskKind
 from .env import cli_env, echo_json, echo_table, json_option, notify_daemon
 
@@ -92,6 +93,41 @@ def scan_command(name: str | None) -> None:
     for r in reports:
         click.echo(f"{r['task']}: {r['files_seen']} files, {r['changed']} changed, {r['deleted']} deleted, "
                    f"{r['bytes_hashed'] / 2**20:.1f} MiB hashed")
+
+
+@task_group.command("ignore")
+@click.argument("name")
+@click.argument("patterns", nargs=-1)
+@click.option("--remove", "removed", multiple=True, metavar="PATTERN", help="Take this line out (repeatable).")
+@json_option
+def ignore_command(name: str, patterns: tuple[str, ...], removed: tuple[str, ...], as_json: bool) -> None:
+    """Show the ignore patterns of task NAME, or add PATTERNS to its .ecosysignore.
+
+    Patterns are gitignore-style ('node_modules/', '*.tmp', '!keep.tmp', '**/build'), with Syncthing's
+    '(?i)' (any case) and '(?d)' (may be deleted when it blocks a folder's deletion) prefixes, '#include
+    FILE', and '#' or '//' comments. Ignored files are neither sent, nor deleted, nor overwritten; the
+    daemon reads the file again when it changes. The file itself stays on this device.
+    """
+    env = cli_env()
+    task = get_task(env.store, name)
+    lines = read_patterns(task.root)
+    if patterns or removed:
+        missing = [line for line in removed if line not in lines]
+        if missing:
+            raise NotFound(f"{task.root / IGNORE_FILE} has no line {missing[0]!r}")
+        lines = [line for line in lines if line not in removed]
+        lines += [line for line in dict.fromkeys(patterns) if line not in lines]
+        write_patterns(task.root, lines)
+    defaults = list(ignore_defaults(task))
+    if as_json:
+        echo_json({"task": task.name, "file": str(task.root / IGNORE_FILE), "patterns": lines, "defaults": defaults})
+        return
+    if defaults:
+        click.echo(f"default for app data: {' '.join(defaults)}")
+    if not lines:
+        click.echo(f"no patterns in {task.root / IGNORE_FILE} (add one with 'ecosys task ignore {task.name} PATTERN')")
+    for line in lines:
+        click.echo(line)
 
 
 def register(cli: click.Group) -> None:

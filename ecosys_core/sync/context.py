@@ -12,6 +12,7 @@ from ..safe_paths import InsideChecker
 from ..store import Store
 from ..store.index import find_task, linked_devices
 from ..types import TaskInfo
+from .ignores import IgnoreFileError, IgnoresByRoot, TaskIgnores, ignore_defaults
 
 
 def short_id(device_id: str) -> str:
@@ -39,6 +40,7 @@ class TaskContexts:
         self.store = store
         self._contexts: dict[str, TaskContext] = {}
         self._generation = -1
+        self._ignores = IgnoresByRoot()
 
     def get(self, secure_id: str) -> TaskContext:
         """The task's context; NotFound if this device has no task ``secure_id``."""
@@ -55,6 +57,11 @@ class TaskContexts:
             self._contexts[secure_id] = ctx
         return ctx
 
+    def ignores(self, info: TaskInfo) -> TaskIgnores:
+        """The task's ignore patterns, read again if their files changed (app data starts with
+        :data:`APP_DEFAULTS`); IgnoreFileError while its ``.ecosysignore`` is broken."""
+        return self._ignores.get(info.root, ignore_defaults(info))
+
     def checked(self, peer: str, secure_id: str, path: str, paths: InsideChecker | None = None
                 ) -> tuple[TaskContext, Path]:
         """The task and the file ``path`` of it that ``peer`` asks about; ChangeRefused when the task is
@@ -70,3 +77,11 @@ class TaskContexts:
         except UnsafePath as exc:
             raise ChangeRefused(f"unsafe path from {short_id_text(peer)}: {exc}") from None
         return ctx, target
+
+    def ignored(self, ctx: TaskContext, path: str) -> bool:
+        """True when ``path`` of the task is ignored here; ChangeRefused while the patterns are broken
+        (the change stays pending with its sender until they are mended)."""
+        try:
+            return self.ignores(ctx.info).ignored(path)
+        except IgnoreFileError as exc:
+            raise ChangeRefused(f"task {ctx.info.name} waits for its ignore patterns to be mended: {exc}") from None

@@ -222,6 +222,8 @@ class SyncEngine:
 
     def _on_modification(self, peer: str, m: Modification) -> list[Message]:
         ctx, target = self._checked(peer, m.secure_id, m.path)
+        if self.contexts.ignored(ctx, m.path):  # neither written nor deleted here; the sender may stop owing it
+            return [ModificationDone(m.secure_id, m.path, dict(m.version))]
         local = self.local.fresh_entry(ctx, m.path)  # a local edit not yet indexed is a version too
         remote = Entry(m.path, dict(m.version), m.hash, m.size, 0, m.modified_ns, m.modified_by, m.deleted)
         present = True
@@ -254,7 +256,7 @@ class SyncEngine:
                 target.unlink()
             except FileNotFoundError:
                 pass
-            remove_empty_parents(target, info.root)
+            remove_empty_parents(target, info.root, self.contexts.ignores(info).deletable)
             self._commit_entry(info, local, remote.but(version=merged, mtime_ns=0), peer, relay)
             if self.hook is not None:
                 notify.notify_applied(self.hook, info, m.path, True)

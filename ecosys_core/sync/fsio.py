@@ -275,12 +275,38 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once, at import: os.umask is process-wide and racy under threads
 
 
-def remove_empty_parents(path: Path, root: Path) -> None:
-    """Remove now-empty folders between ``path`` and ``root`` (never ``root`` itself)."""
+def remove_empty_parents(path: Path, root: Path, deletable: Callable[[str], bool] | None = None) -> None:
+    """Remove now-empty folders between ``path`` and ``root`` (never ``root`` itself). A folder holding
+    only files ``deletable`` says may go (relative '/' paths: ignored with ``(?d)``) counts as empty."""
     folder = path.parent
     while folder != root and root in folder.parents:
         try:
             folder.rmdir()
         except OSError:
-            return
+            if deletable is None or not _clear_deletable(folder, root, deletable):
+                return
+            try:
+                folder.rmdir()
+            except OSError:
+                return
         folder = folder.parent
+
+
+def _clear_deletable(folder: Path, root: Path, deletable: Callable[[str], bool]) -> bool:
+    """Delete the files of ``folder`` if every entry is a file ``deletable`` names; False (nothing
+    deleted) if any is not."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return False
+    prefix = folder.relative_to(root).as_posix() + "/"
+    if not entries or not all(e.is_file(follow_symlinks=False) and deletable(prefix + e.name) for e in entries):
+        return False
+    for entry in entries:
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+    return True

@@ -89,22 +89,28 @@ class LocalChanges:
         self.me = short_id(device_id)
         self.hook = hook
         self._lock = lock
+        self._patterns_seen: dict[str, int] = {}  # per task: the ignore patterns' generation of its last full scan
 
     def scan(self, secure_id: str, paths: Iterable[str] | None = None, *, folders: Iterable[str] = ()) -> ScanReport:
         """Bring the index of task ``secure_id`` up to date with its folder: all of it, or only ``paths``
         and the subtrees of ``folders`` ('/'-separated, relative to the root) when either is given. Every
-        local change bumps this device's counter and is queued for the linked devices."""
+        local change bumps this device's counter and is queued for the linked devices. Paths the task's
+        ignore patterns name are left alone; when the patterns changed since the last whole scan, this
+        scan is a whole one. Raises IgnoreFileError (nothing scanned) while they are broken."""
         with self._lock, self.store.session() as session:
             task = find_task(session, secure_id)
             if task is None:
                 raise NotFound(f"no sync task with secure_id {secure_id}")
             root = task.info.root
+            ignores = self.contexts.ignores(task.info)
             targets = linked_devices(session, task.id)
             excluded = home_inside(root, self.store.home)
             folders = _outermost(folders)
-            if (paths is None and not folders) or "" in folders:
+            patterns_moved = self._patterns_seen.get(secure_id, ignores.generation) != ignores.generation
+            if (paths is None and not folders) or "" in folders or patterns_moved:
                 batch = IndexBatch(session, task.id)
-                result = scan_tree(root, batch.fingerprints, batch.stats, excluded=excluded)
+                result = scan_tree(root, batch.fingerprints, batch.stats, excluded=excluded, ignores=ignores)
+                self._patterns_seen[secure_id] = ignores.generation
                 # Under the lock no write of ours is in flight: these are leftovers of a crash.
                 for temp in result.stale_temp:
                     temp.unlink(missing_ok=True)
@@ -112,12 +118,13 @@ class LocalChanges:
             report = ScanReport()
             for folder in folders:  # a folder made, moved or removed: what is below it, as a whole scan sees it
                 batch = IndexBatch(session, task.id, under=folder)
-                result = scan_tree(root, batch.fingerprints, batch.stats, under=folder, excluded=excluded)
+                result = scan_tree(root, batch.fingerprints, batch.stats, under=folder, excluded=excluded,
+                                   ignores=ignores)
                 report += self._record(task, result, batch.get, batch.put, batch.queue, targets)
             paths = [p for p in paths or () if not any(p.startswith(f + "/") for f in folders) and indexable_name(p)]
             known = {p: FileStat(e.size, e.mtime_ns, e.deleted, e.hash)
                      for p in paths if (e := get_entry(session, task.id, p)) is not None}
-            result = scan_paths(root, known, paths, excluded)
+            result = scan_paths(root, known, paths, excluded, ignores)
             if not (result.changed or result.touched or result.missing):
                 return report + ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
             return report + self._record(

@@ -24,6 +24,7 @@ from ..store.index import (
 )
 from .chunking import Signature
 from .context import TaskContexts
+from .ignores import IgnoreFileError
 from .delta import BSDIFF_MAX, encode_against, encode_bsdiff, encode_full
 from .local import LocalChanges
 from .messages import Modification
@@ -52,10 +53,15 @@ class Outbox:
         self._lock = lock
 
     def pending(self, peer: str) -> list[PendingItem]:
-        """Everything pending for ``peer`` in the tasks linked with it."""
+        """Everything pending for ``peer`` in the tasks linked with it, but for the tasks whose ignore
+        patterns are broken: what they owe stays pending until the patterns are mended."""
         out: list[PendingItem] = []
         with self._lock, self.store.session() as session:
             for task in tasks_linked_with(session, peer):
+                try:
+                    self.contexts.ignores(task.info)
+                except IgnoreFileError:
+                    continue
                 out += [PendingItem(task.info.secure_id, item.path, item.base_hash, item.version, item.announce)
                         for item in pending_for(session, task.id, peer)]
         return out
@@ -112,6 +118,8 @@ class Outbox:
         with what it has."""
         with self._lock:
             ctx = self.contexts.get(secure_id)
+            if self.contexts.ignored(ctx, path):
+                return None  # ignored here since it was queued: it stays on this device
             entry = self.local.fresh_entry(ctx, path)
             root = ctx.root
         if entry is None or (not entry.deleted and not root.joinpath(*path.split("/")).is_file()):

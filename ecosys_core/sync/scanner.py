@@ -12,13 +12,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from ..errors import RootUnavailable
 from ..store.index import FileStat
 from .chunking import FileDigest, digest_file
 from .delta import BSDIFF_MAX
 from .fsio import TEMP_PREFIX, is_temp_name
+
+if TYPE_CHECKING:
+    from .ignores import TaskIgnores
 
 log = logging.getLogger(__name__)
 IGNORED_NAMES = frozenset({".ecosys", ".DS_Store", "Thumbs.db", "desktop.ini"})
@@ -186,10 +189,11 @@ def _walk_while_loading(root: Path, racy_after: int, load: Callable[[], Mapping[
 
 def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int]]],
               details: Callable[[], Mapping[str, FileStat]], under: str = "",
-              excluded: tuple[str, ...] = ()) -> ScanResult:
+              excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None) -> ScanResult:
     """Compare the whole tree under ``root`` with the index; with ``under`` (a folder, '/'-separated),
     only that folder's subtree, as a walk of the whole tree would see it. Paths starting with one of
-    ``excluded`` (folders as "a/b/") are neither seen nor missing: they are not the task's.
+    ``excluded`` (folders as "a/b/") and paths ``ignores`` ignores are neither seen nor missing: they
+    are not the task's.
 
     ``fingerprints`` returns each live indexed path's ``(size, mtime_ns)`` (below ``under`` only, when
     given); it is called in this thread while the tree is walked in another (the C walk and SQLite both
@@ -208,6 +212,10 @@ def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int
     if excluded:
         found = {path: stamp for path, stamp in found.items() if not path.startswith(excluded)}
         walk.racy = [path for path in walk.racy if not path.startswith(excluded)]
+    if ignores is not None:
+        indexed = dict(indexed) if not isinstance(indexed, dict) else indexed
+        ignores.filter_scan(found, indexed, whole=not under)
+        walk.racy = [path for path in walk.racy if path in found]
     result = ScanResult(stale_temp=walk.temp_files, unreadable=walk.unreadable, files_seen=len(found))
     # dict equality and set difference run in C: an unchanged tree costs no Python work per file here
     same = found == indexed
@@ -282,15 +290,16 @@ def _walk_folder(root: Path, under: str, racy_after: int) -> TreeWalk:
 
 
 def scan_paths(root: Path, known: Mapping[str, FileStat], paths: Iterable[str],
-               excluded: tuple[str, ...] = ()) -> ScanResult:
+               excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None) -> ScanResult:
     """Compare only ``paths`` (relative, '/'-separated) with ``known``, leaving out those under
-    ``excluded``. Only a path that is not there counts as deleted (not one that cannot be read now);
+    ``excluded`` and those ``ignores`` ignores. Only a path that is not there counts as deleted (not one that cannot be read now);
     raises RootUnavailable without ``root``."""
     if not root.is_dir():
         raise RootUnavailable(f"cannot read the folder {root}: it is missing or not a folder")
     result = ScanResult()
     for rel in sorted(set(paths)):
-        if any(_ignored(part) for part in rel.split("/")) or rel.startswith(excluded) or not indexable_name(rel):
+        if (any(_ignored(part) for part in rel.split("/")) or rel.startswith(excluded) or not indexable_name(rel)
+                or (ignores is not None and ignores.ignored(rel))):
             continue
         try:
             st = os.lstat(root.joinpath(*rel.split("/")))

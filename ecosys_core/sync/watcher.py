@@ -28,6 +28,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from ..errors import EcosysError
 from ..types import TaskInfo
 from .engine import ScanReport, SyncEngine
 from .fsio import is_temp_name
@@ -201,6 +202,9 @@ class TaskWatcher:
                     else:  # a folder is noted with a trailing slash: no file path ends with one
                         report = self.engine.scan(secure_id, sorted(p for p in paths if not p.endswith("/")),
                                                   folders=[p[:-1] for p in paths if p.endswith("/")])
+                except EcosysError as exc:  # said in a line: a root gone, broken ignore patterns
+                    log.warning("task %s not scanned: %s", secure_id[:12], exc)
+                    continue
                 except Exception:  # the watcher must survive a bad moment (disk gone, db busy)
                     log.exception("scan of task %s failed", secure_id)
                     continue
