@@ -213,9 +213,10 @@ class Membership:
                 self._check_sender(peer, current, merged)
             if len(merged) > MAX_MEMBERS:
                 raise ChangeRefused(f"a task has at most {MAX_MEMBERS} members, removed ones included")
-            if invited and self.me not in live_set(merged) and self.me in live_set(incoming):
-                # The person here accepted the share: its record of this device stands even if this
-                # device's own older record (written by a device since removed) does not.
+            if invited and self.me in live_set(incoming) and (self.me not in live_set(merged)
+                                                             or merged.get(self.me) != incoming[self.me]):
+                # The person here accepted the share: its record of this device stands over an older one
+                # (written by a device since removed, or being removed unbeknown to this device).
                 mine = incoming[self.me]
                 merged[self.me] = Member(self.me, max(merged[self.me].seq, mine.seq) + 1, False, mine.added_by,
                                          mine.changed_at)

@@ -261,6 +261,11 @@ def test_devices_converge_while_members_join_and_leave(profile: str):
     # from the soak: a setup queue made by a device that learned, in that same share, it was removed
     @example(n=4, script=[("share", 1, 2), ("share", 3, 1), ("unshare", 2, 3), ("write", 4, "dir/c.txt"),
                           ("unshare", 4, 2), ("meet", 4, 3), ("share", 0, 4), ("meet", 1, 4), ("share", 1, 1)])
+    # from the soak: a share accepted by a device already counted in through a record (the same seq, earlier)
+    # written by a device removed before it wrote it
+    @example(n=5, script=[("leave", 0), ("share", 0, 0), ("share", 1, 0), ("share", 1, 3), ("unshare", 2, 1),
+                          ("write", 0, "a.txt"), ("unshare", 2, 0), ("share", 0, 4), ("share", 4, 4),
+                          ("delete", 2, "dir/c.txt"), ("share", 3, 3)])
     def run(n, script):
         with tempfile.TemporaryDirectory() as tmp:
             world = World(Path(tmp), n)
