@@ -26,6 +26,14 @@ _PLATFORM_ALIASES = {"Windows": "Win32", "windows": "Win32", "linux": "Linux", "
 BUILTIN_PLACEHOLDERS: frozenset[str] = frozenset({"username", "version", "any"})
 PLACEHOLDER_RE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
 _DRIVE_RE = re.compile(r"^[A-Za-z]:$")
+# Folders a path may start at (written %NAME%/…), found from the environment and the OS's known folders
+# (resolve.anchor_folder); the format 2 spelling of "where this OS keeps app data".
+ANCHORS: frozenset[str] = frozenset({"HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "APPDATA",
+                                     "LOCALAPPDATA", "LOCALAPPDATALOW", "DOCUMENTS"})
+GRAPIN_FORMAT = 2  # the newest grapin format this Ecosys reads
+FORMAT_SINCE = {1: "0.1.0", 2: "0.2.0"}  # the Ecosys version that first read each format
+ANY_PLATFORM = "Any"
+_GLOB_CHARS = frozenset("*?[")
 
 
 def placeholders_in(text: str) -> list[str]:
@@ -34,9 +42,23 @@ def placeholders_in(text: str) -> list[str]:
 
 
 def is_anchored(path: str) -> bool:
-    """True when a ``/``-separated path starts at a root: ``~``, ``/`` or a drive letter like ``C:``."""
+    """True when a ``/``-separated path starts at a root: ``~``, ``/``, a drive letter like ``C:`` or an
+    anchor folder like ``%XDG_CONFIG_HOME%``."""
     first = path.split("/", 1)[0]
-    return path.startswith("/") or first == "~" or bool(_DRIVE_RE.match(first))
+    return path.startswith("/") or first == "~" or bool(_DRIVE_RE.match(first)) or anchor_of(path) is not None
+
+
+def anchor_of(path: str) -> str | None:
+    """The anchor name ``path`` starts at (``%APPDATA%/…`` → ``APPDATA``), or None."""
+    first = path.split("/", 1)[0]
+    if len(first) > 2 and first[0] == first[-1] == "%" and first[1:-1] in ANCHORS:
+        return first[1:-1]
+    return None
+
+
+def has_glob(component: str) -> bool:
+    """True when a path component holds a glob character (``*``, ``?``, ``[``)."""
+    return not _GLOB_CHARS.isdisjoint(component)
 
 
 def check_json_path(path: str, *, needs_format: bool, known: Iterable[str], anchored: bool | None) -> str:
@@ -52,7 +74,8 @@ def check_json_path(path: str, *, needs_format: bool, known: Iterable[str], anch
     if "\x00" in path:
         raise ValueError("must not contain a NUL character")
     if anchored is True and not is_anchored(path):
-        raise ValueError(f"must start with '~/', '/' or a drive letter like 'C:/' (got {path!r})")
+        raise ValueError(f"must start with '~/', '/', a drive letter like 'C:/' or a known folder "
+                         f"({', '.join('%' + a + '%' for a in sorted(ANCHORS))}) (got {path!r})")
     if anchored is False and is_anchored(path):
         raise ValueError(f"must be relative to the app's root, not absolute (got {path!r})")
     parts = path.split("/")
@@ -63,7 +86,10 @@ def check_json_path(path: str, *, needs_format: bool, known: Iterable[str], anch
         if part == "" and part is not body[-1]:
             raise ValueError(f"empty path component ('//') in {path!r}")
     known_set = set(known)
-    for name in placeholders_in(path):
+    names = placeholders_in(path)
+    if anchor_of(path) is not None:
+        names = names[1:]
+    for name in names:
         if not needs_format:
             raise ValueError(f"uses %{name}% but NeedsFormat is false")
         if name not in known_set:
@@ -116,14 +142,97 @@ class _SeedModel(BaseModel):
         return _check_platforms(value)
 
 
+def _check_patterns(values: list[str]) -> list[str]:
+    from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
+
+    for value in values:
+        if not value or "\\" in value or "\x00" in value or ".." in value.split("/"):
+            raise ValueError(f"{value!r}: a pattern is relative, uses '/', and has no '..'")
+        try:
+            GitIgnoreSpecPattern(value)
+        except Exception as exc:  # pathspec's own error types: a bad pattern to the user
+            raise ValueError(f"bad pattern {value!r}: {exc}") from None
+    return values
+
+
+class GrapinPath(_SeedModel):
+    """Format 2: one thing an app keeps (a folder or a single file), where it is on each platform."""
+
+    name: str = Field(alias="Name", description="Its folder in the task: the same on every device and platform.")
+    locations: dict[str, list[str]] = Field(
+        alias="Locations",
+        description="Per platform (or 'Any'), the places to try in order; the first that exists is used. "
+                    "Globs (*, ?, [..], **) match every entry they can, not the first.",
+    )
+    file: bool = Field(False, alias="File", description="A single file, such as ~/.vimrc, not a folder.")
+    include: list[str] = Field(default_factory=list, alias="Include",
+                               description="Only these gitignore-style patterns sync (default: everything).")
+    exclude: list[str] = Field(default_factory=list, alias="Exclude",
+                               description="Gitignore-style patterns that never sync (caches, locks).")
+
+    @field_validator("name")
+    @classmethod
+    def _part_name(cls, value: str) -> str:
+        return _check_name(value)
+
+    @field_validator("locations")
+    @classmethod
+    def _locations(cls, value: dict[str, list[str]], info: ValidationInfo) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for platform, paths in value.items():
+            key = ANY_PLATFORM if platform == ANY_PLATFORM else _check_platforms([platform])[0]
+            if not paths:
+                raise ValueError(f"{platform}: list at least one location")
+            out[key] = [check_json_path(path, needs_format=True, known=_known_placeholders(info), anchored=True)
+                        for path in paths]
+        if not out:
+            raise ValueError("name at least one platform's locations")
+        return out
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        return _check_patterns(value)
+
+    def locations_for(self, platform: str) -> list[str]:
+        """The places to try on ``platform``, in order (its own list, else the 'Any' one)."""
+        return self.locations.get(platform) or self.locations.get(ANY_PLATFORM, [])
+
+
+def check_format(data: Any, what: str = "grapin") -> None:
+    """Raise ValueError naming the Ecosys version needed when ``data`` (a raw grapin dict) declares a
+    ``FormatVersion`` this Ecosys does not read, before its keys are checked: a newer grapin says so,
+    not "unknown key"."""
+    if not isinstance(data, dict) or "FormatVersion" not in data:
+        return
+    version = data["FormatVersion"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"FormatVersion must be a whole number from 1 (got {version!r})")
+    if version > GRAPIN_FORMAT:
+        from . import __version__
+
+        needed = data.get("MinEcosysVersion") or f"a version reading format {version}"
+        raise ValueError(f"this {what} needs Ecosys >= {needed} (format {version}); this is Ecosys {__version__}, "
+                         f"which reads formats up to {GRAPIN_FORMAT}")
+
+
 class GrapinConfig(_SeedModel):
-    """A grapin: where one existing app keeps the data that should sync, per platform."""
+    """A grapin: where one existing app keeps the data that should sync, per platform.
+
+    Format 1 (the seed) names one folder (``AppSyncDataFolderPath``); format 2 lists ``Paths``, several
+    folders and files per app and platform with alternatives, globs, anchors and include/exclude
+    patterns. Both read the same way through :meth:`paths_for`.
+    """
 
     app_name: str = Field(alias="AppName", description="Unique name of the app, also the grapin's name.")
     needs_format: bool = Field(False, alias="NeedsFormat", description="True when the path holds %placeholders%.")
+    format_version: int = Field(1, alias="FormatVersion", description="Grapin format: 1 (seed) or 2 (Paths).")
+    min_ecosys_version: str = Field("", alias="MinEcosysVersion",
+                                    description="The Ecosys version this grapin needs, said when an older one reads it.")
     app_sync_data_folder_path: str = Field(
+        "",
         alias="AppSyncDataFolderPath",
-        description="Folder to sync, '/'-separated, starting with '~/', '/' or a drive letter.",
+        description="Folder to sync, '/'-separated, starting with '~/', '/' or a drive letter (format 1).",
     )
     supported_platforms: list[str] = Field(alias="SupportedPlatforms", description="Linux, Win32, Android, Darwin.")
     app_description: str = Field("", alias="AppDescription")
@@ -133,13 +242,32 @@ class GrapinConfig(_SeedModel):
         alias="AppSyncDataFolderPathByPlatform",
         description="Ecosys extension: a per-platform path that overrides AppSyncDataFolderPath.",
     )
+    paths: list[GrapinPath] = Field(default_factory=list, alias="Paths",
+                                    description="Format 2: the folders and files to sync, each with its locations.")
+    lock_files: list[str] = Field(default_factory=list, alias="LockFiles",
+                                  description="Files (patterns relative to a path) present while the app runs.")
+    process_names: list[str] = Field(default_factory=list, alias="ProcessNames",
+                                     description="Names of the app's processes: while one runs, its data waits.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _format_first(cls, data: Any) -> Any:
+        check_format(data)
+        return data
 
 
     @field_validator("app_sync_data_folder_path")
     @classmethod
     def _path(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            return value  # format 2 may give Paths instead; checked once every field is read
         needs_format = bool(info.data.get("needs_format", False))
         return check_json_path(value, needs_format=needs_format, known=_known_placeholders(info), anchored=True)
+
+    @field_validator("lock_files")
+    @classmethod
+    def _lock_patterns(cls, value: list[str]) -> list[str]:
+        return _check_patterns(value)
 
     @field_validator("platform_paths")
     @classmethod
@@ -156,6 +284,17 @@ class GrapinConfig(_SeedModel):
         extra = sorted(set(self.platform_paths) - set(self.supported_platforms))
         if extra:
             raise ValueError(f"AppSyncDataFolderPathByPlatform names {', '.join(extra)}, absent from SupportedPlatforms")
+        if self.paths and self.format_version < 2:
+            raise ValueError("Paths needs \"FormatVersion\": 2")
+        if not self.paths and not self.app_sync_data_folder_path:
+            raise ValueError("give AppSyncDataFolderPath or (format 2) Paths")
+        names = [p.name.casefold() for p in self.paths]
+        if len(names) != len(set(names)):
+            raise ValueError("two Paths have the same Name")
+        for part in self.paths:
+            extra = sorted(set(part.locations) - set(self.supported_platforms) - {ANY_PLATFORM})
+            if extra:
+                raise ValueError(f"Paths {part.name!r} names {', '.join(extra)}, absent from SupportedPlatforms")
         return self
 
     @property
@@ -163,8 +302,24 @@ class GrapinConfig(_SeedModel):
         return self.app_name
 
     def path_for(self, platform: str) -> str:
-        """Return the JSON path to use on ``platform`` (the per-platform override, else the default)."""
+        """Return the JSON path to use on ``platform`` (the per-platform override, else the default);
+        for a format 2 grapin, the first location of its first path there ("" if none)."""
+        if self.paths:
+            found = [loc for part in self.paths for loc in part.locations_for(platform)]
+            return found[0] if found else ""
         return self.platform_paths.get(platform, self.app_sync_data_folder_path)
+
+    def paths_for(self, platform: str) -> list[GrapinPath]:
+        """What to sync on ``platform`` as format 2 paths (a format 1 grapin is one folder, "data")."""
+        if self.paths:
+            return [part for part in self.paths if part.locations_for(platform)]
+        return [GrapinPath(Name="data", Locations={platform: [self.path_for(platform)]})]
+
+    @property
+    def single_folder(self) -> bool:
+        """True when the grapin is one folder on every platform: its task's root is that folder. With
+        several paths (or a file), each path is a folder of the task named after it."""
+        return len(self.paths) <= 1 and not any(part.file for part in self.paths)
 
 
 class ToutEnUnConfig(_SeedModel):

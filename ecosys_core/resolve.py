@@ -11,11 +11,12 @@ import getpass
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from .errors import PathNotResolved
-from .models import PLACEHOLDER_RE, GrapinConfig, is_anchored
+from .models import ANCHORS, PLACEHOLDER_RE, GrapinConfig, anchor_of, has_glob, is_anchored
 from .types import Placeholder, PlaceholderRequest, ResolveContext
 
 _DRIVE_RE = re.compile(r"^[A-Za-z]:$")
@@ -33,8 +34,43 @@ def current_platform() -> str:
 
 
 def current_context() -> ResolveContext:
-    """Return the resolve context of the running user on this machine."""
-    return ResolveContext(home=Path.home(), username=getpass.getuser(), platform=current_platform())
+    """Return the resolve context of the running user on this machine (its known folders from the
+    environment, and Documents from ``platformdirs``)."""
+    folders = {name: os.environ[name] for name in ANCHORS if os.environ.get(name)}
+    try:
+        import platformdirs
+
+        folders.setdefault("DOCUMENTS", platformdirs.user_documents_dir())
+    except Exception:  # a known folder is a convenience: its default below stands in
+        pass
+    return ResolveContext(home=Path.home(), username=getpass.getuser(), platform=current_platform(), folders=folders)
+
+
+# Where each anchor is when neither the environment nor the OS says: (platforms, path under home).
+_ANCHOR_DEFAULTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "HOME": (("Linux", "Darwin", "Win32", "Android"), ""),
+    "XDG_CONFIG_HOME": (("Linux", "Darwin"), ".config"),
+    "XDG_DATA_HOME": (("Linux", "Darwin"), ".local/share"),
+    "XDG_STATE_HOME": (("Linux", "Darwin"), ".local/state"),
+    "APPDATA": (("Win32",), "AppData/Roaming"),
+    "LOCALAPPDATA": (("Win32",), "AppData/Local"),
+    "LOCALAPPDATALOW": (("Win32",), "AppData/LocalLow"),
+    "DOCUMENTS": (("Linux", "Darwin", "Win32"), "Documents"),
+}
+
+
+def anchor_folder(name: str, context: ResolveContext) -> Path:
+    """The folder anchor ``%name%`` stands for in ``context``; PathNotResolved where it has no meaning
+    (``%APPDATA%`` on Linux). The environment's value wins, as apps themselves read it."""
+    platforms, default = _ANCHOR_DEFAULTS[name]
+    if name == "HOME":
+        return context.home
+    if context.platform not in platforms:
+        raise PathNotResolved(f"%{name}% has no meaning on {context.platform}")
+    value = context.folders.get(name)
+    if value and os.path.isabs(value):
+        return Path(value)
+    return context.home.joinpath(*default.split("/"))
 
 
 def natural_version_key(text: str) -> tuple[tuple[int, int, str], ...]:
@@ -88,7 +124,10 @@ def resolve_json_path(
         raise PathNotResolved(f"{path!r} is not anchored at '~/', '/' or a drive letter")
     parts = path.split("/")
     first = parts[0]
-    if first == "~":
+    anchor = anchor_of(path)
+    if anchor is not None:
+        current, rest = anchor_folder(anchor, context), parts[1:]
+    elif first == "~":
         current, rest = context.home, parts[1:]
     elif first == "":
         current, rest = Path(context.home.anchor or "/"), parts[1:]
@@ -137,3 +176,103 @@ def resolve_grapin(
     return resolve_json_path(grapin.path_for(context.platform), placeholders, context)
 
 
+
+
+@dataclass(frozen=True)
+class ResolvedPart:
+    """One path of a grapin found on this machine: ``path`` is a folder (``file`` False) or the file;
+    ``include``/``exclude`` are gitignore-style patterns relative to that folder (a location's glob
+    becomes an include pattern on the folder before it)."""
+
+    name: str
+    path: Path
+    file: bool
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+def resolve_parts(grapin: GrapinConfig, placeholders: Mapping[str, Placeholder],
+                  context: ResolveContext | None = None) -> list[ResolvedPart]:
+    """Every path of ``grapin`` found on this machine, each at the first of its locations that exists
+    (alternatives are tried in order). Raises PathNotResolved, with each location's reason, when none
+    of its paths is here."""
+    context = context or current_context()
+    if context.platform not in grapin.supported_platforms:
+        raise PathNotResolved(f"{grapin.app_name} supports {', '.join(grapin.supported_platforms)}, not {context.platform}")
+    found: list[ResolvedPart] = []
+    reasons: list[str] = []
+    for part in grapin.paths_for(context.platform):
+        for location in part.locations_for(context.platform):
+            try:
+                path, glob = resolve_location(location, placeholders, context, file=part.file)
+            except PathNotResolved as exc:
+                reasons.append(str(exc))
+                continue
+            include = tuple(_under_glob(glob, part.include)) if glob else tuple(part.include)
+            found.append(ResolvedPart(part.name, path, part.file and not glob, include, tuple(part.exclude)))
+            break
+    if not found:
+        raise PathNotResolved("; ".join(dict.fromkeys(reasons)) or f"{grapin.app_name} names no path for {context.platform}")
+    return found
+
+
+def resolve_location(location: str, placeholders: Mapping[str, Placeholder], context: ResolveContext,
+                     *, file: bool = False) -> tuple[Path, str]:
+    """``(path, glob)``: where ``location`` is, if it exists. Without glob characters, the folder (or
+    ``file``) itself and ``""``; with some, the folder before the first component holding one and the
+    rest as a pattern anchored there (``/*.default-release``), once at least one entry matches."""
+    components = location.split("/")
+    start = 1 if location.startswith("/") else 0
+    first = next((i for i in range(max(start, 1), len(components)) if has_glob(components[i])), None)
+    if first is None:
+        path = resolve_json_path(location, placeholders, context)
+        exists = path.is_file() if file else path.is_dir()
+        if not exists:
+            raise PathNotResolved(f"{'file' if file else 'folder'} {path} does not exist")
+        return path, ""
+    base = resolve_json_path("/".join(components[:first]) or "/", placeholders, context)
+    if not base.is_dir():
+        raise PathNotResolved(f"folder {base} does not exist")
+    rest = "/".join(components[first:])
+    try:
+        matched = next(iter(base.glob(rest)), None)
+    except (OSError, ValueError) as exc:
+        raise PathNotResolved(f"cannot look for {rest!r} in {base}: {exc}") from None
+    if matched is None:
+        raise PathNotResolved(f"nothing in {base} matches {rest!r}")
+    return base, "/" + rest
+
+
+def _under_glob(glob: str, include: list[str]) -> list[str]:
+    """``include`` patterns (relative to each entry ``glob`` matches) as patterns relative to the folder
+    the glob starts in; without any, the glob itself (and, for folders, what they hold)."""
+    if not include:
+        return [glob]
+    out = []
+    for pattern in include:
+        anchored = "/" in pattern.rstrip("/")
+        out.append(f"{glob}/{pattern.lstrip('/')}" if anchored else f"{glob}/**/{pattern}")
+    return out
+
+
+def include_patterns(part: ResolvedPart, prefix: str = "") -> list[str]:
+    """The ignore patterns (``.ecosysignore`` syntax) that keep only what ``part`` syncs, under the
+    task folder ``prefix`` ('' for the task's root): everything but its includes is ignored, then its
+    excludes."""
+    base = f"/{prefix}" if prefix else ""
+
+    def placed(pattern: str) -> str:
+        anchored = "/" in pattern.rstrip("/")
+        if not base:
+            return pattern
+        return f"{base}/{pattern.lstrip('/')}" if anchored else f"{base}/**/{pattern}"
+
+    lines: list[str] = []
+    if part.include:
+        lines += [f"{base}/**" if base else "*", f"!{base}/**/" if base else "!*/"]
+        for pattern in part.include:
+            lines.append("!" + placed(pattern))
+            if pattern.endswith("/"):
+                lines.append("!" + placed(pattern) + "**")
+    lines += [placed(pattern) for pattern in part.exclude]
+    return lines

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 
 class TaskKind(str, enum.Enum):
@@ -44,11 +44,14 @@ class TaskOffer:
 
 @dataclass(frozen=True)
 class ResolveContext:
-    """What placeholder resolvers may use: the user's home, user name and this machine's platform."""
+    """What placeholder resolvers may use: the user's home, user name and this machine's platform, and
+    ``folders``: the known folders the OS or environment set (``XDG_CONFIG_HOME``, ``APPDATA``,
+    ``DOCUMENTS``…); one absent there is its usual place under ``home``."""
 
     home: Path
     username: str
     platform: str
+    folders: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
