@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 import click
 import pluggy
 
-from .types import Placeholder, TaskInfo, TaskOffer
+from .types import Placeholder, TaskInfo, TaskLayout, TaskOffer
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations
     from .grapins import AppRegistry, GrapinRegistry
@@ -66,6 +66,16 @@ def choose_link_path(offer: TaskOffer) -> Path | None:
     Called when a task link request arrives, before the user is asked (CHOOSELINKPATH). Return a folder
     (grapin tasks: the grapin's resolved path; app tasks: the installed app's data folder), or None to let
     the next plugin or finally the user decide. First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def task_layout(offer: TaskOffer) -> TaskLayout | None:
+    """Say which places an app task offered by a linked device syncs here, when they are not one folder.
+
+    Called before ``choose_link_path`` for grapin and app tasks. Return a :class:`TaskLayout` (several
+    places, or one folder with ignore patterns), or None to fall back to ``choose_link_path``. The
+    builtin plugin answers from this machine's grapin of the same name. First non-None result wins.
     """
 
 

@@ -23,7 +23,7 @@ from .store import Store
 from .store.devices import forget_device, link_task_device, upsert_device
 from .store.settings_kv import get_setting, set_setting
 from .store.tasks import add_task, check_new_task_root, task_info
-from .types import TaskInfo, TaskOffer
+from .types import TaskInfo, TaskLayout, TaskOffer
 
 
 def link_device(store: Store, hook: HookRelay, device_id: str, name: str) -> list[str]:
@@ -99,13 +99,21 @@ def choose_task_root(hook: HookRelay, prompts: Prompts, offer: TaskOffer, *, tim
     return root_from_answer(offer, prompts.ask("CHOOSELINKPATH", link_path_question(offer), timeout=timeout))
 
 
-def accept_task_offer(store: Store, hook: HookRelay, offer: TaskOffer, root: Path, *, name: str | None = None) -> TaskInfo:
-    """Create the offered task at ``root`` under the offer's secure_id, link it with the offering device and
-    tell the plugins (``task_linked``). The folder is checked before anything is created (EcosysError)."""
-    root = check_new_task_root(store, root, offer.kind)
-    root.mkdir(parents=True, exist_ok=True)
-    task = add_task(store, name=name or offer.name, root=root, kind=offer.kind, source=offer.source,
-                    secure_id=offer.secure_id, created_at=offer.created_at)
+def accept_task_offer(store: Store, hook: HookRelay, offer: TaskOffer, root: Path, *, name: str | None = None,
+                      layout: TaskLayout | None = None) -> TaskInfo:
+    """Create the offered task at ``root`` (or with ``layout``'s places and patterns) under the offer's
+    secure_id, link it with the offering device and tell the plugins (``task_linked``). The folder is
+    checked before anything is created (EcosysError)."""
+    if layout is not None and layout.parts:
+        task = add_task(store, name=name or offer.name, root=root, kind=offer.kind, source=offer.source,
+                        secure_id=offer.secure_id, created_at=offer.created_at, parts=layout.parts,
+                        patterns=layout.patterns)
+    else:
+        root = check_new_task_root(store, root, offer.kind)
+        root.mkdir(parents=True, exist_ok=True)
+        task = add_task(store, name=name or offer.name, root=root, kind=offer.kind, source=offer.source,
+                        secure_id=offer.secure_id, created_at=offer.created_at,
+                        patterns=layout.patterns if layout is not None else ())
     link_task_device(store, task.secure_id, offer.device_id)
     hook.task_linked(task=task, device_id=offer.device_id)
     return task

@@ -173,6 +173,8 @@ def resolve_grapin(
         raise PathNotResolved(
             f"{grapin.app_name} supports {', '.join(grapin.supported_platforms)}, not {context.platform}"
         )
+    if grapin.paths:  # format 2: where its first path present here is
+        return resolve_parts(grapin, placeholders, context)[0].path
     return resolve_json_path(grapin.path_for(context.platform), placeholders, context)
 
 

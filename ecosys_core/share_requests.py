@@ -35,7 +35,7 @@ from .questions import PendingQuestions
 from .store import Store
 from .store.devices import link_task_device
 from .store.tasks import list_tasks
-from .types import TaskInfo, TaskKind, TaskOffer
+from .types import TaskInfo, TaskKind, TaskLayout, TaskOffer
 
 log = logging.getLogger("ecosys.daemon")
 PROMPT_TIMEOUT = 120.0
@@ -112,7 +112,7 @@ class ShareRequests:
 
     async def _accept(self, offer: TaskOffer) -> TaskInfo:
         """The task ``offer`` becomes here; EcosysError when refused (by the person or the checks)."""
-        existing, where = await self.run_blocking(self._existing_or_place, offer)
+        existing, where, layout = await self.run_blocking(self._existing_or_place, offer)
         if existing is not None and existing.secure_id == offer.secure_id:
             if await self.run_blocking(self.sync.members.was_removed, offer.secure_id, offer.device_id):
                 raise EcosysError(f"your device was removed from the task {existing.name!r} here; only a share "
@@ -128,21 +128,24 @@ class ShareRequests:
         if where is None:
             answer = await self.prompts.ask_async("CHOOSELINKPATH", link_path_question(offer), timeout=PROMPT_TIMEOUT)
             where = root_from_answer(offer, answer)
-        return await self.run_blocking(self._create, offer, where)
+        return await self.run_blocking(self._create, offer, where, layout)
 
-    def _existing_or_place(self, offer: TaskOffer) -> tuple[TaskInfo | None, Path | None]:
+    def _existing_or_place(self, offer: TaskOffer) -> tuple[TaskInfo | None, Path | None, TaskLayout | None]:
         """(Blocking.) The task here that ``offer`` is (same secure_id, or the same app), or else where a
-        ``choose_link_path`` plugin puts it (None: the person is asked)."""
+        ``task_layout`` or ``choose_link_path`` plugin puts it (None: the person is asked)."""
         tasks = list_tasks(self.store)
         for task in tasks:
             if task.secure_id == offer.secure_id:
-                return task, None
+                return task, None, None
         if offer.kind in APP_KINDS:
             for task in tasks:
                 if task.kind is offer.kind and task.source == offer.source:
-                    return task, None
+                    return task, None, None
+            layout = self.hook.task_layout(offer=offer)
+            if layout is not None:
+                return None, layout.root or layout.parts[0].path, layout
         chosen = self.hook.choose_link_path(offer=offer)
-        return None, Path(chosen) if chosen is not None else None
+        return None, Path(chosen) if chosen is not None else None, None
 
     def _link(self, task: TaskInfo, offer: TaskOffer) -> TaskInfo:
         link_task_device(self.store, task.secure_id, offer.device_id)
@@ -156,7 +159,7 @@ class ShareRequests:
             task = adopt_secure_id(self.store, task.name, offer.secure_id)
         return self._link(task, offer)
 
-    def _create(self, offer: TaskOffer, root: Path) -> TaskInfo:
-        task = accept_task_offer(self.store, self.hook, offer, root)
+    def _create(self, offer: TaskOffer, root: Path, layout: TaskLayout | None = None) -> TaskInfo:
+        task = accept_task_offer(self.store, self.hook, offer, root, layout=layout)
         self.sync.scan(task.secure_id)
         return task

@@ -102,6 +102,7 @@ def collect_status(store: Store, *, name: str, readable_id: str, me: str = "", p
             members = member_rows(session, ref.id, me, by_id, limit)
             tasks.append({"name": task.name, "secure_id": task.secure_id, "root": str(task.root),
                           "waiting": task_waiting(task),
+                          "parts": [{"name": p.name, "path": str(p.path), "file": p.file} for p in task.parts],
                           "kind": task.kind.value, "backup_mode": task.backup_mode, "files": files, "bytes": size,
                           "pending": {names.get(d, short_id_text(d)): n for d, n in sorted(pending.items())},
                           "members": members,

@@ -18,8 +18,32 @@ class TaskKind(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class TaskPart:
+    """One place a task syncs when it has several (an app's folders and files): what lies at ``path`` is
+    the task's folder ``name`` (a file: the task's file ``name``), whatever the place on each device."""
+
+    name: str
+    path: Path
+    file: bool = False
+
+
+@dataclass(frozen=True)
+class TaskLayout:
+    """Where an app's task lives on this machine: one folder (``root``), or several ``parts`` (``root``
+    None); ``patterns`` are the ignore patterns it starts with (its grapin's include and exclude)."""
+
+    root: Path | None
+    parts: tuple[TaskPart, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TaskInfo:
-    """A read-only snapshot of a sync task, as hooks see it."""
+    """A read-only snapshot of a sync task, as hooks see it.
+
+    A task syncs the folder ``root``, or, when it has ``parts``, those places (``root`` is then a folder
+    of Ecosys's own holding only the task's ``.ecosysignore``). ``patterns`` are ignore patterns the task
+    was made with (a grapin's include and exclude lists)."""
 
     name: str
     secure_id: str
@@ -28,6 +52,13 @@ class TaskInfo:
     backup_mode: bool
     created_at: datetime
     source: str | None = None  # grapin or app name for those kinds
+    parts: tuple[TaskPart, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+    @property
+    def places(self) -> list[Path]:
+        """Every folder or file this task syncs on this device."""
+        return [part.path for part in self.parts] if self.parts else [self.root]
 
 
 @dataclass(frozen=True)

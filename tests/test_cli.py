@@ -149,3 +149,18 @@ def test_task_ignore_shows_adds_removes_and_refuses_a_bad_line(run_cli, tmp_path
     (folder / ".ecosysignore").write_text("#include missing.txt\n")
     status = json.loads(run_cli("status", "--json").output)
     assert "missing.txt" in status["tasks"][0]["waiting"]
+
+
+def test_task_add_grapin_of_several_places(run_cli, user_home: Path, ecosys_home):
+    (ecosys_home.root / "plugins").mkdir(exist_ok=True)
+    (ecosys_home.root / "plugins" / "vim.json").write_text(json.dumps({
+        "FormatVersion": 2, "AppName": "Vim", "SupportedPlatforms": ["Linux", "Darwin"],
+        "Paths": [{"Name": "vimrc", "File": True, "Locations": {"Any": ["~/.vimrc"]}},
+                  {"Name": "vim", "Locations": {"Any": ["%XDG_CONFIG_HOME%/vim", "~/.vim"]}, "Exclude": ["*.swp"]}]}))
+    (user_home / ".vimrc").write_text("set number")
+    (user_home / ".vim").mkdir()
+    added = run_cli("task", "add", "--grapin", "vim")
+    assert added.exit_code == 0, added.output
+    assert f"vimrc = {user_home / '.vimrc'}" in added.output and f"vim = {user_home / '.vim'}" in added.output
+    missing = run_cli("task", "add", "--grapin", "Vim", "--name", "again")
+    assert missing.exit_code == 1 and "overlaps" in missing.stderr

@@ -177,6 +177,31 @@ def test_hook_choose_link_path(plugins, user_home: Path, tmp_path: Path):
     assert plugins.hook.choose_link_path(offer=folder_offer) is None  # the user decides (CHOOSELINKPATH)
 
 
+VIM_V2 = ('{"FormatVersion": 2, "AppName": "Vim", "SupportedPlatforms": ["Linux", "Darwin", "Win32"], "Paths": ['
+          '{"Name": "vimrc", "File": true, "Locations": {"Any": ["~/.vimrc"], "Win32": ["~/_vimrc"]}},'
+          '{"Name": "vim", "Locations": {"Any": ["~/.vim"], "Win32": ["~/vimfiles"]}, "Exclude": ["*.swp"]}]}')
+
+
+def test_hook_task_layout(ecosys_home, user_home: Path, store, tmp_path: Path):
+    from ecosys_core.plugins import get_plugin_manager
+
+    (ecosys_home.root / "plugins").mkdir(exist_ok=True)
+    (ecosys_home.root / "plugins" / "vim.json").write_text(VIM_V2)
+    (user_home / ".vimrc").write_text("set number")
+    (user_home / ".vim").mkdir()
+    plugins = get_plugin_manager(ecosys_home)
+    offer = TaskOffer("Vim", "44" * 16, TaskKind.GRAPIN, "Vim", datetime.now(timezone.utc), DEVICE)
+    layout = plugins.hook.task_layout(offer=offer)
+    assert layout.root is None and [(p.name, p.path, p.file) for p in layout.parts] == [
+        ("vimrc", user_home / ".vimrc", True), ("vim", user_home / ".vim", False)]
+    assert layout.patterns == ("/vim/**/*.swp",)
+    link_device(store, plugins.hook, DEVICE, "phone")
+    task = accept_task_offer(store, plugins.hook, offer, layout.parts[0].path, layout=layout)
+    assert task.parts == layout.parts and task.patterns == layout.patterns
+    folder_offer = TaskOffer("Photos", "22" * 16, TaskKind.FOLDER, None, datetime.now(timezone.utc), DEVICE)
+    assert plugins.hook.task_layout(offer=folder_offer) is None
+
+
 def test_hook_device_linked(plugins, store, recorder):
     link_device(store, plugins.hook, DEVICE.upper(), "phone")
     assert recorder.calls == [("linked", DEVICE, "phone")]

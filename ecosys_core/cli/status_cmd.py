@@ -48,6 +48,8 @@ def status_command(as_json: bool) -> None:
         pending = ", ".join(f"{d}: {n}" for d, n in task["pending"].items()) or "nothing"
         click.echo(f"- {task['name']} ({task['kind']}{', backup' if task['backup_mode'] else ''}) {task['root']}")
         click.echo(f"  {task['files']} files, {task['bytes'] / 2**20:.1f} MiB; pending: {pending}")
+        for part in task.get("parts", []):
+            click.echo(f"  {part['name']}: {part['path']}")
         if task.get("waiting"):
             click.echo(f"  waiting: {task['waiting']}")
         for m in task.get("members", []):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import EcosysError, NotFound
-from ..resolve import resolve_grapin
+from ..errors import EcosysError, NotFound, PathNotResolved
+from ..grapin_layout import grapin_layout
 from ..status import task_members
 from ..store.tasks import add_task, get_task, list_tasks, remove_task
 from ..sync.ignores import IGNORE_FILE, ignore_defaults, read_patterns, write_patterns
@@ -32,11 +32,14 @@ def add_command(path: Path | None, grapin_name: str | None, name: str | None, ba
         raise EcosysError("give either a PATH or --grapin NAME (see 'ecosys task add --help')")
     if grapin_name is not None:
         grapin = env.plugins.grapins().get(grapin_name).item
-        root = resolve_grapin(grapin, env.plugins.placeholders())
-        if not root.is_dir():
-            raise NotFound(f"{grapin.app_name}'s data folder {root} does not exist (is the app installed and started once?)")
-        task = add_task(env.store, name=name or grapin.app_name, root=root, kind=TaskKind.GRAPIN,
-                        source=grapin.app_name, backup_mode=backup)
+        try:
+            layout = grapin_layout(grapin, env.plugins.placeholders())
+        except PathNotResolved as exc:
+            raise NotFound(f"{grapin.app_name}'s data is not on this machine: {exc} (is the app installed and "
+                           "started once?)") from None
+        task = add_task(env.store, name=name or grapin.app_name, root=layout.root or env.layout.root,
+                        kind=TaskKind.GRAPIN, source=grapin.app_name, backup_mode=backup, parts=layout.parts,
+                        patterns=layout.patterns)
     else:
         assert path is not None
         if not path.is_dir():
@@ -45,7 +48,8 @@ def add_command(path: Path | None, grapin_name: str | None, name: str | None, ba
                         kind=TaskKind.FOLDER, backup_mode=backup)
     notify_daemon()
     mode = " (backup mode)" if task.backup_mode else ""
-    click.echo(f"Added {task.kind.value} task {task.name!r}{mode}: {task.root} [secure_id {task.secure_id}]")
+    where = ", ".join(f"{p.name} = {p.path}" for p in task.parts) if task.parts else str(task.root)
+    click.echo(f"Added {task.kind.value} task {task.name!r}{mode}: {where} [secure_id {task.secure_id}]")
 
 
 @task_group.command("list")
@@ -59,6 +63,7 @@ def list_command(as_json: bool) -> None:
         members = task_members(env.store, env.identity.device_id)
         echo_json([{"name": t.name, "secure_id": t.secure_id, "root": str(t.root), "kind": t.kind.value,
                     "source": t.source, "backup_mode": t.backup_mode, "created_at": t.created_at.isoformat(),
+                    "parts": [{"name": p.name, "path": str(p.path), "file": p.file} for p in t.parts],
                     "members": members.get(t.secure_id, [])}
                    for t in tasks])
         return

@@ -9,7 +9,8 @@ from ..errors import EcosysError
 from ..grapins import AppRegistry, GrapinRegistry
 from ..hookspecs import hookimpl
 from ..resolve import resolve_grapin
-from ..types import Placeholder, TaskKind, TaskOffer
+from ..grapin_layout import grapin_layout
+from ..types import Placeholder, TaskKind, TaskLayout, TaskOffer
 
 
 class CatalogueLinkPaths:
@@ -25,6 +26,16 @@ class CatalogueLinkPaths:
         placeholders: Callable[[], dict[str, Placeholder]],
     ) -> None:
         self._grapins, self._apps, self._placeholders = grapins, apps, placeholders
+
+    @hookimpl
+    def task_layout(self, offer: TaskOffer) -> TaskLayout | None:
+        if offer.kind is not TaskKind.GRAPIN or offer.source is None:
+            return None
+        try:
+            layout = grapin_layout(self._grapins().get(offer.source).item, self._placeholders())
+        except EcosysError:
+            return None  # unknown or absent here: choose_link_path, then the person, decide
+        return layout if layout.parts or layout.patterns else None
 
     @hookimpl
     def choose_link_path(self, offer: TaskOffer) -> Path | None:

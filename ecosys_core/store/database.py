@@ -33,8 +33,16 @@ def _v2_task_members(conn: Connection) -> None:
                       "JOIN devices d ON d.id = td.device_id"))
 
 
+def _v3_task_layout(conn: Connection) -> None:
+    """Tasks of several places and tasks made with patterns (stop 23): a ``layout`` column, NULL for the
+    folder tasks there were."""
+    columns = {row[1] for row in conn.execute(text("PRAGMA table_info(sync_tasks)"))}
+    if "layout" not in columns:
+        conn.execute(text("ALTER TABLE sync_tasks ADD COLUMN layout TEXT"))
+
+
 # Append only: each function brings the schema from version i to i+1.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_task_members]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_task_members, _v3_task_layout]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -66,6 +67,9 @@ class SyncTask(Base):
     source: Mapped[str | None] = mapped_column(String, nullable=True)  # grapin or app name
     backup_mode: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # JSON {"parts": [{"name", "path", "file"}], "patterns": [...]} for a task of several places or made
+    # with patterns (schema 3); NULL for a plain folder
+    layout: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     devices: Mapped[list[TaskDevice]] = relationship(back_populates="task", cascade="all, delete-orphan", passive_deletes=True)
     files: Mapped[list[FileEntry]] = relationship(back_populates="task", cascade="all, delete-orphan", passive_deletes=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import AlreadyExists, EcosysError, NotFound
-from ..types import TaskInfo, TaskKind
+from ..types import TaskInfo, TaskKind, TaskPart
 from .database import Store
 from .tables import SyncTask, utcnow
 
@@ -25,6 +26,7 @@ def new_secure_id() -> str:
 def task_info(row: SyncTask) -> TaskInfo:
     """Snapshot a task row for hooks and callers outside a session."""
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
+    layout = json.loads(row.layout) if row.layout else {}
     return TaskInfo(
         name=row.name,
         secure_id=row.secure_id,
@@ -33,7 +35,26 @@ def task_info(row: SyncTask) -> TaskInfo:
         backup_mode=row.backup_mode,
         created_at=created,
         source=row.source,
+        parts=tuple(TaskPart(p["name"], Path(p["path"]), bool(p["file"])) for p in layout.get("parts", ())),
+        patterns=tuple(layout.get("patterns", ())),
     )
+
+
+def _layout(parts: tuple[TaskPart, ...], patterns: tuple[str, ...]) -> str | None:
+    if not parts and not patterns:
+        return None
+    return json.dumps({"parts": [{"name": p.name, "path": str(p.path), "file": p.file} for p in parts],
+                       "patterns": list(patterns)})
+
+
+def parts_root(home: Path, secure_id: str) -> Path:
+    """The folder of Ecosys's own that stands for the root of a task of several places: it holds only
+    that task's ``.ecosysignore``."""
+    return home / "tasks" / secure_id
+
+
+def _places(row: SyncTask) -> list[Path]:
+    return task_info(row).places
 
 
 def _overlaps(a: Path, b: Path) -> bool:
@@ -73,10 +94,16 @@ def check_new_task_root(store: Store, root: Path, kind: TaskKind = TaskKind.FOLD
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise EcosysError(f"{root} cannot be created here ({existing} is not a writable folder)")
     with store.session() as session:
-        for other in session.scalars(select(SyncTask)):
-            if _overlaps(real, Path(other.root)):
-                raise AlreadyExists(f"{root} overlaps the folder of task {other.name!r} ({other.root})")
+        _check_overlaps(session, [real])
     return real
+
+
+def _check_overlaps(session: Session, places: list[Path]) -> None:
+    for other in session.scalars(select(SyncTask)):
+        for mine in places:
+            for theirs in _places(other):
+                if _overlaps(mine, theirs):
+                    raise AlreadyExists(f"{mine} overlaps the folder of task {other.name!r} ({theirs})")
 
 
 def add_task(
@@ -89,30 +116,40 @@ def add_task(
     backup_mode: bool = False,
     secure_id: str | None = None,
     created_at: datetime | None = None,
+    parts: tuple[TaskPart, ...] = (),
+    patterns: tuple[str, ...] = (),
 ) -> TaskInfo:
-    """Register a sync task over folder ``root`` (absolute, existing); raise if the name is taken or the
-    folder is, contains or lies inside another task's root."""
+    """Register a sync task over folder ``root`` (absolute, existing), or over ``parts`` (absolute folders
+    and files; ``root`` is then ignored and :func:`parts_root` made); raise if the name is taken or a
+    place is, contains or lies inside another task's. ``patterns``: ignore patterns it starts with."""
     name = name.strip()
     if not name:
         raise EcosysError("a task name must not be empty")
-    root = Path(os.path.realpath(root))
-    check_outside_home(root, store.home, kind)
-    if not root.is_dir():
-        raise NotFound(f"folder {root} does not exist")
+    secure_id = secure_id or new_secure_id()
+    if parts:
+        parts = tuple(TaskPart(p.name, Path(os.path.realpath(p.path)), p.file) for p in parts)
+        for part in parts:
+            check_outside_home(part.path, store.home, kind)
+        root = parts_root(store.home, secure_id)
+        root.mkdir(parents=True, exist_ok=True)
+    else:
+        root = Path(os.path.realpath(root))
+        check_outside_home(root, store.home, kind)
+        if not root.is_dir():
+            raise NotFound(f"folder {root} does not exist")
     with store.session() as session:
         if session.scalar(select(SyncTask).where(SyncTask.name == name)):
             raise AlreadyExists(f"a task called {name!r} already exists")
-        for other in session.scalars(select(SyncTask)):
-            if _overlaps(root, Path(other.root)):
-                raise AlreadyExists(f"{root} overlaps the folder of task {other.name!r} ({other.root})")
+        _check_overlaps(session, [p.path for p in parts] or [root])
         row = SyncTask(
             name=name,
-            secure_id=secure_id or new_secure_id(),
+            secure_id=secure_id,
             root=str(root),
             kind=kind.value,
             source=source,
             backup_mode=backup_mode,
             created_at=created_at or utcnow(),
+            layout=_layout(parts, tuple(patterns)),
         )
         session.add(row)
         session.flush()
@@ -151,7 +188,9 @@ def remove_task(store: Store, name_or_secure_id: str) -> TaskInfo:
         _record_departure(session, store, row)
         session.delete(row)
         store.touch()
-        return info
+    if info.parts:  # Ecosys's own folder standing for the task (its .ecosysignore), not the user's files
+        shutil.rmtree(parts_root(store.home, info.secure_id), ignore_errors=True)
+    return info
 
 
 def _record_departure(session: Session, store: Store, row: SyncTask) -> None:

@@ -13,6 +13,7 @@ from ..store import Store
 from ..store.index import find_task, linked_devices
 from ..types import TaskInfo
 from .ignores import IgnoreFileError, IgnoresByRoot, TaskIgnores, ignore_defaults
+from .places import Places
 
 
 def short_id(device_id: str) -> str:
@@ -27,6 +28,7 @@ class TaskContext:
     id: int
     info: TaskInfo
     linked: frozenset[str]
+    places: Places
 
     @property
     def root(self) -> Path:
@@ -53,7 +55,7 @@ class TaskContexts:
                 ref = find_task(session, secure_id)
                 if ref is None:
                     raise NotFound(f"no sync task with secure_id {secure_id}")
-                ctx = TaskContext(ref.id, ref.info, frozenset(linked_devices(session, ref.id)))
+                ctx = TaskContext(ref.id, ref.info, frozenset(linked_devices(session, ref.id)), Places.of(ref.info))
             self._contexts[secure_id] = ctx
         return ctx
 
@@ -73,7 +75,7 @@ class TaskContexts:
         if ctx is None or peer not in ctx.linked:
             raise ChangeRefused(f"task {secure_id[:12]}… is not shared with device {short_id_text(peer)}")
         try:
-            target = (paths or InsideChecker()).join(ctx.root, path)
+            target = ctx.places.locate(path, paths)
         except UnsafePath as exc:
             raise ChangeRefused(f"unsafe path from {short_id_text(peer)}: {exc}") from None
         return ctx, target

@@ -22,8 +22,8 @@ from typing import Iterable, Iterator, Sequence
 from pluggy import HookRelay
 
 from ..device_ids import short_id_text
-from ..errors import ChangeRefused, IntegrityError
-from ..safe_paths import InsideChecker, join_inside
+from ..errors import ChangeRefused, IntegrityError, UnsafePath
+from ..safe_paths import InsideChecker
 from ..store import Store
 from ..store.index import Entry, acknowledge, put_entry, queue_pending
 from ..types import TaskInfo
@@ -256,7 +256,8 @@ class SyncEngine:
                 target.unlink()
             except FileNotFoundError:
                 pass
-            remove_empty_parents(target, info.root, self.contexts.ignores(info).deletable)
+            ctx = self.contexts.get(info.secure_id)
+            remove_empty_parents(target, ctx.places.place_of(m.path), self.contexts.ignores(info).deletable)
             self._commit_entry(info, local, remote.but(version=merged, mtime_ns=0), peer, relay)
             if self.hook is not None:
                 notify.notify_applied(self.hook, info, m.path, True)
@@ -267,7 +268,7 @@ class SyncEngine:
             return [temp] if temp is not None else []
         st = commit_temp(temp, target, remote.modified_ns)
         self._commit_entry(info, local, remote.but(version=merged, mtime_ns=st.st_mtime_ns), peer, relay)
-        self.local.remember_content(info.root, remote, signature.signature() if signature and signature.seen else None)
+        self.local.remember_content(target, remote, signature.signature() if signature and signature.seen else None)
         if self.hook is not None:
             notify.notify_applied(self.hook, info, m.path, False)
         return done
@@ -287,7 +288,7 @@ class SyncEngine:
             self.local.scan(m.secure_id, [copy_rel])
             st = commit_temp(temp, target, remote.modified_ns)
             self._commit_entry(info, local, remote.but(version=merged, mtime_ns=st.st_mtime_ns), peer, True)
-            self.local.remember_content(info.root, remote, None)
+            self.local.remember_content(target, remote, None)
         else:
             temp = self._materialize(copy_path, None, m)
             if not isinstance(temp, Path):
@@ -316,7 +317,10 @@ class SyncEngine:
         loser = decision.loser
         assert loser is not None
         for rel in decision.conflict_names:
-            copy = join_inside(ctx.root, rel)
+            try:
+                copy = ctx.places.locate(rel)
+            except UnsafePath as exc:
+                raise ChangeRefused(f"cannot keep the conflicting version of {loser.path}: {exc}") from None
             if not os.path.lexists(copy):
                 return rel, copy, False
             held = self.local.fresh_entry(ctx, rel)

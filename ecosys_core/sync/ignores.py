@@ -43,8 +43,9 @@ APP_DEFAULTS: tuple[str, ...] = (
 
 
 def ignore_defaults(task: TaskInfo) -> tuple[str, ...]:
-    """The patterns a task starts with: :data:`APP_DEFAULTS` for app data, none for a folder."""
-    return APP_DEFAULTS if task.kind in (TaskKind.GRAPIN, TaskKind.APP) else ()
+    """The patterns a task starts with: :data:`APP_DEFAULTS` for app data, then those it was made with
+    (a grapin's include and exclude lists)."""
+    return (APP_DEFAULTS if task.kind in (TaskKind.GRAPIN, TaskKind.APP) else ()) + task.patterns
 
 
 _FLAGS_RE = re.compile(r"^(\(\?[id]\))+")

@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 
 from pluggy import HookRelay
 
-from ..errors import NotFound
+from ..errors import NotFound, UnsafePath
 from ..store import Store
 from ..store.index import (
     Entry,
@@ -36,6 +36,7 @@ from .chunking import Signature, digest_file
 from .context import TaskContext, TaskContexts, short_id
 from .delta import BSDIFF_MAX
 from .objects import ObjectStore
+from .places import Places
 from .scanner import RACY_NS, ScanResult, indexable_name, scan_paths, scan_tree
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,17 @@ def home_inside(root: Path, home: Path) -> tuple[str, ...]:
     except ValueError:
         return ()
     return (rel.as_posix() + "/",) if rel.parts else ("",)  # the root itself: nothing of it is the task's
+
+
+def home_excluded(places: Places, home: Path) -> tuple[str, ...]:
+    """:func:`home_inside` for each folder of a task's places, as prefixes of the task's paths."""
+    if not places.several:
+        return home_inside(places.root, home)
+    out: list[str] = []
+    for name, part in places.parts.items():
+        if not part.file:
+            out += [f"{name}/{rel}" for rel in home_inside(part.path, home)]
+    return tuple(out)
 
 
 def _outermost(folders: Iterable[str]) -> list[str]:
@@ -101,15 +113,15 @@ class LocalChanges:
             task = find_task(session, secure_id)
             if task is None:
                 raise NotFound(f"no sync task with secure_id {secure_id}")
-            root = task.info.root
+            places = Places.of(task.info)
             ignores = self.contexts.ignores(task.info)
             targets = linked_devices(session, task.id)
-            excluded = home_inside(root, self.store.home)
+            excluded = home_excluded(places, self.store.home)
             folders = _outermost(folders)
             patterns_moved = self._patterns_seen.get(secure_id, ignores.generation) != ignores.generation
             if (paths is None and not folders) or "" in folders or patterns_moved:
                 batch = IndexBatch(session, task.id)
-                result = scan_tree(root, batch.fingerprints, batch.stats, excluded=excluded, ignores=ignores)
+                result = scan_tree(places, batch.fingerprints, batch.stats, excluded=excluded, ignores=ignores)
                 self._patterns_seen[secure_id] = ignores.generation
                 # Under the lock no write of ours is in flight: these are leftovers of a crash.
                 for temp in result.stale_temp:
@@ -118,13 +130,13 @@ class LocalChanges:
             report = ScanReport()
             for folder in folders:  # a folder made, moved or removed: what is below it, as a whole scan sees it
                 batch = IndexBatch(session, task.id, under=folder)
-                result = scan_tree(root, batch.fingerprints, batch.stats, under=folder, excluded=excluded,
+                result = scan_tree(places, batch.fingerprints, batch.stats, under=folder, excluded=excluded,
                                    ignores=ignores)
                 report += self._record(task, result, batch.get, batch.put, batch.queue, targets)
             paths = [p for p in paths or () if not any(p.startswith(f + "/") for f in folders) and indexable_name(p)]
             known = {p: FileStat(e.size, e.mtime_ns, e.deleted, e.hash)
                      for p in paths if (e := get_entry(session, task.id, p)) is not None}
-            result = scan_paths(root, known, paths, excluded, ignores)
+            result = scan_paths(places, known, paths, excluded, ignores)
             if not (result.changed or result.touched or result.missing):
                 return report + ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
             return report + self._record(
@@ -136,6 +148,7 @@ class LocalChanges:
         """Index what ``result`` found and queue each change for ``targets``."""
         report = ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
         info = task.info
+        places = Places.of(info)
 
         def record(old: Entry | None, new: Entry) -> None:
             put(new)
@@ -154,7 +167,7 @@ class LocalChanges:
             new = Entry(obs.path, bump(old.version if old else {}, self.me), obs.digest.hash, obs.size,
                         obs.mtime_ns, obs.mtime_ns, self.me, False)
             record(old, new)
-            self.remember_content(info.root, new, obs.digest.signature)
+            self.remember_content(places.path(new.path), new, obs.digest.signature)
             report.changed += 1
         if not info.backup_mode:  # backup mode: local deletions are neither recorded nor sent
             for path in result.missing:
@@ -171,8 +184,8 @@ class LocalChanges:
         with self.store.session() as session:
             entry = get_entry(session, ctx.id, path)
         try:
-            st = os.lstat(os.path.join(ctx.root, *path.split("/")))
-        except OSError:
+            st = os.lstat(ctx.places.path(path))
+        except (OSError, UnsafePath):
             st = None
         if entry is None or entry.deleted:
             clean = st is None
@@ -185,18 +198,19 @@ class LocalChanges:
         with self.store.session() as session:
             return get_entry(session, ctx.id, path)
 
-    def remember_content(self, root: Path, entry: Entry, signature: Signature | None) -> None:
-        """Keep what later deltas from this content need: a shadow copy or a chunk signature."""
+    def remember_content(self, path: Path, entry: Entry, signature: Signature | None) -> None:
+        """Keep what later deltas from ``entry``'s content (the file at ``path``) need: a shadow copy or
+        a chunk signature."""
         try:
             if entry.size < SHADOW_MIN:
                 return
             if entry.size <= BSDIFF_MAX:
-                self.objects.put_shadow(entry.hash, root.joinpath(*entry.path.split("/")))
+                self.objects.put_shadow(entry.hash, path)
             else:
                 if signature is None and self.objects.has_signature(entry.hash):
                     return  # kept already (a prebuilt stream stores it)
                 if signature is None:
-                    signature = digest_file(root.joinpath(*entry.path.split("/")), with_signature=True).signature
+                    signature = digest_file(path, with_signature=True).signature
                 if signature is not None:
                     self.objects.put_signature(entry.hash, signature)
         except OSError as exc:  # a cache: failing to fill it only makes later deltas bigger

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
-from ..errors import NotFound
+from ..errors import NotFound, UnsafePath
 from ..store import Store
 from ..store.index import (
     Entry,
@@ -121,8 +121,11 @@ class Outbox:
             if self.contexts.ignored(ctx, path):
                 return None  # ignored here since it was queued: it stays on this device
             entry = self.local.fresh_entry(ctx, path)
-            root = ctx.root
-        if entry is None or (not entry.deleted and not root.joinpath(*path.split("/")).is_file()):
+            try:
+                file = ctx.places.path(path)
+            except UnsafePath:
+                return None  # in none of the task's places any more (its grapin changed)
+        if entry is None or (not entry.deleted and not file.is_file()):
             return None  # nothing indexed, or a backup-mode deletion: this device cannot send the content
         message = Modification(secure_id, path, entry.version, entry.hash, entry.size, entry.modified_ns,
                                entry.modified_by, entry.deleted, base_hash, None, reply)
@@ -132,7 +135,7 @@ class Outbox:
             # The receiver's content is unknown: announce first, so it can answer with its signature
             # (or that it already has this content) instead of receiving the whole file.
             return message
-        message.delta = self._delta_stream(root.joinpath(*path.split("/")), entry, base_hash, signature, message)
+        message.delta = self._delta_stream(file, entry, base_hash, signature, message)
         return message
 
     def _delta_stream(self, file: Path, entry: Entry, base_hash: str, signature: Signature | None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
-from ..errors import RootUnavailable
+from ..errors import RootUnavailable, UnsafePath
 from ..store.index import FileStat
 from .chunking import FileDigest, digest_file
 from .delta import BSDIFF_MAX
@@ -22,6 +22,7 @@ from .fsio import TEMP_PREFIX, is_temp_name
 
 if TYPE_CHECKING:
     from .ignores import TaskIgnores
+    from .places import Places
 
 log = logging.getLogger(__name__)
 IGNORED_NAMES = frozenset({".ecosys", ".DS_Store", "Thumbs.db", "desktop.ini"})
@@ -146,12 +147,12 @@ def _unlistable(root: Path, prefix: str, exc: OSError, unreadable: list[str]) ->
 RACY_NS = 2_000_000_000
 
 
-def _observe(root: Path, rel: str, size: int, mtime_ns: int, known: FileStat | None, result: ScanResult) -> None:
+def _observe(path: Path, rel: str, size: int, mtime_ns: int, known: FileStat | None, result: ScanResult) -> None:
     if (known is not None and not known.deleted and known.size == size and known.mtime_ns == mtime_ns
             and time.time_ns() - mtime_ns > RACY_NS):
         return
     try:
-        digest = digest_file(root.joinpath(*rel.split("/")), with_signature=size > BSDIFF_MAX)
+        digest = digest_file(path, with_signature=size > BSDIFF_MAX)
     except OSError:
         return  # vanished or unreadable right now; the next scan will see it
     result.bytes_hashed += digest.size
@@ -161,18 +162,18 @@ def _observe(root: Path, rel: str, size: int, mtime_ns: int, known: FileStat | N
         result.changed.append(Observation(rel, digest.size, mtime_ns, digest))
 
 
-def _walk_while_loading(root: Path, racy_after: int, load: Callable[[], Mapping[str, tuple[int, int]]]
+def _walk_while_loading(places: Places, racy_after: int, load: Callable[[], Mapping[str, tuple[int, int]]]
                         ) -> tuple[TreeWalk, Mapping[str, tuple[int, int]]]:
-    """Walk ``root`` in a helper thread while ``load`` runs in this one (it may hold a database session
+    """Walk ``places`` in a helper thread while ``load`` runs in this one (it may hold a database session
     that must not change threads); the walk's error, if any, is raised here. The Python walk would only
     fight ``load`` for the GIL, so without the C walk the two run one after the other."""
     if _NATIVE_WALK is None:
-        return walk_tree(root, racy_after), load()
+        return places.walk(racy_after), load()
     outcome: list = []
 
     def walk() -> None:
         try:
-            outcome.append(walk_tree(root, racy_after))
+            outcome.append(places.walk(racy_after))
         except BaseException as exc:  # handed to the caller below
             outcome.append(exc)
 
@@ -187,10 +188,10 @@ def _walk_while_loading(root: Path, racy_after: int, load: Callable[[], Mapping[
     return outcome[0], indexed
 
 
-def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int]]],
+def scan_tree(places: Places, fingerprints: Callable[[], Mapping[str, tuple[int, int]]],
               details: Callable[[], Mapping[str, FileStat]], under: str = "",
               excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None) -> ScanResult:
-    """Compare the whole tree under ``root`` with the index; with ``under`` (a folder, '/'-separated),
+    """Compare every file of a task's ``places`` (its folder) with the index; with ``under`` (a folder, '/'-separated),
     only that folder's subtree, as a walk of the whole tree would see it. Paths starting with one of
     ``excluded`` (folders as "a/b/") and paths ``ignores`` ignores are neither seen nor missing: they
     are not the task's.
@@ -203,10 +204,10 @@ def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int
     # taken before the walk, so every file written within RACY_NS of its stat counts as racy
     racy_after = time.time_ns() - RACY_NS
     if under:
-        walk, indexed = _walk_folder(root, under, racy_after), fingerprints()
+        walk, indexed = places.walk_under(under, racy_after), fingerprints()
     else:
-        walk, indexed = _walk_while_loading(root, racy_after, fingerprints)
-    found = _indexable(root, walk.files)
+        walk, indexed = _walk_while_loading(places, racy_after, fingerprints)
+    found = _indexable(places.root, walk.files)
     if found is not walk.files:
         walk.racy = [path for path in walk.racy if path in found]
     if excluded:
@@ -224,7 +225,7 @@ def scan_tree(root: Path, fingerprints: Callable[[], Mapping[str, tuple[int, int
         known = details()
         for rel in sorted(suspects):
             size, mtime_ns = found[rel]
-            _observe(root, rel, size, mtime_ns, known.get(rel), result)
+            _observe(places.path(rel), rel, size, mtime_ns, known.get(rel), result)
     missing = set() if same else indexed.keys() - found.keys()
     if result.unreadable or excluded:  # not listed is not deleted: those files are kept until they can be read
         hidden = tuple(result.unreadable) + excluded
@@ -257,7 +258,7 @@ def indexable_name(path: str) -> bool:
         return False
 
 
-def _walk_folder(root: Path, under: str, racy_after: int) -> TreeWalk:
+def walk_folder(root: Path, under: str, racy_after: int) -> TreeWalk:
     """The part of a whole walk of ``root`` below folder ``under``, paths relative to ``root``.
 
     A walk of the whole tree follows no link and skips ignored names, so a folder reached through a link,
@@ -289,20 +290,22 @@ def _walk_folder(root: Path, under: str, racy_after: int) -> TreeWalk:
                     [prefix + rel for rel in walk.unreadable], [prefix + rel for rel in walk.racy])
 
 
-def scan_paths(root: Path, known: Mapping[str, FileStat], paths: Iterable[str],
+def scan_paths(places: Places, known: Mapping[str, FileStat], paths: Iterable[str],
                excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None) -> ScanResult:
     """Compare only ``paths`` (relative, '/'-separated) with ``known``, leaving out those under
     ``excluded`` and those ``ignores`` ignores. Only a path that is not there counts as deleted (not one that cannot be read now);
-    raises RootUnavailable without ``root``."""
-    if not root.is_dir():
-        raise RootUnavailable(f"cannot read the folder {root}: it is missing or not a folder")
+    raises RootUnavailable without the task's folder."""
+    places.available()
     result = ScanResult()
     for rel in sorted(set(paths)):
         if (any(_ignored(part) for part in rel.split("/")) or rel.startswith(excluded) or not indexable_name(rel)
                 or (ignores is not None and ignores.ignored(rel))):
             continue
         try:
-            st = os.lstat(root.joinpath(*rel.split("/")))
+            path = places.path(rel)
+            st = os.lstat(path)
+        except UnsafePath:  # not (or no longer) one of the task's places
+            continue
         except (FileNotFoundError, NotADirectoryError):
             st = None
         except OSError:
@@ -313,5 +316,5 @@ def scan_paths(root: Path, known: Mapping[str, FileStat], paths: Iterable[str],
                 result.missing.append(rel)
             continue
         result.files_seen += 1
-        _observe(root, rel, st.st_size, st.st_mtime_ns, known.get(rel), result)
+        _observe(path, rel, st.st_size, st.st_mtime_ns, known.get(rel), result)
     return result

@@ -13,7 +13,8 @@ import logging
 import os
 import threading
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -33,6 +34,7 @@ from ..types import TaskInfo
 from .engine import ScanReport, SyncEngine
 from .fsio import is_temp_name
 from .local import home_inside
+from .places import CONFLICT_MARK
 
 log = logging.getLogger(__name__)
 _FULL = None  # marker: rescan the whole task
@@ -43,11 +45,20 @@ _EVENTS = [FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: "TaskWatcher", task: TaskInfo) -> None:
+    """Events under ``folder``, which holds the task's files below ``prefix`` (a plain task: its root and
+    ""; a folder part: its folder and "NAME/"). ``whole``: any event there rescans the whole task (the
+    folder holding a file part, or the own root of a task of several places, with its .ecosysignore);
+    ``names`` then keeps only the events of those file names (and their conflict copies)."""
+
+    def __init__(self, watcher: "TaskWatcher", task: TaskInfo, folder: Path, prefix: str = "",
+                 whole: bool = False, names: tuple[str, ...] = ()) -> None:
         self.watcher = watcher
         self.task = task
-        self.root = str(task.root)
-        self.excluded = home_inside(task.root, watcher.engine.store.home)  # the database's own writes
+        self.root = str(folder)
+        self.prefix = prefix
+        self.whole = whole
+        self.names = names
+        self.excluded = home_inside(folder, watcher.engine.store.home)  # the database's own writes
 
     def _rel(self, path: str | bytes) -> str | None:
         """``path`` relative to the root, '/'-separated ("" for the root itself); None when it is outside
@@ -71,12 +82,15 @@ class _Handler(FileSystemEventHandler):
             rel = self._rel(raw) if raw else None
             if rel is None:
                 continue
-            if not event.is_directory:
-                self.watcher.touch(self.task.secure_id, rel)
+            if self.whole:
+                if not self.names or rel.startswith(self.names):
+                    self.watcher.touch(self.task.secure_id, _FULL)
+            elif not event.is_directory:
+                self.watcher.touch(self.task.secure_id, self.prefix + rel)
             else:
                 # A folder made, moved or removed: its subtree is compared, not the whole task (an initial
                 # sync makes folders all along; each used to cost a walk of the task under the engine lock).
-                self.watcher.touch(self.task.secure_id, rel + "/" if rel else _FULL)
+                self.watcher.touch(self.task.secure_id, (self.prefix + rel + "/") if rel else (self.prefix or _FULL))
 
 
 class TaskWatcher:
@@ -94,17 +108,38 @@ class TaskWatcher:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._observer = Observer()
+        self._watches: dict[str, list[tuple[Any, _Handler]]] = {}  # per task: its watches and handlers
+        self._users: dict[Any, int] = {}  # per watch: how many handlers (tasks) use it
         self._thread = threading.Thread(target=self._run, name="ecosys-watcher", daemon=True)
 
     def start(self) -> None:
-        """Start watching every task root (recursively) and the scanning thread."""
+        """Start watching every task's places (folders recursively) and the scanning thread."""
         for task in self.tasks.values():
-            if task.root.is_dir():
-                self._observer.schedule(_Handler(self, task), str(task.root), recursive=True, event_filter=_EVENTS)
-            else:
-                log.warning("not watching %s: %s does not exist", task.name, task.root)
+            self._schedule(task)
         self._observer.start()
         self._thread.start()
+
+    def _schedule(self, task: TaskInfo) -> None:
+        handlers: list[tuple[Path, _Handler, bool]] = []
+        if not task.parts:
+            handlers.append((task.root, _Handler(self, task, task.root), True))
+        else:
+            handlers.append((task.root, _Handler(self, task, task.root, whole=True), False))
+            for part in task.parts:
+                if part.file:
+                    stem = part.path.name.rpartition(".")[0] or part.path.name
+                    handlers.append((part.path.parent, _Handler(self, task, part.path.parent, whole=True,
+                                                                names=(part.path.name, stem + CONFLICT_MARK)), False))
+                else:
+                    handlers.append((part.path, _Handler(self, task, part.path, part.name + "/"), True))
+        watches = self._watches.setdefault(task.secure_id, [])
+        for folder, handler, recursive in handlers:
+            if not folder.is_dir():
+                log.warning("not watching %s: %s does not exist", task.name, folder)
+                continue
+            watch = self._observer.schedule(handler, str(folder), recursive=recursive, event_filter=_EVENTS)
+            watches.append((watch, handler))
+            self._users[watch] = self._users.get(watch, 0) + 1
 
     def add(self, task: TaskInfo) -> None:
         """Start watching one more task (a task linked while running)."""
@@ -112,7 +147,7 @@ class TaskWatcher:
             return
         self.tasks[task.secure_id] = task
         if self._observer.is_alive():
-            self._observer.schedule(_Handler(self, task), str(task.root), recursive=True, event_filter=_EVENTS)
+            self._schedule(task)
 
     def remove(self, secure_id: str) -> None:
         """Stop watching a task that was removed."""
@@ -123,13 +158,15 @@ class TaskWatcher:
             self._pending.pop(secure_id, None)
             self._first.pop(secure_id, None)
             self._last.pop(secure_id, None)
-        for watch in list(self._observer.emitters):
-            watch = watch.watch
-            if watch.path == str(task.root):
-                try:
+        for watch, handler in self._watches.pop(secure_id, []):
+            try:
+                self._observer.remove_handler_for_watch(handler, watch)
+                self._users[watch] -= 1
+                if not self._users[watch]:  # no other task watches that folder
+                    del self._users[watch]
                     self._observer.unschedule(watch)
-                except (KeyError, OSError):
-                    pass
+            except (KeyError, OSError):
+                pass
 
     def follow(self, tasks: list[TaskInfo]) -> list[str]:
         """Watch exactly ``tasks`` from now on: stop watching the tasks not among them (removed, or
