@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from .errors import ConfigError, NotFound
 from .models import GrapinConfig, ToutEnUnConfig
@@ -12,12 +12,40 @@ from .models import GrapinConfig, ToutEnUnConfig
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
 class Registered(Generic[T]):
-    """One registered item and where it came from (a file path or a plugin name)."""
+    """One registered item and where it came from (a file path or a plugin name).
 
-    item: T
-    source: str
+    An item may be registered as its raw JSON with the function that checks it (thousands of imported
+    grapins): it is checked when first used, so listing or searching them by name costs no validation.
+    ``item`` then raises the ConfigError of a broken one."""
+
+    def __init__(self, item: T | None, source: str, *, raw: dict[str, Any] | None = None,
+                 parse: Callable[[], T] | None = None) -> None:
+        self._item = item
+        self.source = source
+        self.raw = raw
+        self._parse = parse
+
+    @property
+    def item(self) -> T:
+        if self._item is None:
+            assert self._parse is not None
+            self._item = self._parse()
+        return self._item
+
+    @property
+    def checked(self) -> bool:
+        """True once the item was validated (always, for one registered as a model)."""
+        return self._item is not None
+
+    def text(self, key: str) -> str:
+        """A text field (``AppName``, ``AppDescription``) without checking the item first."""
+        if self.raw is not None and self._item is None:
+            value = self.raw.get(key, "")
+            return value if isinstance(value, str) else ""
+        item: Any = self._item
+        return {"AppName": getattr(item, "app_name", ""), "AppDescription": getattr(item, "app_description", "")
+                }.get(key, "")
 
 
 @dataclass
@@ -41,7 +69,7 @@ class _Registry(Generic[T]):
         raise NotFound(f"no {self._kind} called {name!r} (see 'ecosys {self._kind} list')")
 
     def __iter__(self) -> Iterator[Registered[T]]:
-        return iter(sorted(self.entries.values(), key=lambda e: self._name(e.item).casefold()))
+        return iter(entry for _, entry in sorted(self.entries.items(), key=lambda kv: kv[0].casefold()))
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -66,6 +94,18 @@ class GrapinRegistry(_Registry[GrapinConfig]):
     def add(self, grapin: GrapinConfig, source: str) -> None:
         """Register ``grapin``; a later grapin with the same AppName replaces it."""
         self._store(grapin.app_name, Registered(grapin, source))
+
+    def add_unchecked(self, raw: dict[str, Any], source: str, parse: Callable[[], GrapinConfig]) -> None:
+        """Register a grapin as its raw JSON, checked by ``parse`` when first used (see
+        :class:`Registered`); one without a text AppName is recorded as an error now."""
+        name = raw.get("AppName") if isinstance(raw, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            try:
+                parse()
+            except ConfigError as error:
+                self.add_error(error)
+            return
+        self._store(name.strip(), Registered(None, source, raw=raw, parse=parse))
 
 
 @dataclass(frozen=True)

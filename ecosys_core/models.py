@@ -164,7 +164,8 @@ class GrapinPath(_SeedModel):
         description="Per platform (or 'Any'), the places to try in order; the first that exists is used. "
                     "Globs (*, ?, [..], **) match every entry they can, not the first.",
     )
-    file: bool = Field(False, alias="File", description="A single file, such as ~/.vimrc, not a folder.")
+    file: bool | None = Field(False, alias="File", description="A single file, such as ~/.vimrc (true), a "
+                              "folder (false), or whichever is there (null: an imported definition that does not say).")
     include: list[str] = Field(default_factory=list, alias="Include",
                                description="Only these gitignore-style patterns sync (default: everything).")
     exclude: list[str] = Field(default_factory=list, alias="Exclude",
@@ -319,7 +320,7 @@ class GrapinConfig(_SeedModel):
     def single_folder(self) -> bool:
         """True when the grapin is one folder on every platform: its task's root is that folder. With
         several paths (or a file), each path is a folder of the task named after it."""
-        return len(self.paths) <= 1 and not any(part.file for part in self.paths)
+        return len(self.paths) <= 1 and not any(part.file is not False for part in self.paths)
 
 
 class ToutEnUnConfig(_SeedModel):

@@ -12,7 +12,7 @@ import pluggy
 from . import hookspecs
 from .defaults import DEFAULT_PLUGINS
 from .defaults.installed_apps import InstalledApps
-from .defaults.json_grapins import BundledGrapins, UserGrapins
+from .defaults.json_grapins import BundledGrapins, ImportedGrapins, UserGrapins
 from .defaults.link_paths import CatalogueLinkPaths
 from .errors import EcosysError
 from .grapins import AppRegistry, GrapinRegistry
@@ -77,6 +77,7 @@ def get_plugin_manager(home: HomeLayout, *, entry_points: bool = True) -> Ecosys
     for dotted in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(dotted), name=dotted)
     pm.register(BundledGrapins(bundled_dir("plugins")), name="bundled-grapins")
+    pm.register(ImportedGrapins(home.plugins), name="imported-grapins")
     pm.register(UserGrapins(home.plugins), name="user-grapins")
     pm.register(InstalledApps(home.apps), name="installed-apps")
     plugins = EcosysPlugins(home, pm)

@@ -211,7 +211,8 @@ def resolve_parts(grapin: GrapinConfig, placeholders: Mapping[str, Placeholder],
                 reasons.append(str(exc))
                 continue
             include = tuple(_under_glob(glob, part.include)) if glob else tuple(part.include)
-            found.append(ResolvedPart(part.name, path, part.file and not glob, include, tuple(part.exclude)))
+            is_file = path.is_file() if part.file is None else bool(part.file)
+            found.append(ResolvedPart(part.name, path, is_file and not glob, include, tuple(part.exclude)))
             break
     if not found:
         raise PathNotResolved("; ".join(dict.fromkeys(reasons)) or f"{grapin.app_name} names no path for {context.platform}")
@@ -219,18 +220,19 @@ def resolve_parts(grapin: GrapinConfig, placeholders: Mapping[str, Placeholder],
 
 
 def resolve_location(location: str, placeholders: Mapping[str, Placeholder], context: ResolveContext,
-                     *, file: bool = False) -> tuple[Path, str]:
+                     *, file: bool | None = False) -> tuple[Path, str]:
     """``(path, glob)``: where ``location`` is, if it exists. Without glob characters, the folder (or
-    ``file``) itself and ``""``; with some, the folder before the first component holding one and the
-    rest as a pattern anchored there (``/*.default-release``), once at least one entry matches."""
+    ``file``; None: either) itself and ``""``; with some, the folder before the first component holding
+    one and the rest as a pattern anchored there (``/*.default-release``), once an entry matches."""
     components = location.split("/")
     start = 1 if location.startswith("/") else 0
     first = next((i for i in range(max(start, 1), len(components)) if has_glob(components[i])), None)
     if first is None:
         path = resolve_json_path(location, placeholders, context)
-        exists = path.is_file() if file else path.is_dir()
+        exists = path.exists() if file is None else path.is_file() if file else path.is_dir()
         if not exists:
-            raise PathNotResolved(f"{'file' if file else 'folder'} {path} does not exist")
+            raise PathNotResolved(f"{'file' if file else 'folder' if file is False else ''} {path} does not exist"
+                                  .lstrip())
         return path, ""
     base = resolve_json_path("/".join(components[:first]) or "/", placeholders, context)
     if not base.is_dir():
@@ -278,3 +280,47 @@ def include_patterns(part: ResolvedPart, prefix: str = "") -> list[str]:
                 lines.append("!" + placed(pattern) + "**")
     lines += [placed(pattern) for pattern in part.exclude]
     return lines
+
+
+def surely_absent(raw: dict, context: ResolveContext) -> bool:
+    """True when a grapin's raw JSON (not validated) certainly finds nothing here: the platform is not
+    among its own, or the fixed beginning of each of its locations (up to the first placeholder or
+    glob) does not exist. One ``stat`` per location, so thousands of imported grapins are sifted in well
+    under a second before the few left are validated and resolved. False means "look properly"."""
+    platforms = raw.get("SupportedPlatforms")
+    if isinstance(platforms, list) and platforms and context.platform not in platforms:
+        return True
+    locations: list = []
+    if isinstance(raw.get("Paths"), list):
+        for part in raw["Paths"]:
+            places = part.get("Locations") if isinstance(part, dict) else None
+            if isinstance(places, dict):
+                locations += places.get(context.platform) or places.get("Any") or []
+    else:
+        by_platform = raw.get("AppSyncDataFolderPathByPlatform")
+        locations.append((by_platform or {}).get(context.platform) if isinstance(by_platform, dict) else None)
+        locations[-1] = locations[-1] or raw.get("AppSyncDataFolderPath")
+    return bool(locations) and all(_prefix_absent(loc, context) for loc in locations)
+
+
+def _prefix_absent(location: object, context: ResolveContext) -> bool:
+    if not isinstance(location, str) or not location:
+        return False
+    parts = location.split("/")
+    anchor = anchor_of(location)
+    try:
+        if anchor is not None:
+            base = anchor_folder(anchor, context)
+        elif parts[0] == "~":
+            base = context.home
+        else:
+            return False  # absolute and drive paths: looked at properly
+    except PathNotResolved:
+        return True  # an anchor with no meaning here
+    fixed = []
+    for part in parts[1:]:
+        if "%" in part or has_glob(part):
+            break
+        if part:
+            fixed.append(part)
+    return bool(fixed) and not os.path.exists(base.joinpath(*fixed))

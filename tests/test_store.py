@@ -158,4 +158,8 @@ def test_a_version_1_store_gets_member_lists_from_its_task_links(tmp_path: Path)
         members = read_members(session, 1)
     assert members["ab" * 32].confirmed and not members["ab" * 32].member.removed
     assert task_device_ids(store, "5e" * 16) == ["ab" * 32]
+    from ecosys_core.store.tasks import get_task
+
+    task = get_task(store, "docs")  # schema 3 added the layout column: a folder task has none
+    assert task.parts == () and task.patterns == () and task.root == Path("/tmp/x")
     store.close()

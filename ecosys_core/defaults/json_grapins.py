@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from ..config_files import load_model_file
+from ..config_files import load_model_file, parse_model
 from ..errors import ConfigError
 from ..grapins import GrapinRegistry
 from ..hookspecs import hookimpl
+from ..importers.common import IMPORTED_FILE, read_imported
 from ..models import GrapinConfig
 
 
@@ -30,6 +32,20 @@ class JsonGrapinFolder:
             except ConfigError as error:
                 registry.add_error(error)
 
+    def _register_imports(self, registry: GrapinRegistry) -> None:
+        """The grapins of each ``imported-<source>/grapins.json`` (see ``ecosys grapin import``)."""
+        context = {"placeholders": registry.known_placeholders}
+        for path in sorted(self.folder.glob(f"imported-*/{IMPORTED_FILE}")):
+            try:
+                _, grapins = read_imported(path)
+            except (OSError, ValueError) as exc:
+                registry.add_error(ConfigError(str(path), None, f"not an import file: {exc}"))
+                continue
+            for index, data in enumerate(grapins):
+                source = f"{path}#{index}"
+                registry.add_unchecked(data, source, functools.partial(parse_model, GrapinConfig, data, source=source,
+                                                                       context=context))
+
 
 class BundledGrapins(JsonGrapinFolder):
     """The grapins shipped with Ecosys; called first, so every other source may replace one."""
@@ -45,3 +61,13 @@ class UserGrapins(JsonGrapinFolder):
     @hookimpl(trylast=True)
     def register_grapins(self, registry: GrapinRegistry) -> None:
         self._register(registry)
+
+
+class ImportedGrapins(JsonGrapinFolder):
+    """The grapins ``ecosys grapin import`` wrote into ``ECOSYS_HOME/plugins/imported-*/``: called
+    before the bundled ones (registered after them, both first), so a curated bundled grapin, and any
+    other source, replaces an imported one of the same name."""
+
+    @hookimpl(tryfirst=True)
+    def register_grapins(self, registry: GrapinRegistry) -> None:
+        self._register_imports(registry)
