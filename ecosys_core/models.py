@@ -23,7 +23,7 @@ from pydantic import (
 PLATFORMS: tuple[str, ...] = ("Linux", "Win32", "Android", "Darwin")
 # The seed's tout-en-un comment spells Windows; it means Win32.
 _PLATFORM_ALIASES = {"Windows": "Win32", "windows": "Win32", "linux": "Linux", "android": "Android", "darwin": "Darwin"}
-BUILTIN_PLACEHOLDERS: frozenset[str] = frozenset({"username", "version", "any"})
+BUILTIN_PLACEHOLDERS: frozenset[str] = frozenset({"username", "version", "any", "mozilla_profile"})
 PLACEHOLDER_RE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
 _DRIVE_RE = re.compile(r"^[A-Za-z]:$")
 # Folders a path may start at (written %NAME%/…), found from the environment and the OS's known folders

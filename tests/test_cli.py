@@ -55,10 +55,15 @@ def test_grapin_list_shows_where_data_is_and_why_not(run_cli, user_home):
 def test_grapin_show_and_resolve(run_cli, user_home):
     profile = user_home / ".mozilla" / "firefox" / "x1y2.default-release"
     profile.mkdir(parents=True)
+    (profile.parent / "profiles.ini").write_text("[Profile0]\nPath=x1y2.default-release\nIsRelative=1\nDefault=1\n")
     shown = json.loads(run_cli("grapin", "show", "Firefox", "--json").output)
     assert shown["grapin"]["AppName"] == "Firefox" and shown["path"] == str(profile)
     assert run_cli("grapin", "resolve", "firefox").output.strip() == str(profile)
     assert "resolves:" in run_cli("grapin", "show", "Firefox").output
+    (user_home / ".vimrc").write_text("set number")
+    (user_home / ".vim").mkdir()
+    assert run_cli("grapin", "resolve", "vim").output.splitlines() == [f"vimrc: {user_home / '.vimrc'}",
+                                                                       f"vim: {user_home / '.vim'}"]
 
 
 def test_grapin_resolve_explains_failure(run_cli, user_home):

@@ -13,7 +13,7 @@ from ..importers.common import IMPORTED, SKIPPED, WIDENED, ImportResult, write_i
 from ..importers.ludusavi import import_ludusavi
 from ..importers.mackup import find_applications, import_mackup
 from ..models import GrapinConfig
-from ..resolve import current_context, resolve_grapin, surely_absent
+from ..resolve import current_context, resolve_grapin, resolve_parts, surely_absent
 from .env import cli_env, echo_json, echo_table, json_option, warn
 
 
@@ -112,6 +112,10 @@ def show_command(name: str, as_json: bool) -> None:
 def resolve_command(name: str) -> None:
     """Print the folder NAME's data lives in on this machine, or why it cannot be found."""
     entry = _catalogue().get(name)
+    if not entry.item.single_folder:  # several places: each with its name in the task
+        for part in resolve_parts(entry.item, cli_env().plugins.placeholders()):
+            click.echo(f"{part.name}: {part.path}")
+        return
     path = resolve_grapin(entry.item, cli_env().plugins.placeholders())
     click.echo(str(path))
     if not path.is_dir():
