@@ -131,7 +131,8 @@ class Node:
         await control.start()
         for task in list_tasks(self.store):
             await self.run_blocking(self.engine.scan, task.secure_id)
-        self.watcher = TaskWatcher(self.engine, list_tasks(self.store), on_scan=self._scanned(loop))
+        self.watcher = TaskWatcher(self.engine, list_tasks(self.store), on_scan=self._scanned(loop),
+                                   on_resumed=self._resumed(loop))
         self.watcher.start()
         discovery = await self._start_discovery()
         dialer = asyncio.ensure_future(self.peers.keep_dialing(self.static_peers, self.stop))
@@ -169,6 +170,19 @@ class Node:
             if report.changed or report.deleted:
                 loop.call_soon_threadsafe(self.peers.changed)
         return scanned
+
+
+    def _resumed(self, loop: asyncio.AbstractEventLoop) -> Callable[[str, set[str]], None]:
+        def resume(secure_id: str, peers: set[str]) -> None:
+            self.peers.changed()  # what waited here goes out
+            for peer in peers:
+                session = self.peers.live(peer)
+                if session is not None:
+                    session.ask_resend(secure_id)
+
+        def resumed(secure_id: str, peers: set[str]) -> None:  # in the watcher's thread
+            loop.call_soon_threadsafe(resume, secure_id, peers)
+        return resumed
 
 
 __all__ = ["Node", "parse_peer"]

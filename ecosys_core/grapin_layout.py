@@ -19,11 +19,12 @@ def grapin_layout(grapin: GrapinConfig, placeholders: Mapping[str, Placeholder],
     and platforms that keep the app's files in other places still agree on what each file is. A path
     absent here is left out (its files are taken when it exists and the task is made again)."""
     parts = resolve_parts(grapin, placeholders, context)
+    running = {"lock_files": tuple(grapin.lock_files), "process_names": tuple(grapin.process_names)}
     if grapin.single_folder:
         (part,) = parts
-        return TaskLayout(part.path, (), tuple(include_patterns(part)))
+        return TaskLayout(part.path, (), tuple(include_patterns(part)), **running)
     patterns: list[str] = []
     for part in parts:
         if not part.file:
             patterns += include_patterns(part, part.name)
-    return TaskLayout(None, tuple(TaskPart(p.name, p.path, p.file) for p in parts), tuple(patterns))
+    return TaskLayout(None, tuple(TaskPart(p.name, p.path, p.file) for p in parts), tuple(patterns), **running)

@@ -104,16 +104,16 @@ def accept_task_offer(store: Store, hook: HookRelay, offer: TaskOffer, root: Pat
     """Create the offered task at ``root`` (or with ``layout``'s places and patterns) under the offer's
     secure_id, link it with the offering device and tell the plugins (``task_linked``). The folder is
     checked before anything is created (EcosysError)."""
+    extra = {} if layout is None else {"patterns": layout.patterns, "lock_files": layout.lock_files,
+                                       "process_names": layout.process_names}
     if layout is not None and layout.parts:
         task = add_task(store, name=name or offer.name, root=root, kind=offer.kind, source=offer.source,
-                        secure_id=offer.secure_id, created_at=offer.created_at, parts=layout.parts,
-                        patterns=layout.patterns)
+                        secure_id=offer.secure_id, created_at=offer.created_at, parts=layout.parts, **extra)
     else:
         root = check_new_task_root(store, root, offer.kind)
         root.mkdir(parents=True, exist_ok=True)
         task = add_task(store, name=name or offer.name, root=root, kind=offer.kind, source=offer.source,
-                        secure_id=offer.secure_id, created_at=offer.created_at,
-                        patterns=layout.patterns if layout is not None else ())
+                        secure_id=offer.secure_id, created_at=offer.created_at, **extra)
     link_task_device(store, task.secure_id, offer.device_id)
     hook.task_linked(task=task, device_id=offer.device_id)
     return task

@@ -21,6 +21,7 @@ from .store.settings_kv import get_setting
 from .store.tables import FileEntry
 from .store.tasks import list_tasks
 from .sync.ignores import IgnoreFileError, TaskIgnores, ignore_defaults
+from .sync.running import RunningApps
 from .types import TaskInfo
 
 AWAY_DAYS = 30.0  # default of the ``member_away_days`` setting
@@ -88,6 +89,7 @@ def collect_status(store: Store, *, name: str, readable_id: str, me: str = "", p
     names = {d["device_id"]: d["name"] or short_id_text(d["device_id"]) for d in devices}
     by_id = {d.device_id: d for d in infos}
     limit = away_after(store)
+    running = RunningApps()
     tasks = []
     with store.session() as session:
         for task in list_tasks(store):
@@ -101,7 +103,7 @@ def collect_status(store: Store, *, name: str, readable_id: str, me: str = "", p
             pending = pending_counts(session, ref.id)
             members = member_rows(session, ref.id, me, by_id, limit)
             tasks.append({"name": task.name, "secure_id": task.secure_id, "root": str(task.root),
-                          "waiting": task_waiting(task),
+                          "waiting": task_waiting(task, running),
                           "parts": [{"name": p.name, "path": str(p.path), "file": p.file} for p in task.parts],
                           "kind": task.kind.value, "backup_mode": task.backup_mode, "files": files, "bytes": size,
                           "pending": {names.get(d, short_id_text(d)): n for d, n in sorted(pending.items())},
@@ -111,13 +113,14 @@ def collect_status(store: Store, *, name: str, readable_id: str, me: str = "", p
     return {"device": device, "devices": devices, "tasks": tasks}
 
 
-def task_waiting(task: TaskInfo) -> str | None:
-    """Why the task does not sync now, in a line (its ignore patterns are broken), or None."""
+def task_waiting(task: TaskInfo, running: RunningApps | None = None) -> str | None:
+    """Why the task does not sync now, in a line (its app runs here, its ignore patterns are broken),
+    or None."""
     try:
         TaskIgnores(task.root, ignore_defaults(task)).refresh()
     except IgnoreFileError as exc:
         return f"the ignore patterns must be mended: {exc}"
-    return None
+    return (running or RunningApps()).reason(task)
 
 
 def task_members(store: Store, me: str) -> dict[str, list[dict[str, Any]]]:

@@ -35,6 +35,8 @@ class TaskLayout:
     root: Path | None
     parts: tuple[TaskPart, ...] = ()
     patterns: tuple[str, ...] = ()
+    lock_files: tuple[str, ...] = ()  # present while the app runs (patterns relative to each place)
+    process_names: tuple[str, ...] = ()  # the app's processes
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class TaskInfo:
 
     A task syncs the folder ``root``, or, when it has ``parts``, those places (``root`` is then a folder
     of Ecosys's own holding only the task's ``.ecosysignore``). ``patterns`` are ignore patterns the task
-    was made with (a grapin's include and exclude lists)."""
+    was made with (a grapin's include and exclude lists); ``lock_files`` and ``process_names`` tell when
+    its app runs (a grapin's ``LockFiles`` and ``ProcessNames``)."""
 
     name: str
     secure_id: str
@@ -54,6 +57,8 @@ class TaskInfo:
     source: str | None = None  # grapin or app name for those kinds
     parts: tuple[TaskPart, ...] = ()
     patterns: tuple[str, ...] = ()
+    lock_files: tuple[str, ...] = ()  # while one is there, or one of ``process_names`` runs, the app runs:
+    process_names: tuple[str, ...] = ()  # its data waits
 
     @property
     def places(self) -> list[Path]:

@@ -39,7 +39,7 @@ def add_command(path: Path | None, grapin_name: str | None, name: str | None, ba
                            "started once?)") from None
         task = add_task(env.store, name=name or grapin.app_name, root=layout.root or env.layout.root,
                         kind=TaskKind.GRAPIN, source=grapin.app_name, backup_mode=backup, parts=layout.parts,
-                        patterns=layout.patterns)
+                        patterns=layout.patterns, lock_files=layout.lock_files, process_names=layout.process_names)
     else:
         assert path is not None
         if not path.is_dir():

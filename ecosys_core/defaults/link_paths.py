@@ -35,7 +35,7 @@ class CatalogueLinkPaths:
             layout = grapin_layout(self._grapins().get(offer.source).item, self._placeholders())
         except EcosysError:
             return None  # unknown or absent here: choose_link_path, then the person, decide
-        return layout if layout.parts or layout.patterns else None
+        return layout if layout.parts or layout.patterns or layout.lock_files or layout.process_names else None
 
     @hookimpl
     def choose_link_path(self, offer: TaskOffer) -> Path | None:

@@ -219,6 +219,11 @@ class PeerSession:
             self._held_back.discard(key)
             self.request_flush()
 
+    def ask_resend(self, secure_id: str) -> None:
+        """Ask the peer to send again what it has pending for task ``secure_id`` (refused while the task
+        waited here)."""
+        self.answer(("RESEND", {"flag": "RESEND", "device_id": self.host.me, "secure_id": secure_id}, b""))
+
     def request_flush(self) -> None:
         """Send what is pending for this peer as soon as the sender is free."""
         self._flush = True
@@ -362,6 +367,8 @@ class PeerSession:
             log.warning("%s says: %s", self.label, h.get("error", "?"))
             if "secure_id" in h and "path" in h:
                 self.settled(h["secure_id"], h["path"])
+        elif flag == "RESEND":  # its task waited (its app ran): what is pending for it goes again now
+            self.request_flush()
         elif flag == "PING" or flag == "HELLO":
             pass
         else:  # largage DATA too: its offer routes it

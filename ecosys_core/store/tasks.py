@@ -37,14 +37,18 @@ def task_info(row: SyncTask) -> TaskInfo:
         source=row.source,
         parts=tuple(TaskPart(p["name"], Path(p["path"]), bool(p["file"])) for p in layout.get("parts", ())),
         patterns=tuple(layout.get("patterns", ())),
+        lock_files=tuple(layout.get("lock_files", ())),
+        process_names=tuple(layout.get("process_names", ())),
     )
 
 
-def _layout(parts: tuple[TaskPart, ...], patterns: tuple[str, ...]) -> str | None:
-    if not parts and not patterns:
+def _layout(parts: tuple[TaskPart, ...], patterns: tuple[str, ...], lock_files: tuple[str, ...] = (),
+            process_names: tuple[str, ...] = ()) -> str | None:
+    if not (parts or patterns or lock_files or process_names):
         return None
     return json.dumps({"parts": [{"name": p.name, "path": str(p.path), "file": p.file} for p in parts],
-                       "patterns": list(patterns)})
+                       "patterns": list(patterns), "lock_files": list(lock_files),
+                       "process_names": list(process_names)})
 
 
 def parts_root(home: Path, secure_id: str) -> Path:
@@ -118,10 +122,13 @@ def add_task(
     created_at: datetime | None = None,
     parts: tuple[TaskPart, ...] = (),
     patterns: tuple[str, ...] = (),
+    lock_files: tuple[str, ...] = (),
+    process_names: tuple[str, ...] = (),
 ) -> TaskInfo:
     """Register a sync task over folder ``root`` (absolute, existing), or over ``parts`` (absolute folders
     and files; ``root`` is then ignored and :func:`parts_root` made); raise if the name is taken or a
-    place is, contains or lies inside another task's. ``patterns``: ignore patterns it starts with."""
+    place is, contains or lies inside another task's. ``patterns``: ignore patterns it starts with;
+    ``lock_files`` and ``process_names``: how to tell its app runs."""
     name = name.strip()
     if not name:
         raise EcosysError("a task name must not be empty")
@@ -149,7 +156,7 @@ def add_task(
             source=source,
             backup_mode=backup_mode,
             created_at=created_at or utcnow(),
-            layout=_layout(parts, tuple(patterns)),
+            layout=_layout(parts, tuple(patterns), tuple(lock_files), tuple(process_names)),
         )
         session.add(row)
         session.flush()

@@ -14,6 +14,7 @@ from ..store.index import find_task, linked_devices
 from ..types import TaskInfo
 from .ignores import IgnoreFileError, IgnoresByRoot, TaskIgnores, ignore_defaults
 from .places import Places
+from .running import RunningApps
 
 
 def short_id(device_id: str) -> str:
@@ -43,6 +44,8 @@ class TaskContexts:
         self._contexts: dict[str, TaskContext] = {}
         self._generation = -1
         self._ignores = IgnoresByRoot()
+        self.running = RunningApps()
+        self._held: dict[str, tuple[TaskInfo, set[str]]] = {}  # tasks waiting, and the peers refused meanwhile
 
     def get(self, secure_id: str) -> TaskContext:
         """The task's context; NotFound if this device has no task ``secure_id``."""
@@ -63,6 +66,41 @@ class TaskContexts:
         """The task's ignore patterns, read again if their files changed (app data starts with
         :data:`APP_DEFAULTS`); IgnoreFileError while its ``.ecosysignore`` is broken."""
         return self._ignores.get(info.root, ignore_defaults(info))
+
+    def hold(self, info: TaskInfo) -> str | None:
+        """Why the task's changes wait here now (its ignore patterns are broken, or its app runs), or
+        None. A task found waiting is remembered until :meth:`resumed` sees it go again."""
+        try:
+            self.ignores(info)
+            reason = self.running.reason(info)
+        except IgnoreFileError as exc:
+            reason = f"its ignore patterns must be mended: {exc}"
+        if reason is not None:
+            self._held.setdefault(info.secure_id, (info, set()))
+        return reason
+
+    def check_going(self, ctx: TaskContext, peer: str) -> None:
+        """ChangeRefused (the change stays pending with ``peer``, asked again when the task goes on)
+        while the task waits."""
+        reason = self.hold(ctx.info)
+        if reason is not None:
+            self._held[ctx.info.secure_id][1].add(peer)
+            raise ChangeRefused(f"task {ctx.info.name} is waiting: {reason}")
+
+    def resumed(self) -> list[tuple[str, set[str]]]:
+        """The tasks that waited and go on now, with the peers whose changes were refused meanwhile."""
+        out = []
+        for secure_id, (info, peers) in list(self._held.items()):
+            self.running.forget()
+            try:
+                self.ignores(info)
+                going = self.running.reason(info) is None
+            except IgnoreFileError:
+                going = False
+            if going:
+                del self._held[secure_id]
+                out.append((secure_id, peers))
+        return out
 
     def checked(self, peer: str, secure_id: str, path: str, paths: InsideChecker | None = None
                 ) -> tuple[TaskContext, Path]:

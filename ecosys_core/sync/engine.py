@@ -139,6 +139,12 @@ class SyncEngine:
         """:meth:`Staging.prebuild`: write a streaming delta's content ahead, without the engine lock."""
         return self.staging.prebuild(peer, m)
 
+    def resumed(self) -> list[tuple[str, set[str]]]:
+        """The tasks that waited (their app ran, their patterns were broken) and go on now, each with the
+        peers whose changes it refused meanwhile: scan them, and ask those peers to send again."""
+        with self._lock:
+            return self.contexts.resumed()
+
     def discard_prebuilt(self, key: ReadyKey) -> None:
         """Remove what :meth:`prebuild` wrote for ``key`` if the apply did not use it."""
         self._ready.discard(key)
@@ -209,7 +215,8 @@ class SyncEngine:
         return []
 
     def _on_need_state(self, peer: str, message: NeedState) -> list[Message]:
-        self._checked(peer, message.secure_id, message.path)
+        ctx, _ = self._checked(peer, message.secure_id, message.path)
+        self.contexts.check_going(ctx, peer)  # a running app's file may be half-written
         signature = None
         if message.signature:
             try:
@@ -222,6 +229,7 @@ class SyncEngine:
 
     def _on_modification(self, peer: str, m: Modification) -> list[Message]:
         ctx, target = self._checked(peer, m.secure_id, m.path)
+        self.contexts.check_going(ctx, peer)  # the app runs, or its patterns are broken: later
         if self.contexts.ignored(ctx, m.path):  # neither written nor deleted here; the sender may stop owing it
             return [ModificationDone(m.secure_id, m.path, dict(m.version))]
         local = self.local.fresh_entry(ctx, m.path)  # a local edit not yet indexed is a version too

@@ -44,8 +44,17 @@ APP_DEFAULTS: tuple[str, ...] = (
 
 def ignore_defaults(task: TaskInfo) -> tuple[str, ...]:
     """The patterns a task starts with: :data:`APP_DEFAULTS` for app data, then those it was made with
-    (a grapin's include and exclude lists)."""
-    return (APP_DEFAULTS if task.kind in (TaskKind.GRAPIN, TaskKind.APP) else ()) + task.patterns
+    (a grapin's include and exclude lists), then its app's lock files (never synced: a lock copied to
+    another device would make the app look running there)."""
+    locks: list[str] = []
+    for pattern in task.lock_files:
+        if "/" not in pattern.rstrip("/"):
+            locks.append(pattern)
+        elif task.parts:
+            locks += [f"/{part.name}/{pattern.lstrip('/')}" for part in task.parts if not part.file]
+        else:
+            locks.append("/" + pattern.lstrip("/"))
+    return (APP_DEFAULTS if task.kind in (TaskKind.GRAPIN, TaskKind.APP) else ()) + task.patterns + tuple(locks)
 
 
 _FLAGS_RE = re.compile(r"^(\(\?[id]\))+")

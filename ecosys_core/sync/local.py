@@ -108,13 +108,17 @@ class LocalChanges:
         and the subtrees of ``folders`` ('/'-separated, relative to the root) when either is given. Every
         local change bumps this device's counter and is queued for the linked devices. Paths the task's
         ignore patterns name are left alone; when the patterns changed since the last whole scan, this
-        scan is a whole one. Raises IgnoreFileError (nothing scanned) while they are broken."""
+        scan is a whole one. Raises IgnoreFileError (nothing scanned) while they are broken; while the
+        task's app runs nothing is scanned (:meth:`SyncEngine.resumed` tells when it stopped)."""
         with self._lock, self.store.session() as session:
             task = find_task(session, secure_id)
             if task is None:
                 raise NotFound(f"no sync task with secure_id {secure_id}")
             places = Places.of(task.info)
             ignores = self.contexts.ignores(task.info)
+            if self.contexts.running.reason(task.info) is not None:
+                self.contexts.hold(task.info)  # its app runs: its files are taken once it stops
+                return ScanReport()
             targets = linked_devices(session, task.id)
             excluded = home_excluded(places, self.store.home)
             folders = _outermost(folders)

@@ -24,7 +24,6 @@ from ..store.index import (
 )
 from .chunking import Signature
 from .context import TaskContexts
-from .ignores import IgnoreFileError
 from .delta import BSDIFF_MAX, encode_against, encode_bsdiff, encode_full
 from .local import LocalChanges
 from .messages import Modification
@@ -53,14 +52,12 @@ class Outbox:
         self._lock = lock
 
     def pending(self, peer: str) -> list[PendingItem]:
-        """Everything pending for ``peer`` in the tasks linked with it, but for the tasks whose ignore
-        patterns are broken: what they owe stays pending until the patterns are mended."""
+        """Everything pending for ``peer`` in the tasks linked with it, but for the tasks that wait (their
+        app runs, their ignore patterns are broken): what they owe stays pending until they go on."""
         out: list[PendingItem] = []
         with self._lock, self.store.session() as session:
             for task in tasks_linked_with(session, peer):
-                try:
-                    self.contexts.ignores(task.info)
-                except IgnoreFileError:
+                if self.contexts.hold(task.info) is not None:
                     continue
                 out += [PendingItem(task.info.secure_id, item.path, item.base_hash, item.version, item.announce)
                         for item in pending_for(session, task.id, peer)]

@@ -38,6 +38,7 @@ from .places import CONFLICT_MARK
 
 log = logging.getLogger(__name__)
 _FULL = None  # marker: rescan the whole task
+RESUME_CHECK = 1.0  # seconds between looks at the tasks waiting for their app to stop
 # What can change a file's content or existence. Opens, closes and reads are not asked of the kernel:
 # every file the sender reads would cost two events, and every write a third, each handled in Python.
 _EVENTS = [FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent,
@@ -97,8 +98,10 @@ class TaskWatcher:
     """Watches task roots and feeds changed paths to ``engine.scan``."""
 
     def __init__(self, engine: SyncEngine, tasks: list[TaskInfo], *, settle: float = 0.15, max_delay: float = 1.0,
-                 rescan_interval: float = 300.0, on_scan: Callable[[str, ScanReport], None] | None = None) -> None:
+                 rescan_interval: float = 300.0, on_scan: Callable[[str, ScanReport], None] | None = None,
+                 on_resumed: Callable[[str, set[str]], None] | None = None) -> None:
         self.engine = engine
+        self.on_resumed = on_resumed  # (task, peers refused while it waited): ask them to send again
         self.tasks = {t.secure_id: t for t in tasks}
         self.settle, self.max_delay, self.rescan_interval = settle, max_delay, rescan_interval
         self.on_scan = on_scan
@@ -217,7 +220,14 @@ class TaskWatcher:
 
     def _run(self) -> None:
         next_rescan = time.monotonic() + self.rescan_interval
+        next_resume = time.monotonic() + RESUME_CHECK
         while True:
+            if time.monotonic() >= next_resume:  # a task whose app ran: scanned as a whole once it stopped
+                next_resume = time.monotonic() + RESUME_CHECK
+                for secure_id, peers in self.engine.resumed():
+                    self.touch(secure_id, _FULL)
+                    if self.on_resumed:
+                        self.on_resumed(secure_id, peers)
             with self._cond:
                 if self._stop.is_set() and not self._pending:
                     return
@@ -226,7 +236,7 @@ class TaskWatcher:
                 if self._stop.is_set():
                     self._pending.clear()
                 if not due:
-                    self._cond.wait(timeout=0.05 if self._pending else min(1.0, max(0.0, next_rescan - now)))
+                    self._cond.wait(timeout=0.05 if self._pending else min(RESUME_CHECK, max(0.0, next_rescan - now)))
                     if time.monotonic() >= next_rescan:
                         due = [(sid, _FULL) for sid in self.tasks]
                         next_rescan = time.monotonic() + self.rescan_interval
