@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from ecosys_core.errors import ChangeRefused
 from ecosys_core.settings import HomeLayout
@@ -54,8 +55,10 @@ class Device:
         self.store.close()
 
 
-def make_devices(tmp_path: Path, count: int, *, backup: set[int] = frozenset(), hook=None) -> list[Device]:
-    """``count`` devices sharing one task, every pair linked."""
+def make_devices(tmp_path: Path, count: int, *, backup: set[int] = frozenset(), hook=None,
+                 task: Callable[[int, Path], dict] | None = None) -> list[Device]:
+    """``count`` devices sharing one task, every pair linked. ``task(i, root)`` gives ``add_task``
+    arguments that replace the plain folder task's on device ``i`` (an app task, places…)."""
     ids = [hashlib.sha256(f"device-{i}".encode()).hexdigest() for i in range(count)]
     created = datetime(2026, 1, 1, tzinfo=timezone.utc)
     devices = []
@@ -64,8 +67,8 @@ def make_devices(tmp_path: Path, count: int, *, backup: set[int] = frozenset(), 
         root = tmp_path / f"root{i}"
         root.mkdir()
         store = open_store(home.database)
-        add_task(store, name="shared", root=root, kind=TaskKind.FOLDER, secure_id=SECURE_ID,
-                 backup_mode=i in backup, created_at=created)
+        add_task(store, **{"name": "shared", "root": root, "kind": TaskKind.FOLDER, "secure_id": SECURE_ID,
+                           "backup_mode": i in backup, "created_at": created, **(task(i, root) if task else {})})
         for other in ids:
             if other != device_id:
                 upsert_device(store, other, name=other[:6], linked=True)

@@ -5,45 +5,30 @@ a peer cannot reach outside the places. Real engines, stores and folders."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from ecosys_core.errors import ChangeRefused
-from ecosys_core.settings import HomeLayout
-from ecosys_core.store import open_store
-from ecosys_core.store.devices import link_task_device, upsert_device
-from ecosys_core.store.tasks import add_task, get_task
-from ecosys_core.sync.engine import SyncEngine
+from ecosys_core.store.tasks import get_task
 from ecosys_core.sync.messages import Modification
-from ecosys_core.sync.objects import ObjectStore
 from ecosys_core.types import TaskKind, TaskPart
 
-from .harness import SECURE_ID, Device, meet
+from .harness import SECURE_ID, Device, make_devices, meet
 
 # Linux keeps ~/.vimrc and ~/.vim; Windows ~/_vimrc and ~/vimfiles: the same two things of the task.
 LAYOUTS = [(".vimrc", ".vim"), ("_vimrc", "vimfiles")]
 
 
 def vim_devices(tmp_path: Path) -> list[Device]:
-    ids = [hashlib.sha256(f"device-{i}".encode()).hexdigest() for i in range(2)]
-    devices = []
-    for i, (device_id, (rc, folder)) in enumerate(zip(ids, LAYOUTS)):
-        home = HomeLayout(tmp_path / f"ecosys{i}").ensure()
-        user = tmp_path / f"user{i}"
-        (user / folder).mkdir(parents=True)
-        store = open_store(home.database)
-        add_task(store, name="Vim", root=user, kind=TaskKind.GRAPIN, source="Vim", secure_id=SECURE_ID,
-                 created_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
-                 parts=(TaskPart("vimrc", user / rc, True), TaskPart("vim", user / folder)),
-                 patterns=("/vim/**/*.swp",))
-        other = ids[1 - i]
-        upsert_device(store, other, name=other[:6], linked=True)
-        link_task_device(store, SECURE_ID, other)
-        engine = SyncEngine(store, ObjectStore(home.objects), device_id, staging=home.staging)
-        devices.append(Device(f"d{i}", device_id, home, user, store, engine))
-    return devices
+    """Two devices whose task "Vim" is in each one's own places; ``Device.root`` is its user's home."""
+    def vim(i: int, home: Path) -> dict:
+        rc, folder = LAYOUTS[i]
+        (home / folder).mkdir()
+        return {"name": "Vim", "kind": TaskKind.GRAPIN, "source": "Vim", "patterns": ("/vim/**/*.swp",),
+                "parts": (TaskPart("vimrc", home / rc, True), TaskPart("vim", home / folder))}
+
+    return make_devices(tmp_path, 2, task=vim)
 
 
 def test_each_device_keeps_the_places_its_platform_uses(tmp_path: Path):

@@ -4,44 +4,25 @@ app stops, the task goes on and the waiting changes arrive. Real engines, stores
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from ecosys_core.errors import ChangeRefused
-from ecosys_core.settings import HomeLayout
 from ecosys_core.status import task_waiting
-from ecosys_core.store import open_store
-from ecosys_core.store.devices import link_task_device, upsert_device
-from ecosys_core.store.tasks import add_task, get_task
-from ecosys_core.sync.engine import SyncEngine
-from ecosys_core.sync.objects import ObjectStore
+from ecosys_core.store.tasks import get_task
 from ecosys_core.types import TaskKind
 
-from .harness import SECURE_ID, Device, meet
+from .harness import SECURE_ID, Device, make_devices, meet
 
 
 def app_devices(tmp_path: Path, process: str = "no-such-process-x") -> list[Device]:
-    ids = [hashlib.sha256(f"device-{i}".encode()).hexdigest() for i in range(2)]
-    devices = []
-    for i, device_id in enumerate(ids):
-        home = HomeLayout(tmp_path / f"home{i}").ensure()
-        root = tmp_path / f"profile{i}"
-        root.mkdir()
-        store = open_store(home.database)
-        add_task(store, name="Browser", root=root, kind=TaskKind.GRAPIN, source="Browser", secure_id=SECURE_ID,
-                 created_at=datetime(2026, 1, 1, tzinfo=timezone.utc), lock_files=("parent.lock", "*/session.lock"),
-                 process_names=(process,))
-        upsert_device(store, ids[1 - i], name="peer", linked=True)
-        link_task_device(store, SECURE_ID, ids[1 - i])
-        engine = SyncEngine(store, ObjectStore(home.objects), device_id, staging=home.staging)
-        devices.append(Device(f"d{i}", device_id, home, root, store, engine))
-    return devices
+    return make_devices(tmp_path, 2, task=lambda i, root: {
+        "name": "Browser", "kind": TaskKind.GRAPIN, "source": "Browser",
+        "lock_files": ("parent.lock", "*/session.lock"), "process_names": (process,)})
 
 
 def settle(device: Device) -> None:
