@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -41,6 +42,11 @@ class StoredMember:
 
     member: Member
     confirmed: bool
+
+
+def wire_record(m: Member) -> dict[str, Any]:
+    """``m`` as a MEMBERS list carries it (and a departure record keeps it)."""
+    return {"device_id": m.device_id, "seq": m.seq, "removed": m.removed, "by": m.added_by, "at": m.changed_at}
 
 
 def live_set(records: dict[str, Member]) -> set[str]:

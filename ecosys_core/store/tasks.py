@@ -201,7 +201,7 @@ def remove_task(store: Store, name_or_secure_id: str) -> TaskInfo:
 
 
 def _record_departure(session: Session, store: Store, row: SyncTask) -> None:
-    from .members import ME, now_s, read_members
+    from .members import ME, Member, now_s, read_members, wire_record
     from .settings_kv import DEPARTURES
     from .tables import Device, Setting
 
@@ -212,9 +212,8 @@ def _record_departure(session: Session, store: Store, row: SyncTask) -> None:
     if not linked:
         return
     mine = records.get(ME)
-    listed = [{"device_id": m.device_id, "seq": m.seq, "removed": m.removed, "by": m.added_by, "at": m.changed_at}
-              for d, m in records.items() if d != ME]
-    listed.append({"device_id": ME, "seq": (mine.seq + 1) if mine else 1, "removed": True, "by": ME, "at": now_s()})
+    listed = [wire_record(m) for d, m in records.items() if d != ME]
+    listed.append(wire_record(Member(ME, (mine.seq + 1) if mine else 1, True, ME, now_s())))
     setting = session.get(Setting, DEPARTURES)
     departures = json.loads(setting.value) if setting else {}
     departures[row.secure_id] = {"members": listed, "to": linked}

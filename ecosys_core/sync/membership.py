@@ -38,6 +38,7 @@ from ..store.members import (
     refresh_task_links,
     set_confirmed,
     tasks_with_member,
+    wire_record,
     write_member,
 )
 from ..store.settings_kv import DEPARTURES, get_setting, set_setting
@@ -63,11 +64,6 @@ def parse_record(raw: Any) -> Member:
             or type(raw["at"]) is not int or not 0 <= raw["at"] <= _MAX_INT:
         raise ChangeRefused("a member record's seq and at are integers from 0 to 2^53-1, removed a boolean")
     return Member(raw["device_id"], raw["seq"], raw["removed"], raw["by"], raw["at"])
-
-
-def wire_record(m: Member) -> dict[str, Any]:
-    """``m`` as a MEMBERS list carries it."""
-    return {"device_id": m.device_id, "seq": m.seq, "removed": m.removed, "by": m.added_by, "at": m.changed_at}
 
 
 def digest(records: list[dict[str, Any]]) -> str:
