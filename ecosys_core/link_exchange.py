@@ -106,10 +106,7 @@ class LinkExchange:
         """Ask ``peer`` to link; EcosysError when it refuses or does not answer. ``trust_apps``: the person
         says ``peer`` is theirs, so it may share app and grapin data here without a SHARE question.
         ``introducer``: ``peer`` introduces its own links here, which are then linked without asking."""
-        session = await self.peers.session_for(peer)
-        await session.send({"flag": "LINK", "device_id": self.me, "name": self.name,
-                            **({"introducer": True} if introducer else {})})
-        answer = await self.answers.expect("link", peer, timeout)
+        session, answer = await self._ask_link(peer, timeout, introducer)
         if answer.flag != "LINK_ACCEPTED":
             why = f" ({answer.header['error']})" if answer.header.get("error") else ""
             raise EcosysError(f"{session.peer_name or readable_id(peer)} refused the link{why}")
@@ -121,6 +118,14 @@ class LinkExchange:
         session.request_flush()
         self.links_changed()
         return {"device_id": peer, "name": session.peer_name, "formerly_shared": before}
+
+    async def _ask_link(self, peer: str, timeout: float, introducer: bool = False) -> tuple[PeerSession, Any]:
+        """Send ``peer`` a LINK and wait for its answer (LINK_ACCEPTED or LINK_REFUSED); EcosysError when
+        it cannot be reached or does not answer in time."""
+        session = await self.peers.session_for(peer)
+        await session.send({"flag": "LINK", "device_id": self.me, "name": self.name,
+                            **({"introducer": True} if introducer else {})})
+        return session, await self.answers.expect("link", peer, timeout)
 
     def links_changed(self) -> None:
         """This device's links changed: the devices it introduces learn them."""
@@ -141,9 +146,7 @@ class LinkExchange:
         """Ask ``peer``, linked here on ``introducer``'s word, to link back; unlink it again if its person
         refuses (when it was introduced there too it answers at once, without a question)."""
         try:
-            session = await self.peers.session_for(peer)
-            await session.send({"flag": "LINK", "device_id": self.me, "name": self.name})
-            answer = await self.answers.expect("link", peer, timeout)
+            _, answer = await self._ask_link(peer, timeout)
         except EcosysError as exc:
             log.info("the device %s introduced by %s did not answer yet: %s", readable_id(peer),
                      readable_id(introducer), exc)
