@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import PathNotResolved
-from .models import ANCHORS, PLACEHOLDER_RE, GrapinConfig, anchor_of, has_glob, is_anchored
+from .models import ANCHORS, PLACEHOLDER_RE, GrapinConfig, GrapinPath, anchor_of, has_glob, is_anchored
 from .types import Placeholder, PlaceholderRequest, ResolveContext
 
 _DRIVE_RE = re.compile(r"^[A-Za-z]:$")
@@ -174,7 +174,7 @@ def resolve_grapin(
             f"{grapin.app_name} supports {', '.join(grapin.supported_platforms)}, not {context.platform}"
         )
     if grapin.paths:  # format 2: where its first path present here is
-        return resolve_parts(grapin, placeholders, context)[0].path
+        return next(p.path for p in resolve_parts(grapin, placeholders, context) if p.present)
     return resolve_json_path(grapin.path_for(context.platform), placeholders, context)
 
 
@@ -191,6 +191,7 @@ class ResolvedPart:
     file: bool
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    present: bool = True  # False: not here yet; where the first location puts it (made by what arrives)
 
 
 def resolve_parts(grapin: GrapinConfig, placeholders: Mapping[str, Placeholder],
@@ -214,9 +215,27 @@ def resolve_parts(grapin: GrapinConfig, placeholders: Mapping[str, Placeholder],
             is_file = path.is_file() if part.file is None else bool(part.file)
             found.append(ResolvedPart(part.name, path, is_file and not glob, include, tuple(part.exclude)))
             break
-    if not found:
+        else:
+            absent = _absent_place(part, placeholders, context)
+            if absent is not None:
+                found.append(absent)
+    if not any(part.present for part in found):
         raise PathNotResolved("; ".join(dict.fromkeys(reasons)) or f"{grapin.app_name} names no path for {context.platform}")
     return found
+
+
+def _absent_place(part: GrapinPath, placeholders: Mapping[str, Placeholder], context: ResolveContext
+                  ) -> ResolvedPart | None:
+    """Where a path found nowhere here goes when a peer sends its files: its first location, if that
+    names one place (no glob, no placeholder that needs the disk) and whether it is a file is known."""
+    locations = part.locations_for(context.platform)
+    if not locations or part.file is None or any(has_glob(c) for c in locations[0].split("/")):
+        return None
+    try:
+        path = resolve_json_path(locations[0], placeholders, context)
+    except PathNotResolved:
+        return None
+    return ResolvedPart(part.name, path, bool(part.file), tuple(part.include), tuple(part.exclude), present=False)
 
 
 def resolve_location(location: str, placeholders: Mapping[str, Placeholder], context: ResolveContext,

@@ -152,8 +152,8 @@ def test_emacs_xdg_or_classic_folder_and_init_file(tmp_path: Path, plugins, fold
     if init:
         touch(tmp_path / init)
     layout = grapin_layout(grapin("emacs"), plugins.placeholders(), ctx(tmp_path))
-    expected = [("emacs.d", tmp_path / folder, False)] + ([("emacs", tmp_path / init, True)] if init else [])
-    assert [(p.name, p.path, p.file) for p in layout.parts] == expected
+    expected = [("emacs.d", tmp_path / folder, False), ("emacs", tmp_path / (init or ".emacs"), True)]
+    assert [(p.name, p.path, p.file) for p in layout.parts] == expected, "an absent init file goes to ~/.emacs"
     assert synced(layout, ["emacs.d/init.el", "emacs.d/.#init.el", "emacs.d/eln-cache/x.eln",
                            "emacs.d/auto-save-list/.saves-1"]) == {"emacs.d/init.el"}
     win = tmp_path / "win"

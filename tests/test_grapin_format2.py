@@ -58,7 +58,8 @@ def test_several_paths_files_and_alternatives(tmp_path: Path, plugins):
     assert resolve_parts(grapin, plugins.placeholders(), ctx(tmp_path))[0].path == tmp_path / ".vimrc"
     touch(tmp_path / "_vimrc")
     win = resolve_parts(grapin, plugins.placeholders(), ctx(tmp_path, "Win32"))
-    assert [p.path for p in win] == [tmp_path / "_vimrc"], "vimfiles is absent: only the file is found"
+    assert [(p.path, p.present) for p in win] == [(tmp_path / "_vimrc", True), (tmp_path / "vimfiles", False)], \
+        "vimfiles is not there yet: it goes at its first location when files arrive"
 
 
 def test_nothing_found_says_where_it_looked(tmp_path: Path, plugins):

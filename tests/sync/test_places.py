@@ -117,3 +117,19 @@ def test_the_watcher_sees_edits_in_every_place(tmp_path: Path):
         assert wait_for(lambda: entry("vim/plugin/x.vim") is not None and entry("vimrc").size == 10)
     assert entry("unrelated.txt") is None
     watcher.remove(SECURE_ID)  # stopping twice is harmless; the watches of the task are gone
+
+
+def test_a_place_not_there_yet_is_made_by_what_arrives(tmp_path: Path):
+    def vim(i: int, home: Path) -> dict:
+        rc, folder = LAYOUTS[i]
+        if i == 0:
+            (home / folder).mkdir()  # the Windows side has no vimfiles yet (the grapin's first location)
+        return {"name": "Vim", "kind": TaskKind.GRAPIN, "source": "Vim",
+                "parts": (TaskPart("vimrc", home / rc, True), TaskPart("vim", home / folder))}
+
+    linux, windows = make_devices(tmp_path, 2, task=vim)
+    windows.scan()  # a place that cannot be listed keeps what the index has: nothing is taken for deleted
+    linux.write(".vim/colors/dark.vim", b"dark")
+    linux.scan()
+    meet(linux, windows)
+    assert windows.files() == {"vimfiles/colors/dark.vim": b"dark"}
