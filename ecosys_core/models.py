@@ -302,6 +302,18 @@ class GrapinConfig(_SeedModel):
     def name(self) -> str:
         return self.app_name
 
+    def to_json_dict(self) -> dict[str, Any]:
+        """The PascalCase dict of this grapin; format 2 keys only when used, so a seed grapin stays in
+        the seed's shape (and older Ecosys versions read what this one publishes)."""
+        data = super().to_json_dict()
+        for key, empty in (("FormatVersion", 1), ("MinEcosysVersion", ""), ("Paths", []), ("LockFiles", []),
+                           ("ProcessNames", [])):
+            if data.get(key) == empty:
+                data.pop(key)
+        if self.paths and not data.get("AppSyncDataFolderPath"):
+            data.pop("AppSyncDataFolderPath", None)
+        return data
+
     def path_for(self, platform: str) -> str:
         """Return the JSON path to use on ``platform`` (the per-platform override, else the default);
         for a format 2 grapin, the first location of its first path there ("" if none)."""

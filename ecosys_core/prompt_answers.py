@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING, Callable
+
 from .errors import EcosysError
 from .prompts import YES_ANSWERS
-from .store import Store
-from .store.tasks import check_new_task_root
+
+if TYPE_CHECKING:
+    from .store import Store
 
 NO_ANSWERS = frozenset({"n", "no", "non", "decline", "refuse", "0", "false"})
 YES_NO_FLAGS = frozenset({"LINK", "OTDL", "MOTDL", "SHARE", "INSTALL"})
@@ -20,10 +23,11 @@ class BadAnswer(EcosysError):
     exit_code = 2
 
 
-def check_answer(flag: str, answer: str, store: Store) -> str:
+def check_answer(flag: str, answer: str, store: Store | Callable[[], Store]) -> str:
     """``answer`` as the asker will read it, or BadAnswer saying why it cannot be used for ``flag``:
     yes/no flags take a yes or a no word (English or French); CHOOSELINKPATH takes an absolute folder
-    that exists or can be created, outside ECOSYS_HOME and other tasks (empty: refuse the task)."""
+    that exists or can be created, outside ECOSYS_HOME and other tasks (empty: refuse the task).
+    ``store`` may be a function giving it: only a folder answer opens it."""
     text = answer.strip()
     if flag in YES_NO_FLAGS:
         if text.lower() in YES_ANSWERS:
@@ -34,8 +38,10 @@ def check_answer(flag: str, answer: str, store: Store) -> str:
     if flag == "CHOOSELINKPATH":
         if not text:
             return ""
+        from .store.tasks import check_new_task_root
+
         try:
-            return str(check_new_task_root(store, Path(text).expanduser()))
+            return str(check_new_task_root(store() if callable(store) else store, Path(text).expanduser()))
         except EcosysError as exc:
             raise BadAnswer(f"{exc}; answer with another folder, or an empty answer to refuse") from None
     return answer

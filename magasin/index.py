@@ -90,7 +90,10 @@ class MagasinIndex(_Model):
         return sorted(hits, key=lambda h: (h[1].casefold(), h[0]))
 
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, mode="json")
+        """The index as its file holds it (grapins in their own shape: format 2 keys only when used)."""
+        data = self.model_dump(by_alias=True, mode="json")
+        data["Grapins"] = [g.to_json_dict() for g in self.grapins]
+        return data
 
 
 def relative_artifact_url(url: str) -> bool:

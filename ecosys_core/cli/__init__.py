@@ -28,8 +28,63 @@ class UserError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+# Which module adds each builtin command: a command's module (and what it imports) is loaded only when
+# that command runs, so `ecosys --version` or a call to the daemon does not import the store or the models.
+BUILTIN: dict[str, str] = {
+    "init": "init_cmd", "id": "init_cmd", "plugins": "plugins_cmd", "grapin": "grapin_cmd", "task": "task_cmd",
+    "prompts": "prompts_cmd", "answer": "prompts_cmd", "schemas": "schemas_cmd", "status": "status_cmd",
+    "up": "net_cmd", "stop": "net_cmd", "devices": "net_cmd", "link": "net_cmd", "unlink": "net_cmd",
+    "connect": "net_cmd", "autostart": "net_cmd", "send": "largage_cmd", "largage": "largage_cmd",
+}
+_NEEDS = {"net_cmd": ("task_cmd",)}  # net_cmd adds 'task share' and 'task unshare' to the task group
+
+
 class EcosysGroup(click.Group):
-    """The root group: turns our exceptions, and any unexpected one, into one readable line."""
+    """The root group: loads each builtin command's module when it is asked for (plugins' commands when a
+    name is not a builtin one, or for the list), and turns our exceptions, and any unexpected one, into
+    one readable line."""
+
+    _loaded: set[str]
+    _plugins_loaded = False
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = BUILTIN.get(cmd_name)
+        if module is not None:
+            self._load(module)
+        elif cmd_name not in self.commands:
+            self._load_plugins()
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in sorted(set(BUILTIN.values())):
+            self._load(module)
+        self._load_plugins()
+        return sorted(self.commands)
+
+    def _load(self, module: str) -> None:
+        loaded = self.__dict__.setdefault("_loaded", set())
+        if module in loaded:
+            return
+        for needed in _NEEDS.get(module, ()):
+            self._load(needed)
+        loaded.add(module)
+        import importlib
+
+        before = set(self.commands)
+        importlib.import_module(f"{__name__}.{module}").register(self)
+        for name in set(self.commands) - before:
+            add_home_option_everywhere(self.commands[name])
+        if "task" in self.commands:  # commands added to the task group later get theirs too
+            add_home_option_everywhere(self.commands["task"])
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        before = set(self.commands)
+        _register_plugin_commands(self)
+        for name in set(self.commands) - before:
+            add_home_option_everywhere(self.commands[name])
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -58,41 +113,20 @@ def cli() -> None:
     """Ecosys keeps your folders and app data identical across your own devices, with no server."""
 
 
-def _register_builtin_commands() -> None:
-    from . import (
-        grapin_cmd,
-        init_cmd,
-        largage_cmd,
-        net_cmd,
-        plugins_cmd,
-        prompts_cmd,
-        schemas_cmd,
-        status_cmd,
-        task_cmd,
-    )
-
-    for module in (init_cmd, plugins_cmd, grapin_cmd, task_cmd, prompts_cmd, schemas_cmd, status_cmd, net_cmd,
-                   largage_cmd):
-        module.register(cli)
-
-
-def _register_plugin_commands() -> None:
+def _register_plugin_commands(group: click.Group) -> None:
     from ..plugins import get_plugin_manager
     from ..settings import layout
 
     # Commands do not depend on ECOSYS_HOME, so the default layout is enough to ask the plugins.
     try:
-        get_plugin_manager(layout()).hook.register_commands(cli=cli)
+        get_plugin_manager(layout()).hook.register_commands(cli=group)
     except Exception as exc:  # a broken plugin must not take the CLI down
         click.echo(f"warning: a plugin failed to add its commands: {exc}", err=True)
 
 
 def build_cli() -> click.Group:
-    """Return the ``ecosys`` group with builtin and plugin commands, each with ``--home``."""
-    if not cli.commands:
-        _register_builtin_commands()
-        _register_plugin_commands()
-        add_home_option_everywhere(cli)
+    """Return the ``ecosys`` group; its builtin and plugin commands (each with ``--home``) are loaded
+    when asked for."""
     return cli
 
 

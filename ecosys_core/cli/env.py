@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import click
 
 from ..errors import EcosysError
-from ..net.identity import Identity, load_or_create_identity
-from ..plugins import EcosysPlugins, get_plugin_manager
 from ..settings import HOME_ENV, HomeLayout, layout
-from ..store import Store, open_store
-from ..sync.engine import SyncEngine
-from ..sync.objects import ObjectStore
+
+if TYPE_CHECKING:  # imported when first used: a command that talks to the daemon loads none of them
+    from ..net.identity import Identity
+    from ..plugins import EcosysPlugins
+    from ..store import Store
+    from ..sync.engine import SyncEngine
 
 _HOME_KEY = "ecosys.home"
 
@@ -34,20 +35,29 @@ class CliEnv:
 
     @cached_property
     def store(self) -> Store:
+        from ..store import open_store
+
         self.layout.ensure()
         return open_store(self.layout.database)
 
     @cached_property
     def plugins(self) -> EcosysPlugins:
+        from ..plugins import get_plugin_manager
+
         return get_plugin_manager(self.layout)
 
     @cached_property
     def identity(self) -> Identity:
+        from ..net.identity import load_or_create_identity
+
         self.layout.ensure()
         return load_or_create_identity(self.layout.identity)
 
     @cached_property
     def engine(self) -> SyncEngine:
+        from ..sync.engine import SyncEngine
+        from ..sync.objects import ObjectStore
+
         return SyncEngine(self.store, ObjectStore(self.layout.objects), self.identity.device_id, self.plugins.hook)
 
 

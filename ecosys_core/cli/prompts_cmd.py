@@ -35,7 +35,7 @@ def answer_command(flag: str, value: str) -> None:
     cannot be used is refused with the reason, and the question stays open."""
     prompts = _prompts()
     prompt = prompts.find(flag)
-    prompts.give(prompt.id, check_answer(prompt.flag, value, cli_env().store))
+    prompts.give(prompt.id, check_answer(prompt.flag, value, lambda: cli_env().store))
     click.echo(f"Answered {prompt.id}.")
 
 

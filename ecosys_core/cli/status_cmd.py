@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from ..device_ids import readable_id
-from ..status import collect_status
-from ..store.settings_kv import device_name
 from .env import cli_env, echo_json, json_option
 
 
 def local_status() -> dict:
     """The status read from the store, for when no daemon runs (nobody is connected then)."""
+    from ..status import collect_status
+    from ..store.settings_kv import device_name
+
     env = cli_env()
     return collect_status(env.store, name=device_name(env.store), readable_id=env.identity.readable,
                           me=env.identity.device_id)
