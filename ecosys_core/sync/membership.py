@@ -193,6 +193,12 @@ class Membership:
             if task is None:
                 if self.remind_departure(message.secure_id, peer):
                     return False  # this device left the task; the peer learns it from our departure
+                mine = incoming.get(self.me)
+                if mine is not None and self.me in live_set(incoming):
+                    # The peer counts in a device that holds no such task (it left before the peer knew
+                    # of it, and its departure went to others): it says so again, above what it was told.
+                    self._depart_again(message.secure_id, peer, mine)
+                    return False
                 raise ChangeRefused(f"no task {message.secure_id[:12]}… here")
             current = self._wire_list(session, task.id)
             counts_me = self.me in live_set(incoming)  # the peer's list counts this device in
@@ -232,6 +238,18 @@ class Membership:
             if changed:
                 log.info("members of task %s changed (list from %s)", task.info.name, short_id_text(peer))
             return changed
+
+    def _depart_again(self, secure_id: str, peer: str, mine: Member) -> None:
+        """Owe ``peer`` a departure from task ``secure_id``: this device's removal, at a seq above the
+        record ``mine`` the peer has of it (sent with the member lists at the next flush)."""
+        departures = json.loads(get_setting(self.store, DEPARTURES) or "{}")
+        left = departures.setdefault(secure_id, {"members": [], "to": []})
+        records = [r for r in left["members"] if r["device_id"] != ME]
+        records.append(wire_record(Member(ME, mine.seq + 1, True, ME, now_s())))
+        left["members"] = records
+        if peer not in left["to"]:
+            left["to"].append(peer)
+        set_setting(self.store, DEPARTURES, json.dumps(departures))
 
     def _check_sender(self, peer: str, current: dict[str, Member], merged: dict[str, Member]) -> None:
         """A list is taken from a device of the list, removed ones too (its records are judged by

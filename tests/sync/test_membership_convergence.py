@@ -266,6 +266,9 @@ def test_devices_converge_while_members_join_and_leave(profile: str):
     @example(n=5, script=[("leave", 0), ("share", 0, 0), ("share", 1, 0), ("share", 1, 3), ("unshare", 2, 1),
                           ("write", 0, "a.txt"), ("unshare", 2, 0), ("share", 0, 4), ("share", 4, 4),
                           ("delete", 2, "dir/c.txt"), ("share", 3, 3)])
+    # from the soak: a device that left before a member knew of it, its departure told to others only
+    @example(n=4, script=[("write", 0, "a.txt"), ("share", 0, 1), ("share", 1, 0), ("write", 0, "a.txt"),
+                          ("leave", 2), ("leave", 1), ("unshare", 0, 2), ("meet", 3, 2)])
     def run(n, script):
         with tempfile.TemporaryDirectory() as tmp:
             world = World(Path(tmp), n)
