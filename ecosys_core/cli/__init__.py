@@ -36,7 +36,9 @@ BUILTIN: dict[str, str] = {
     "up": "net_cmd", "stop": "net_cmd", "devices": "net_cmd", "link": "net_cmd", "unlink": "net_cmd",
     "connect": "net_cmd", "autostart": "net_cmd", "send": "largage_cmd", "largage": "largage_cmd",
 }
-_NEEDS = {"net_cmd": ("task_cmd",)}  # net_cmd adds 'task share' and 'task unshare' to the task group
+# net_cmd adds 'task share' and 'task unshare' to the task group: each needs the other loaded
+_NEEDS = {"net_cmd": ("task_cmd",)}
+_ALSO = {"task_cmd": ("net_cmd",)}
 
 
 class EcosysGroup(click.Group):
@@ -67,6 +69,8 @@ class EcosysGroup(click.Group):
             return
         for needed in _NEEDS.get(module, ()):
             self._load(needed)
+        if module in loaded:  # loaded meanwhile, as what a needed module needs
+            return
         loaded.add(module)
         import importlib
 
@@ -76,6 +80,8 @@ class EcosysGroup(click.Group):
             add_home_option_everywhere(self.commands[name])
         if "task" in self.commands:  # commands added to the task group later get theirs too
             add_home_option_everywhere(self.commands["task"])
+        for also in _ALSO.get(module, ()):
+            self._load(also)
 
     def _load_plugins(self) -> None:
         if self._plugins_loaded:

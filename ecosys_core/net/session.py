@@ -129,18 +129,22 @@ class PeerSession:
             log.info("connection with %s ended: %s", self.label, exc.__class__.__name__)
         except ProtocolError as exc:
             log.warning("closing connection with %s: %s", self.label, exc)
+            await self._stop_helpers()  # the ERROR is the last frame: nothing queued goes after it
             await self._try_send({"flag": "ERROR", "device_id": self.host.me, "error": str(exc)[:300]})
         except asyncio.CancelledError:
             pass
         finally:
-            tasks, self._tasks = self._tasks, []
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)  # then nothing of them refers back here
+            await self._stop_helpers()  # then nothing of them refers back here
             self.inbound.connection_ended()
             self.closed.set()
             self.host.session_closed(self)
             await self.conn.close()
+
+    async def _stop_helpers(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
         """End the connection (the session ends with it)."""

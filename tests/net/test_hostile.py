@@ -213,7 +213,8 @@ def test_a_linked_device_sending_an_endless_counter_gets_an_error_and_the_daemon
         finally:
             await conn.close()
 
-    assert asyncio.run(scenario())[-1] == "ERROR"  # an ERROR frame, then the connection closes
+    flags = asyncio.run(scenario())
+    assert flags[-1] == "ERROR", flags  # an ERROR frame, then the connection closes
     assert "Traceback" not in d.log.read_text()
     scan = d.cli("task", "scan", "docs")
     assert scan.returncode == 0 and tree(d.root) == before
