@@ -160,7 +160,8 @@ class Places:
         disk_stem, disk_suffix = _split_name(part.path.name)
         stem, suffix = _split_name(part.name)
         try:
-            entries = list(os.scandir(part.path.parent))
+            with os.scandir(part.path.parent) as listing:
+                entries = list(listing)
         except OSError:
             return
         for entry in entries:
