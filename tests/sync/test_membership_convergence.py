@@ -41,6 +41,7 @@ from .harness import SECURE_ID, Device
 EXAMPLES = int(os.environ.get("ECOSYS_MEMBERSHIP_EXAMPLES", "40"))
 NAMES = ["a.txt", "b.txt", "dir/c.txt"]
 CREATED = datetime(2026, 1, 1, tzinfo=timezone.utc)
+W = ("write", 0, "a.txt")
 
 pair = st.tuples(st.integers(0, 4), st.integers(0, 4))
 ops = st.one_of(
@@ -180,6 +181,7 @@ class World:
         link_task_device(sharer.store, SECURE_ID, guest.device_id)
         sharer.engine.accept_members(guest.device_id, SECURE_ID, guest.engine.members.message(SECURE_ID).members)
         sharer.engine.queue_all(SECURE_ID, guest.device_id)
+        guest.engine.queue_all(SECURE_ID, sharer.device_id)  # the guest may hold the task already, with edits
         concurrent = highest_elsewhere(self.devices, sharer, guest.device_id) >= self._seq(sharer, guest.device_id) \
             and any(holds(x) and x is not sharer and guest.device_id not in live_view(x) and
                     guest.device_id in {v.device_id for v in x.engine.members.view(SECURE_ID)} for x in self.devices)
@@ -269,6 +271,13 @@ def test_devices_converge_while_members_join_and_leave(profile: str):
     # from the soak: a device that left before a member knew of it, its departure told to others only
     @example(n=4, script=[("write", 0, "a.txt"), ("share", 0, 1), ("share", 1, 0), ("write", 0, "a.txt"),
                           ("leave", 2), ("leave", 1), ("unshare", 0, 2), ("meet", 3, 2)])
+    # from the soak: a share to a device that holds the task already, with edits the sharer lacks
+    @example(n=3, script=[W] * 6 + [("share", 0, 1), W, ("leave", 0)] + [W] * 5 + [("write", 0, "dir/c.txt"), W, W,
+                          ("unshare", 3, 0)] + [W] * 4 + [("share", 0, 0), ("meet", 3, 4), ("share", 2, 1),
+                                                          ("meet", 3, 1), ("meet", 3, 0), ("meet", 4, 2), ("meet", 0, 4)])
+    @example(n=5, script=[W, ("leave", 0), W, W, ("share", 0, 0), W, W, W, W, ("leave", 0), W, ("share", 0, 1),
+                          ("unshare", 4, 0), ("share", 0, 1), ("meet", 3, 3), ("write", 4, "b.txt"),
+                          ("unshare", 3, 1), ("meet", 1, 4), ("meet", 2, 1), ("share", 2, 3)])
     def run(n, script):
         with tempfile.TemporaryDirectory() as tmp:
             world = World(Path(tmp), n)
