@@ -68,25 +68,109 @@ def encode_bsdiff(old: bytes, new: bytes) -> Iterator[bytes]:
 def encode_against(stream: BinaryIO, base: Signature) -> Iterator[bytes]:
     """``stream``'s content as copies of the base's chunks plus literals for what the base lacks."""
     known = base.index()
+
+    def pieces() -> Iterator[tuple[int, int] | bytes]:
+        for chunk in iter_chunks(stream, base.params):
+            hit = known.get(chunk_digest(chunk))
+            yield hit if hit is not None and hit[1] == len(chunk) else chunk
+
+    return _operations(pieces())
+
+
+def encode_from_signatures(stream: BinaryIO, new: Signature, base: Signature) -> Iterator[bytes]:
+    """``stream``'s content, which ``new`` describes (its chunks cut with ``base``'s parameters), as
+    copies of the base's chunks plus literals read for the chunks the base lacks: only those are read,
+    so a small edit of a large file costs a few reads, not a pass over it. If the file changed since
+    ``new`` was taken, the result is wrong and the receiver's hash check refuses it (then the whole
+    content is asked for)."""
+    if new.params != base.params:
+        raise ValueError("signatures cut with different parameters")
+    # An edit leaves the chunks before and after it alone: those are one copy each, and only the
+    # middle is looked up, in the base's middle unless it is large (content moved far is then found too)
+    head = _common_run(new, base, backwards=False)
+    tail = _common_run(new, base, backwards=True, limit=min(len(new.lengths), len(base.lengths)) - head)
+    middle = range(head, len(new.lengths) - tail)
+    head_bytes, tail_bytes = sum(new.lengths[:head]), sum(new.lengths[len(new.lengths) - tail:])
+    if len(middle) > 1024:
+        known = base.index()
+    else:
+        base_head = sum(base.lengths[:head])
+        known = Signature(base.params, 0, base.lengths[head:len(base.lengths) - tail],
+                          base.digests[head:len(base.digests) - tail]).index(start=base_head)
+
+    def pieces() -> Iterator[tuple[int, int] | bytes]:
+        if head_bytes:
+            yield 0, head_bytes
+        offset = start = end = head_bytes  # [start, end): the run of chunks the base lacks, read when it ends
+        for i in middle:
+            length, hit = new.lengths[i], known.get(new.digests[i])
+            if hit is not None and hit[1] == length:
+                if end > start:
+                    yield from _read_range(stream, start, end)
+                start = end = offset + length
+                yield hit
+            else:
+                end = offset + length
+            offset += length
+        if end > start:
+            yield from _read_range(stream, start, end)
+        if tail_bytes:
+            yield base.size - tail_bytes, tail_bytes
+
+    return _operations(pieces())
+
+
+def _common_run(a: Signature, b: Signature, *, backwards: bool, limit: int | None = None) -> int:
+    """How many chunks ``a`` and ``b`` share at their start (or end): same lengths, same digests. Found
+    by halving with list comparisons, which run in C."""
+    top = min(len(a.lengths), len(b.lengths)) if limit is None else limit
+
+    def same(k: int) -> bool:
+        if backwards:
+            return k == 0 or (a.digests[-k:] == b.digests[-k:] and a.lengths[-k:] == b.lengths[-k:])
+        return a.digests[:k] == b.digests[:k] and a.lengths[:k] == b.lengths[:k]
+
+    low, high = 0, max(top, 0)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if same(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _read_range(stream: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+    stream.seek(start)
+    while start < end:
+        block = stream.read(min(READ_BLOCK, end - start))
+        if not block:
+            return  # shorter than its signature says: the receiver's hash check refuses the result
+        start += len(block)
+        yield block
+
+
+def _operations(pieces: Iterable[tuple[int, int] | bytes | memoryview]) -> Iterator[bytes]:
+    """The stream for a sequence of base ranges ``(offset, length)`` and literal bytes: adjacent copies
+    merged, literals gathered up to READ_BLOCK."""
     literal = bytearray()
     copy_off = copy_len = 0
-    for chunk in iter_chunks(stream, base.params):
-        hit = known.get(chunk_digest(chunk))
-        if hit is not None and hit[1] == len(chunk):
+    for piece in pieces:
+        if isinstance(piece, tuple):
             if literal:
                 yield _literal(bytes(literal))
                 literal.clear()
-            if copy_len and copy_off + copy_len == hit[0]:
-                copy_len += hit[1]
+            if copy_len and copy_off + copy_len == piece[0]:
+                copy_len += piece[1]
             else:
                 if copy_len:
                     yield b"C" + struct.pack(">QI", copy_off, copy_len)
-                copy_off, copy_len = hit
+                copy_off, copy_len = piece
             continue
         if copy_len:
             yield b"C" + struct.pack(">QI", copy_off, copy_len)
             copy_len = 0
-        literal += chunk
+        literal += piece
         if len(literal) >= READ_BLOCK:
             yield _literal(bytes(literal))
             literal.clear()

@@ -37,7 +37,7 @@ from .context import TaskContext, TaskContexts, short_id
 from .delta import BSDIFF_MAX
 from .objects import ObjectStore
 from .places import Places
-from .scanner import RACY_NS, ScanResult, indexable_name, scan_paths, scan_tree
+from .scanner import RACY_NS, Observation, ScanResult, indexable_name, scan_paths, scan_tree
 
 log = logging.getLogger(__name__)
 SHADOW_MIN = 16 << 10  # smaller files travel whole: a delta would not be smaller
@@ -102,6 +102,9 @@ class LocalChanges:
         self.hook = hook
         self._lock = lock
         self._patterns_seen: dict[str, int] = {}  # per task: the ignore patterns' generation of its last full scan
+        # (task, path) → (size, mtime_ns) of files modified within RACY_NS but hashed after they settled
+        # (Observation.settled): fresh_entry trusts those without hashing them again
+        self._settled: dict[tuple[str, str], tuple[int, int]] = {}
 
     def scan(self, secure_id: str, paths: Iterable[str] | None = None, *, folders: Iterable[str] = ()) -> ScanReport:
         """Bring the index of task ``secure_id`` up to date with its folder: all of it, or only ``paths``
@@ -162,11 +165,13 @@ class LocalChanges:
                 log.info("task %s: %s stays on this device (a plugin said not to send it)", info.name, new.path)
 
         for obs in result.touched:
+            self._note_settled(info.secure_id, obs)
             old = get(obs.path)
             if old is not None:
                 put(old.but(mtime_ns=obs.mtime_ns))
         for obs in result.changed:
             assert obs.digest is not None
+            self._note_settled(info.secure_id, obs)
             old = get(obs.path)
             new = Entry(obs.path, bump(old.version if old else {}, self.me), obs.digest.hash, obs.size,
                         obs.mtime_ns, obs.mtime_ns, self.me, False)
@@ -182,6 +187,12 @@ class LocalChanges:
                 report.deleted += 1
         return report
 
+    def _note_settled(self, secure_id: str, obs: Observation) -> None:
+        if obs.settled() and time.time_ns() - obs.mtime_ns <= RACY_NS:
+            if len(self._settled) >= 4096:  # only files changed in the last RACY_NS matter
+                self._settled.clear()
+            self._settled[(secure_id, obs.path)] = (obs.size, obs.mtime_ns)
+
     def fresh_entry(self, ctx: TaskContext, path: str) -> Entry | None:
         """The entry of ``path`` once the disk agrees with it (rescanning that path only if it does not):
         a local edit not yet indexed is a version too."""
@@ -194,8 +205,11 @@ class LocalChanges:
         if entry is None or entry.deleted:
             clean = st is None
         else:
+            # a file changed just now was hashed moments ago (the scan that queued it): not again
             clean = (st is not None and st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns
-                     and time.time_ns() - st.st_mtime_ns > RACY_NS) or (st is None and ctx.info.backup_mode)
+                     and (time.time_ns() - st.st_mtime_ns > RACY_NS
+                          or self._settled.get((ctx.info.secure_id, path)) == (st.st_size, st.st_mtime_ns))
+                     ) or (st is None and ctx.info.backup_mode)
         if clean:
             return entry
         self.scan(ctx.info.secure_id, [path])

@@ -24,7 +24,7 @@ from ..store.index import (
 )
 from .chunking import Signature
 from .context import TaskContexts
-from .delta import BSDIFF_MAX, encode_against, encode_bsdiff, encode_full
+from .delta import BSDIFF_MAX, encode_against, encode_bsdiff, encode_from_signatures, encode_full
 from .local import LocalChanges
 from .messages import Modification
 from .objects import ObjectStore
@@ -143,10 +143,17 @@ class Outbox:
         if shadow is None and base_sig is None:
             message.base_hash = ""
 
+        # ours, kept by the scan that found this content: only the chunks the receiver lacks are read
+        own_sig = self.objects.signature(entry.hash) if base_sig is not None else None
+        if own_sig is not None and (own_sig.params != base_sig.params or own_sig.size != entry.size):
+            own_sig = None
+
         def stream() -> Iterator[bytes]:
             with open(file, "rb") as fh:
                 if shadow is not None:
                     yield from encode_bsdiff(shadow, fh.read(BSDIFF_MAX + 1))
+                elif base_sig is not None and own_sig is not None:
+                    yield from encode_from_signatures(fh, own_sig, base_sig)
                 elif base_sig is not None:
                     yield from encode_against(fh, base_sig)
                 else:

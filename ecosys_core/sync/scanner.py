@@ -36,6 +36,12 @@ class Observation:
     size: int
     mtime_ns: int
     digest: FileDigest | None
+    hashed_at_ns: int = 0  # when the read that hashed it began (0: not hashed)
+
+    def settled(self) -> bool:
+        """True when the hash was read late enough after the file's mtime that any later write moves
+        the mtime (see :func:`settled_after`)."""
+        return settled_after(self.mtime_ns, self.hashed_at_ns)
 
 
 @dataclass
@@ -147,19 +153,33 @@ def _unlistable(root: Path, prefix: str, exc: OSError, unreadable: list[str]) ->
 RACY_NS = 2_000_000_000
 
 
+# The coarsest mtime step of a file system with sub-second timestamps (the kernel's coarse clock, one
+# jiffy: 10 ms at worst), with room to spare; whole-second mtimes may come from FAT (2 s steps).
+_FINE_STEP_NS = 50_000_000
+
+
+def settled_after(mtime_ns: int, read_at_ns: int) -> bool:
+    """True when content read from ``read_at_ns`` on is what a file of mtime ``mtime_ns`` holds for as
+    long as its mtime stays: the read began more than one timestamp step after the mtime, so a later
+    write cannot leave the mtime where it was. Such a file needs no racily-clean rehash."""
+    step = RACY_NS if mtime_ns % 1_000_000_000 == 0 else _FINE_STEP_NS
+    return read_at_ns - mtime_ns > step
+
+
 def _observe(path: Path, rel: str, size: int, mtime_ns: int, known: FileStat | None, result: ScanResult) -> None:
     if (known is not None and not known.deleted and known.size == size and known.mtime_ns == mtime_ns
             and time.time_ns() - mtime_ns > RACY_NS):
         return
+    started = time.time_ns()
     try:
         digest = digest_file(path, with_signature=size > BSDIFF_MAX)
     except OSError:
         return  # vanished or unreadable right now; the next scan will see it
     result.bytes_hashed += digest.size
     if known is not None and not known.deleted and known.hash == digest.hash:
-        result.touched.append(Observation(rel, digest.size, mtime_ns, None))
+        result.touched.append(Observation(rel, digest.size, mtime_ns, None, started))
     else:
-        result.changed.append(Observation(rel, digest.size, mtime_ns, digest))
+        result.changed.append(Observation(rel, digest.size, mtime_ns, digest, started))
 
 
 def _walk_while_loading(places: Places, racy_after: int, load: Callable[[], Mapping[str, tuple[int, int]]]
