@@ -19,7 +19,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, NamedTuple
 
 import blake3
 import xxhash
@@ -203,3 +203,54 @@ def digest_file(path: Path, *, with_signature: bool) -> FileDigest:
             if builder is not None:
                 builder.feed(block)
     return FileDigest(size, hasher.hexdigest(), builder.signature() if builder is not None else None)
+
+
+class Copy(NamedTuple):
+    """A range of new content copied from the base: ``length`` bytes at ``at`` in the new content, from
+    ``base_at`` in the base."""
+
+    at: int
+    base_at: int
+    length: int
+
+
+def derive_signature(base: Signature, copies: list[Copy], size: int,
+                     read: Callable[[int, int], bytes]) -> Signature:
+    """The signature of new content of ``size`` bytes made of ``copies`` of the base (described by
+    ``base``) and other bytes, without a pass over it: a chunk's end depends only on the bytes from its
+    start to its end, so where a new chunk starts at a base chunk's start inside a copied range, the base's
+    chunks carry over while they lie in that range; only the bytes around the rest are read (``read(at,
+    n)``) and cut. The result equals what :func:`digest_file` computes (tests compare them); were it
+    ever wrong, a delta built against it would fail its hash check and travel whole."""
+    params = chunk_params(size)
+    if params != base.params:
+        raise ValueError("the new content is chunked with other parameters")
+    mn, avg, mx = params
+    base_ends = list(accumulate(base.lengths))
+    base_starts = {end: i + 1 for i, end in enumerate(base_ends[:-1])}
+    base_starts[0] = 0
+    lengths: list[int] = []
+    digests: list[bytes] = []
+    at, k = 0, 0
+    while at < size:
+        while k < len(copies) and copies[k].at + copies[k].length <= at:
+            k += 1
+        copy = copies[k] if k < len(copies) and copies[k].at <= at else None
+        i = base_starts.get(copy.base_at + at - copy.at) if copy is not None else None
+        if copy is not None and i is not None:
+            # base chunks i..j-1 end inside this copy; the base's last chunk only where the new content ends too
+            copy_end = copy.base_at + copy.length
+            j = bisect_right(base_ends, copy_end, lo=i)
+            if j == len(base_ends) and not (copy_end == base.size and copy.at + copy.length == size):
+                j -= 1
+            if j > i:
+                lengths += base.lengths[i:j]
+                digests += base.digests[i:j]
+                at += base_ends[j - 1] - (base_ends[i - 1] if i else 0)
+                continue
+        data = read(at, min(mx, size - at))
+        length = cut_lengths(data, mn, avg, mx)[0]
+        lengths.append(length)
+        digests.append(chunk_digest(data[:length]))
+        at += length
+    return Signature(params, size, lengths, digests)

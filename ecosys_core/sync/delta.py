@@ -28,7 +28,7 @@ import bsdiff4.core
 import pyzstd
 
 from ..errors import IntegrityError
-from .chunking import READ_BLOCK, Signature, chunk_digest, iter_chunks
+from .chunking import READ_BLOCK, Copy, Signature, chunk_digest, iter_chunks
 
 BSDIFF_MAX = 1 << 20
 MAX_LITERAL = 4 << 20
@@ -265,9 +265,9 @@ class _Decoder:
     what is left of ``expected_size`` before anything is read, decompressed or written."""
 
     def __init__(self, blocks: Iterable[bytes], base: Path | None, out: BinaryIO, expected_size: int,
-                 observe: Callable[[bytes | memoryview], None] | None) -> None:
+                 observe: Callable[[bytes | memoryview], None] | None, copies: list[Copy] | None = None) -> None:
         self.reader = _Reader(blocks)
-        self.out, self.observe = out, observe
+        self.out, self.observe, self.copies = out, observe, copies
         self.expected_size = expected_size
         self.hasher = blake3.blake3()
         self.written = 0
@@ -311,6 +311,8 @@ class _Decoder:
         if self.base_fh is None or offset + n > self.base_size:
             raise DeltaError("copy outside the base")
         self.check_room(n)
+        if self.copies is not None:
+            self.copies.append(Copy(self.written, offset, n))
         self.base_fh.seek(offset)
         while n:
             piece = self.base_fh.read(min(n, READ_BLOCK))
@@ -349,16 +351,17 @@ class _Decoder:
 
 
 def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, expected_size: int,
-                observe: Callable[[bytes | memoryview], None] | None = None) -> str:
+                observe: Callable[[bytes | memoryview], None] | None = None, copies: list[Copy] | None = None) -> str:
     """Write the content described by ``blocks`` (against file ``base``) into ``out``; return its BLAKE3.
 
     Raises DeltaError when the delta is malformed, reaches outside the base, or grows past
     ``expected_size``; no operation reads, decompresses or writes more than what is left of it, so
     memory stays bounded whatever the delta claims. The caller verifies the returned hash before
     anything is moved into place. ``observe`` sees every byte written (to build a chunk signature in
-    the same pass).
+    the same pass); ``copies`` gets every range copied from the base (to derive the new content's
+    signature from the base's: :func:`chunking.derive_signature`).
     """
-    decoder = _Decoder(blocks, base, out, expected_size, observe)
+    decoder = _Decoder(blocks, base, out, expected_size, observe, copies)
     try:
         return decoder.run()
     finally:

@@ -28,7 +28,7 @@ from ..store import Store
 from ..store.index import Entry, acknowledge, put_entry, queue_pending
 from ..types import TaskInfo
 from . import notify
-from .chunking import Signature, SignatureBuilder, digest_file
+from .chunking import Signature, digest_file
 from .context import TaskContext, TaskContexts, short_id
 from .delta import BSDIFF_MAX, DeltaError
 from .fsio import commit_temp, deferred_dir_syncs, remove_empty_parents
@@ -38,7 +38,7 @@ from .messages import Members, Message, Modification, ModificationDone, NeedStat
 from .objects import ObjectStore
 from .outbox import Outbox, PendingItem
 from .rules import Action, Decision, decide, same_content
-from .staging import ReadyContents, ReadyKey, Staging, base_of, rebuild
+from .staging import NewSignature, ReadyContents, ReadyKey, Staging, base_of, new_signature, rebuild
 
 log = logging.getLogger(__name__)
 
@@ -270,13 +270,14 @@ class SyncEngine:
             if self.hook is not None:
                 notify.notify_applied(self.hook, info, m.path, True)
             return done
-        signature = SignatureBuilder(m.size) if m.size > BSDIFF_MAX else None
+        signature = new_signature(self.objects, m)
         temp = self._materialize(target, local, m, signature)
         if not isinstance(temp, Path):
             return [temp] if temp is not None else []
+        kept = signature.result(temp) if signature is not None else None  # from the temp: what is moved
         st = commit_temp(temp, target, remote.modified_ns)
         self._commit_entry(info, local, remote.but(version=merged, mtime_ns=st.st_mtime_ns), peer, relay)
-        self.local.remember_content(target, remote, signature.signature() if signature and signature.seen else None)
+        self.local.remember_content(target, remote, kept)
         if self.hook is not None:
             notify.notify_applied(self.hook, info, m.path, False)
         return done
@@ -337,7 +338,7 @@ class SyncEngine:
         raise ChangeRefused(f"no free name to keep the conflicting version of {loser.path}")
 
     def _materialize(self, target: Path, local: Entry | None, m: Modification,
-                     signature: SignatureBuilder | None = None) -> Path | NeedState | None:
+                     signature: NewSignature | None = None) -> Path | NeedState | None:
         """``m``'s content in a verified temp file ready to move onto ``target`` (staged ahead, or rebuilt
         now beside it); NEED_STATE when our content is not the delta's base (or the delta fails), None
         when even a requested answer failed."""
@@ -354,7 +355,7 @@ class SyncEngine:
         if m.delta is None:
             return None if m.reply else self._need_state(target, local, m)
         try:
-            return rebuild(target, m, base, observe=signature.feed if signature is not None else None)
+            return rebuild(target, m, base, signature=signature)
         except (IntegrityError, DeltaError, OSError) as exc:
             log.warning("discarded change of %s from %s: %s", m.path, m.modified_by, exc)
             return None if m.reply else self._need_state(target, local, m, whole=True)

@@ -22,7 +22,7 @@ from ..safe_paths import InsideChecker
 from ..store import Store
 from ..store.index import Entry, get_entry
 from ..store.versions import Order, compare
-from .chunking import SignatureBuilder
+from .chunking import Copy, Signature, SignatureBuilder, chunk_params, derive_signature
 from .context import TaskContexts
 from .delta import BSDIFF_MAX, DeltaError, apply_delta
 from .fsio import atomic_writer, same_device, write_temps
@@ -48,12 +48,56 @@ def base_of(objects: ObjectStore, target: Path, local: Entry | None, m: Modifica
     return objects.shadow_path(m.base_hash)
 
 
+class NewSignature:
+    """The chunk signature of a large content being rebuilt, for later deltas against it: derived from the
+    base's kept signature and the ranges the delta copies (a few reads), or, when the base's signature is
+    not kept, built from every byte as it is written (a chunking pass)."""
+
+    def __init__(self, objects: ObjectStore, m: Modification) -> None:
+        base = objects.signature(m.base_hash) if m.base_hash else None
+        self.base = base if base is not None and base.params == chunk_params(m.size) else None
+        self.size = m.size
+        self.copies: list[Copy] | None = [] if self.base is not None else None
+        self.builder = SignatureBuilder(m.size) if self.base is None else None
+        self.rebuilt = False  # False: the content came ready-made (its signature was kept then)
+
+    @property
+    def observe(self) -> Callable[[bytes | memoryview], None] | None:
+        return self.builder.feed if self.builder is not None else None
+
+    def result(self, temp: Path) -> Signature | None:
+        """The signature of the content rebuilt in ``temp`` (None when nothing was rebuilt here)."""
+        if not self.rebuilt:
+            return None
+        if self.builder is not None:
+            return self.builder.signature() if self.builder.seen == self.size else None
+        assert self.base is not None and self.copies is not None
+        try:
+            with open(temp, "rb") as fh:
+                def read(at: int, n: int) -> bytes:
+                    fh.seek(at)
+                    return fh.read(n)
+                return derive_signature(self.base, self.copies, self.size, read)
+        except (OSError, ValueError):
+            return None
+
+
+def new_signature(objects: ObjectStore, m: Modification) -> NewSignature | None:
+    """A :class:`NewSignature` for ``m``'s content, None for a content small enough to travel by bsdiff."""
+    return NewSignature(objects, m) if m.size > BSDIFF_MAX else None
+
+
 def rebuild(target: Path, m: Modification, base: Path | None, *, folder: Path | None = None,
-            observe: Callable[[bytes | memoryview], None] | None = None) -> Path:
+            signature: NewSignature | None = None) -> Path:
     """``m``'s content in a durable temp file beside ``target`` (or in ``folder``, on its device), its
-    hash checked (IntegrityError otherwise; DeltaError or OSError when the delta or the disk fails)."""
+    hash checked (IntegrityError otherwise; DeltaError or OSError when the delta or the disk fails).
+    ``signature`` follows the rebuild (see :class:`NewSignature`)."""
     with atomic_writer(target, folder) as (fh, temp):
-        got = apply_delta(m.delta, base, fh, expected_size=m.size, observe=observe)
+        if signature is not None:
+            signature.rebuilt = True
+        got = apply_delta(m.delta, base, fh, expected_size=m.size,
+                          observe=signature.observe if signature is not None else None,
+                          copies=signature.copies if signature is not None else None)
         if got != m.hash:
             raise IntegrityError(f"{m.path}: content hashes to {got[:12]}…, {m.hash[:12]}… announced")
     return temp
@@ -143,16 +187,17 @@ class Staging:
         if found is None:
             return None
         target, base = found
-        signature = SignatureBuilder(m.size) if m.size > BSDIFF_MAX else None
+        signature = new_signature(self.objects, m)
         folder = self.folder if self.folder is not None and same_device(self.folder, target.parent) else None
         try:
-            temp = rebuild(target, m, base, folder=folder, observe=signature.feed if signature else None)
+            temp = rebuild(target, m, base, folder=folder, signature=signature)
         except (IntegrityError, DeltaError, OSError) as exc:
             log.warning("discarded change of %s from %s: %s", m.path, m.modified_by, exc)
             return None
-        if signature is not None:
+        kept = signature.result(temp) if signature is not None else None
+        if kept is not None:
             try:  # keyed by content: right whatever the apply decides
-                self.objects.put_signature(m.hash, signature.signature())
+                self.objects.put_signature(m.hash, kept)
             except OSError:
                 pass
         key = (m.secure_id, m.path, m.hash)

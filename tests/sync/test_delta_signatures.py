@@ -1,7 +1,9 @@
 """Deltas built from two signatures (ours, kept by the scan, and the receiver's): only the chunks the
 receiver lacks are read, and the result rebuilds exactly what a pass over the file would (same bytes,
 same hash), for edits at the start, middle and end, insertions, removals, moved blocks and unrelated
-content; a file that changed since its signature gives a delta the receiver's hash check refuses."""
+content; a file that changed since its signature gives a delta the receiver's hash check refuses. The
+receiver derives the new content's signature from its base's and the ranges the delta copied: the same
+signature a pass over the file computes."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from ecosys_core.sync.chunking import digest_file
+from ecosys_core.sync.chunking import Copy, derive_signature, digest_file
 from ecosys_core.sync.delta import apply_delta, encode_against, encode_from_signatures
 
 SIZE = 3 << 20  # above BSDIFF_MAX: chunk deltas
@@ -93,3 +95,67 @@ def test_a_file_changed_since_its_signature_is_refused_by_the_hash(tmp_path: Pat
     out = io.BytesIO()
     digest = apply_delta([stream], tmp_path / "base", out, expected_size=len(new_bytes))
     assert digest != blake3.blake3(new_bytes).hexdigest()  # rebuild() refuses it: the announced hash differs
+
+
+@pytest.mark.parametrize("case", list(edits(b"x" * 10)))
+def test_the_derived_signature_is_the_one_a_pass_computes(tmp_path: Path, case: str):
+    base_bytes = random.Random(4).randbytes(SIZE)
+    new_bytes = edits(base_bytes)[case]
+    base_path, new_path = tmp_path / "base", tmp_path / "new"
+    base_sig = signature_of(base_path, base_bytes)
+    new_sig = signature_of(new_path, new_bytes)
+    if new_sig.params != base_sig.params:
+        pytest.skip("sizes in different chunking classes")
+    for encoder in ("signatures", "pass"):
+        with open(new_path, "rb") as fh:
+            stream = b"".join(encode_from_signatures(fh, new_sig, base_sig) if encoder == "signatures"
+                              else encode_against(fh, base_sig))
+        copies: list[Copy] = []
+        out = io.BytesIO()
+        apply_delta([stream], base_path, out, expected_size=len(new_bytes), copies=copies)
+        reads: list[int] = []
+
+        def read(at: int, n: int) -> bytes:
+            reads.append(n)
+            return new_bytes[at:at + n]
+
+        derived = derive_signature(base_sig, copies, len(new_bytes), read)
+        assert derived == new_sig, (case, encoder)
+        if case in ("same", "overwrite in the middle", "insert near the start", "cut at the end"):
+            assert sum(reads) < 256 << 10  # a few chunks around the edit, not the file
+
+
+def test_a_derived_signature_without_copies_is_a_whole_cut(tmp_path: Path):
+    data = random.Random(5).randbytes(SIZE)
+    sig = signature_of(tmp_path / "f", data)
+    assert derive_signature(sig, [], len(data), lambda at, n: data[at:at + n]) == sig
+    assert derive_signature(sig, [Copy(0, 0, 5)], len(data), lambda at, n: data[at:at + n]) == sig
+
+
+def test_a_received_edit_keeps_the_signature_a_pass_computes(tmp_path: Path):
+    """Two real engines: B derives the signature of A's edited file, and a later edit made on B travels
+    back as a small delta against it."""
+    from .harness import make_devices, meet
+
+    a, b = make_devices(tmp_path, 2)
+    try:
+        data = random.Random(6).randbytes(SIZE)
+        a.write("big.bin", data)
+        a.scan()
+        meet(a, b)
+        edited = data[:1000] + b"0123456789" + data[1000:]
+        a.write("big.bin", edited)
+        a.scan()
+        meet(a, b)
+        assert (b.root / "big.bin").read_bytes() == edited
+        digest = digest_file(b.root / "big.bin", with_signature=True)
+        assert b.engine.objects.signature(digest.hash) == digest.signature
+        again = edited[:SIZE // 2] + b"back from B" + edited[SIZE // 2 + 11:]
+        b.write("big.bin", again)
+        b.scan()
+        wire = sum(len(m.delta and b"".join(m.delta) or b"") for m in b.engine.outgoing(a.device_id)
+                   if m.path == "big.bin")
+        assert wire < 16 << 10
+    finally:
+        a.close()
+        b.close()

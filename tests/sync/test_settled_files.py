@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ecosys_core.sync.scanner import RACY_NS, settled_after
 
-from .harness import SECURE_ID, make_devices
+from .harness import make_devices
 
 
 def scans_of(device) -> list:  # a spy on the real index's scans (nothing replaced)
