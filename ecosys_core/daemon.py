@@ -13,6 +13,8 @@ from typing import Any, Callable
 from .background import spawn
 from .control_commands import DaemonParts, command_table
 from .errors import EcosysError
+from .gui.guard import Guard, load_or_create_secret
+from .gui.server import DEFAULT_PORT, GuiServer
 from .home_lock import HomeLock
 from .largage import LargageService
 from .link_exchange import ANSWER_FLAGS, REQUEST_FLAGS, LinkExchange
@@ -46,7 +48,8 @@ class Node:
     """One running device, built from its home: the parts, and :meth:`run` to serve until stopped."""
 
     def __init__(self, home: HomeLayout, *, port: int = 0, host: str = "0.0.0.0", peers: list[str] = (),
-                 mdns: bool = True, interfaces: list[str] | None = None) -> None:
+                 mdns: bool = True, interfaces: list[str] | None = None,
+                 gui_address: tuple[str, int] | None = ("127.0.0.1", DEFAULT_PORT)) -> None:
         self.home = home.ensure()
         self.lock = HomeLock(home.root)
         self.lock.acquire()  # before anything is touched: a second daemon leaves the first one's state alone
@@ -61,6 +64,8 @@ class Node:
         self.host, self.port = host, port
         self.static_peers = [parse_peer(p) for p in peers]
         self.mdns, self.interfaces = mdns, interfaces
+        self.gui_address = gui_address
+        self.gui: GuiServer | None = None
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ecosys-engine")
         self.stop = asyncio.Event()
         self.watcher: TaskWatcher | None = None
@@ -127,7 +132,8 @@ class Node:
                                  if exc.errno == errno.EADDRINUSE else "")) from None
         self.port = self.peers.port = server.sockets[0].getsockname()[1]
         self.lock.record(self.port)
-        control = ControlServer(self.home.root / "daemon.json", self.handle)
+        gui_url = await self._start_gui()
+        control = ControlServer(self.home.root / "daemon.json", self.handle, {"gui": gui_url} if gui_url else None)
         await control.start()
         for task in list_tasks(self.store):
             await self.run_blocking(self.engine.scan, task.secure_id)
@@ -148,10 +154,41 @@ class Node:
             if discovery is not None:
                 await discovery.stop()
             await control.stop()
+            if self.gui is not None:
+                await self.gui.stop()
             await loop.run_in_executor(None, self.watcher.stop)
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.store.close()
             self.lock.release()
+
+    async def _start_gui(self) -> str | None:
+        """Serve the dashboard (its URL), unless asked not to or its port is taken: syncing goes on
+        without it, with a warning."""
+        if self.gui_address is None:
+            return None
+        host, port = self.gui_address
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("the dashboard listens on %s, beyond this device: anyone who can reach it and has "
+                        "this home's secret or a login link can act as you", host)
+        guard = Guard(load_or_create_secret(self.home.root / "gui-secret"), host, port)
+        gui = GuiServer(guard, self.handle, self.prompts, self.run_blocking)
+        try:
+            port = await gui.start(host, port)
+        except OSError as exc:
+            log.warning("the dashboard cannot listen on %s:%s (%s); choose another address with "
+                        "--gui-address HOST:PORT", host, port, exc.strerror or exc)
+            return None
+        self.gui = gui
+        self.commands["gui_login"] = self._gui_login
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}"
+
+    async def _gui_login(self, args: dict[str, Any]) -> Any:
+        """A one-time login link to the dashboard (``ecosys gui`` opens it)."""
+        assert self.gui is not None
+        host = self.gui.guard.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+        return {"url": f"http://{shown}:{self.gui.guard.port}/login?token={self.gui.guard.login_token()}"}
 
     async def _start_discovery(self) -> Discovery | None:
         if not self.mdns:

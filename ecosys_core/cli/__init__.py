@@ -33,7 +33,7 @@ class UserError(click.ClickException):
 BUILTIN: dict[str, str] = {
     "init": "init_cmd", "id": "init_cmd", "plugins": "plugins_cmd", "grapin": "grapin_cmd", "task": "task_cmd",
     "prompts": "prompts_cmd", "answer": "prompts_cmd", "schemas": "schemas_cmd", "status": "status_cmd",
-    "up": "net_cmd", "stop": "net_cmd", "devices": "net_cmd", "link": "net_cmd", "unlink": "net_cmd",
+    "up": "net_cmd", "stop": "net_cmd", "gui": "net_cmd", "devices": "net_cmd", "link": "net_cmd", "unlink": "net_cmd",
     "connect": "net_cmd", "autostart": "net_cmd", "send": "largage_cmd", "largage": "largage_cmd",
 }
 # net_cmd adds 'task share' and 'task unshare' to the task group: each needs the other loaded

@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from ..daemon import Node
+from ..gui.server import DEFAULT_PORT as GUI_PORT
+from ..gui.server import parse_gui_address
 from ..logs import setup_daemon_logging
 from ..net.control import DaemonNotRunning, call
 from ..net.identity import readable_id
@@ -48,18 +50,36 @@ def run_daemon(node: Node) -> None:
 @click.option("--peer", "peers", multiple=True, metavar="HOST:PORT", help="A peer to dial (networks without multicast).")
 @click.option("--no-mdns", is_flag=True, help="Do not announce or browse with zeroconf.")
 @click.option("--mdns-interface", "interfaces", multiple=True, metavar="ADDR", help="Limit zeroconf to these addresses.")
+@click.option("--gui-address", default=None, metavar="HOST:PORT",
+              help="Where the dashboard listens (default: config.json's gui_address, else 127.0.0.1:22801).")
+@click.option("--no-gui", is_flag=True, help="Do not serve the dashboard.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs.")
 def up_command(port: int | None, host: str | None, peers: tuple[str, ...], no_mdns: bool,
-               interfaces: tuple[str, ...], verbose: bool) -> None:
+               interfaces: tuple[str, ...], gui_address: str | None, no_gui: bool, verbose: bool) -> None:
     """Run the Ecosys daemon in the foreground (Ctrl-C stops it)."""
     env = cli_env()
     setup_daemon_logging(env.layout.logs, verbose=verbose)
     config = read_config(env.layout)
+    gui = None if no_gui else parse_gui_address(gui_address or str(config.get("gui_address", f"127.0.0.1:{GUI_PORT}")))
     node = Node(env.layout, port=port if port is not None else int(config.get("port", 22800)),
                 host=host or str(config.get("host", "0.0.0.0")),
                 peers=[*config.get("peers", []), *peers], mdns=not no_mdns and bool(config.get("mdns", True)),
-                interfaces=list(interfaces) or config.get("mdns_interfaces"))
+                interfaces=list(interfaces) or config.get("mdns_interfaces"), gui_address=gui)
     run_daemon(node)
+
+
+@click.command("gui")
+@click.option("--print", "print_only", is_flag=True, help="Print the login link instead of opening a browser.")
+def gui_command(print_only: bool) -> None:
+    """Open the dashboard of the running daemon in the default browser, signed in (a one-time link)."""
+    url = daemon_call("gui_login")["url"]
+    if print_only:
+        click.echo(url)
+        return
+    import webbrowser
+
+    if not webbrowser.open(url):
+        click.echo(f"No browser could be opened; open this link within a minute: {url}")
 
 
 @click.command("stop")
@@ -202,7 +222,8 @@ def autostart_status() -> None:
 
 
 def register(cli: click.Group) -> None:
-    for command in (up_command, stop_command, devices_command, link_command, unlink_command, connect_command, autostart_group):
+    for command in (up_command, stop_command, gui_command, devices_command, link_command, unlink_command,
+                    connect_command, autostart_group):
         cli.add_command(command)
     cli.commands["task"].add_command(share_command)  # type: ignore[attr-defined]
     cli.commands["task"].add_command(unshare_command)  # type: ignore[attr-defined]

@@ -29,9 +29,10 @@ class DaemonNotRunning(EcosysError):
 class ControlServer:
     """Serves control requests with ``handler(cmd, args)``; errors become ``{"ok": false}``."""
 
-    def __init__(self, state_file: Path, handler: Handler) -> None:
+    def __init__(self, state_file: Path, handler: Handler, extra: dict[str, Any] | None = None) -> None:
         self.state_file = state_file
         self.handler = handler
+        self.extra = extra or {}  # more for daemon.json (the dashboard's address)
         self.token = secrets.token_hex(16)
         self._server: asyncio.base_events.Server | None = None
 
@@ -41,7 +42,7 @@ class ControlServer:
         tmp = self.state_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump({"port": port, "token": self.token, "pid": os.getpid()}, fh)
+            json.dump({**self.extra, "port": port, "token": self.token, "pid": os.getpid()}, fh)
         os.replace(tmp, self.state_file)
 
     async def stop(self) -> None:

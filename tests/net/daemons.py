@@ -80,7 +80,8 @@ class Daemon:
         peers = [a for p in self.peers for a in ("--peer", p)]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ecosys_core", "--home", str(self.home), "up", "--port", str(self.port),
-             "--host", "127.0.0.1", *self.extra, *peers],
+             "--host", "127.0.0.1", *self.extra, *peers,
+             *(() if any(a.startswith("--gui") or a == "--no-gui" for a in self.extra) else ("--gui-address", "127.0.0.1:0"))],
             stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
         wait_until(lambda: self.call("status"), 30, what=f"{self.name} to start")
         return self

@@ -1,0 +1,100 @@
+"use strict";
+// The dashboard page: reads /api/v1, follows /api/v1/events, and sends changes with the session's CSRF token.
+let csrf = null;
+
+function el(tag, text, attrs) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  return node;
+}
+
+async function api(method, route, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (csrf) headers["X-CSRF-Token"] = csrf;
+  const answer = await fetch("/api/v1/" + route, { method, headers, body: body ? JSON.stringify(body) : undefined,
+                                                   credentials: "same-origin" });
+  const data = await answer.json();
+  if (!answer.ok) throw new Error(data.error || answer.statusText);
+  return data;
+}
+
+function report(error) { document.getElementById("error").textContent = error ? String(error.message || error) : ""; }
+
+async function act(method, route, body) {
+  try { report(null); return await api(method, route, body); } catch (error) { report(error); return null; }
+}
+
+function showStatus(status) {
+  document.getElementById("me-name").textContent = status.device.name || "";
+  document.getElementById("me-id").textContent = status.device.id || "";
+  const devices = document.getElementById("devices");
+  devices.replaceChildren(...(status.devices || []).map((d) => {
+    const row = el("tr");
+    row.append(el("td", d.name || "?"), el("td", d.id),
+               el("td", (d.linked ? "linked" : "discovered") + (d.connected ? ", connected" : "")));
+    const cell = el("td");
+    const button = el("button", d.linked ? "Unlink" : "Link", { type: "button" });
+    button.addEventListener("click", () => act("POST", "commands/" + (d.linked ? "unlink" : "link"), { device: d.device_id }));
+    cell.append(button);
+    row.append(cell);
+    return row;
+  }));
+  const tasks = document.getElementById("tasks");
+  tasks.replaceChildren(...(status.tasks || []).map((t) => {
+    const row = el("tr");
+    const members = (t.members || []).filter((m) => m.state !== "removed")
+      .map((m) => (m.name || m.device_id.slice(0, 7)) + (m.pending ? " (" + m.pending + " pending)" : "")).join(", ");
+    const pending = (t.members || []).reduce((a, m) => a + (m.pending || 0), 0);
+    row.append(el("td", t.name), el("td", t.root || ""), el("td", members), el("td", pending));
+    return row;
+  }));
+}
+
+function showPrompts(prompts) {
+  const list = document.getElementById("prompts");
+  document.getElementById("no-prompts").hidden = prompts.length > 0;
+  list.replaceChildren(...prompts.map((p) => {
+    const item = el("li");
+    item.append(el("strong", p.flag + " "), el("span", p.context || ""));
+    const form = el("form");
+    if (p.flag === "CHOOSELINKPATH") {
+      const label = el("label", "Folder ", { for: "answer-" + p.id });
+      const field = el("input", null, { id: "answer-" + p.id, name: "answer", type: "text", required: "" });
+      const submit = el("button", "Use this folder", { type: "submit" });
+      form.append(label, field, submit);
+      form.addEventListener("submit", (e) => { e.preventDefault(); act("POST", "prompts/answer", { prompt: p.id, answer: field.value }); });
+    } else {
+      for (const [label, value] of [["Yes", "yes"], ["No", "no"]]) {
+        const button = el("button", label, { type: "button" });
+        button.addEventListener("click", () => act("POST", "prompts/answer", { prompt: p.id, answer: value }));
+        form.append(button);
+      }
+    }
+    item.append(form);
+    if (window.Notification && Notification.permission === "granted" && !showPrompts.seen.has(p.id)) {
+      new Notification("Ecosys: " + p.flag, { body: p.context || "" });
+    }
+    showPrompts.seen.add(p.id);
+    return item;
+  }));
+}
+showPrompts.seen = new Set();
+
+async function start() {
+  const state = document.getElementById("connection");
+  try {
+    csrf = (await api("GET", "session")).csrf;
+  } catch (error) {
+    state.textContent = "Not signed in: run 'ecosys gui' on this device.";
+    return;
+  }
+  if (window.Notification && Notification.permission === "default") Notification.requestPermission();
+  const events = new EventSource("/api/v1/events");
+  events.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
+  events.addEventListener("prompts", (e) => showPrompts(JSON.parse(e.data)));
+  events.onopen = () => { state.textContent = "Live"; };
+  events.onerror = () => { state.textContent = "Reconnecting…"; };
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,165 @@
+"""The dashboard's server: the page, the login link, and the JSON API (``/api/v1``, docs/api.md) over
+the daemon's own commands, with live updates as server-sent events. Every request passes the
+:class:`~.guard.Guard` first; a refused one changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from importlib import resources
+from typing import Any, Awaitable, Callable
+
+from ..errors import EcosysError, NotFound
+from ..prompts import Prompts
+from .guard import Guard
+from .http import BadRequest, Request, error_response, event, event_stream_head, json_response, read_request, \
+    response
+
+log = logging.getLogger(__name__)
+API = "/api/v1"
+DEFAULT_PORT = 22801
+# The daemon commands the API offers (``stop`` too: the page may stop its daemon, with CSRF like any change)
+COMMANDS = frozenset({"status", "connect", "link", "unlink", "share", "share_all", "unshare", "rescan", "send",
+                      "offers", "cancel", "stop"})
+EVENT_POLL_S = 0.5
+HEARTBEAT_S = 15.0
+ASSETS = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript"),
+          "/app.css": ("app.css", "text/css")}
+
+Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+def parse_gui_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (port 0: any free one) → (host, port); EcosysError otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise EcosysError(f"not a dashboard address (HOST:PORT): {text!r}")
+    return host.strip("[]"), int(port)
+
+
+class GuiServer:
+    """Serves the dashboard on ``host:port`` for a daemon whose commands ``handle`` runs."""
+
+    def __init__(self, guard: Guard, handle: Handler, prompts: Prompts,
+                 run_blocking: Callable[..., Awaitable[Any]]) -> None:
+        self.guard, self.handle, self.prompts, self.run_blocking = guard, handle, prompts, run_blocking
+        self._server: asyncio.base_events.Server | None = None
+        self._closing = asyncio.Event()
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; return the port (OSError when it cannot)."""
+        self._server = await asyncio.start_server(self._serve, host, port, limit=64 << 10)
+        self.guard.port = self._server.sockets[0].getsockname()[1]
+        return self.guard.port
+
+    async def stop(self) -> None:
+        self._closing.set()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                request = await asyncio.wait_for(read_request(reader), 10)
+                await self._route(request, writer)
+            except BadRequest as exc:
+                writer.write(error_response(exc.status, str(exc)))
+            except asyncio.TimeoutError:
+                writer.write(error_response(400, "request too slow"))
+            await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _route(self, request: Request, writer: asyncio.StreamWriter) -> None:
+        path = request.path
+        open_path = path in ASSETS or path == "/login"
+        refused = self.guard.refusal(request, open_path=open_path)
+        if refused is not None:
+            writer.write(error_response(*refused))
+            return
+        if path in ASSETS:
+            if request.method not in ("GET", "HEAD"):
+                writer.write(error_response(405, "GET only"))
+                return
+            name, kind = ASSETS[path]
+            writer.write(response(200, resources.files(__package__).joinpath("assets", name).read_bytes(), kind))
+        elif path == "/login":
+            self._login(request, writer)
+        elif path == f"{API}/events":
+            await self._events(writer)
+        elif path.startswith(API + "/"):
+            writer.write(await self._api(request, path[len(API) + 1:]))
+        else:
+            writer.write(error_response(404, "no such page"))
+
+    def _login(self, request: Request, writer: asyncio.StreamWriter) -> None:
+        cookie = self.guard.use_login(request.query.get("token", ""))
+        if cookie is None:
+            writer.write(error_response(401, "this login link was used or has expired: run 'ecosys gui' again"))
+            return
+        writer.write(response(303, b"", "text/plain", {"Location": "/", "Set-Cookie": self.guard.cookie_header(cookie)}))
+
+    async def _api(self, request: Request, route: str) -> bytes:
+        """One API call; errors are ``{"error": …}`` with a 4xx status, never a traceback."""
+        try:
+            if route == "session" and request.method == "GET":
+                session = self.guard.session_of(request)
+                return json_response(200, {"csrf": self.guard.csrf_token(session) if session else None})
+            if route == "prompts" and request.method == "GET":
+                pending = await self.run_blocking(self.prompts.pending)
+                return json_response(200, [p.to_json() for p in pending])
+            if route == "prompts/answer" and request.method == "POST":
+                body = _object(request.json())
+                prompt = await self.run_blocking(self.prompts.give, str(body.get("prompt", "")),
+                                                 str(body.get("answer", "")))
+                return json_response(200, prompt.to_json())
+            if route.startswith("commands/") and request.method == "POST":
+                name = route[len("commands/"):]
+                if name not in COMMANDS:
+                    return error_response(404, f"no command {name!r}")
+                return json_response(200, await self.handle(name, _object(request.json())))
+            if route == "status" and request.method == "GET":
+                return json_response(200, await self.handle("status", {}))
+            return error_response(404, f"no API route {request.method} {route}")
+        except NotFound as exc:
+            return error_response(404, str(exc))
+        except (EcosysError, BadRequest) as exc:
+            return error_response(400, str(exc))
+        except (KeyError, TypeError, ValueError) as exc:
+            return error_response(400, f"bad arguments: {exc}")
+
+    async def _events(self, writer: asyncio.StreamWriter) -> None:
+        """Server-sent events: ``status`` and ``prompts`` each time they change, a comment line as a
+        heartbeat; ends when the daemon stops or the page goes."""
+        writer.write(event_stream_head())
+        last: dict[str, str] = {}
+        quiet = 0.0
+        while not self._closing.is_set():
+            for name, fetch in (("status", lambda: self.handle("status", {})), ("prompts", self._prompts)):
+                data = await fetch()
+                text = json.dumps(data, default=str, sort_keys=True)
+                if last.get(name) != text:
+                    last[name] = text
+                    writer.write(event(name, data))
+                    quiet = 0.0
+            if quiet >= HEARTBEAT_S:
+                writer.write(b": ok\n\n")
+                quiet = 0.0
+            await writer.drain()
+            try:
+                await asyncio.wait_for(self._closing.wait(), EVENT_POLL_S)
+            except asyncio.TimeoutError:
+                quiet += EVENT_POLL_S
+
+    async def _prompts(self) -> list[dict[str, Any]]:
+        return [p.to_json() for p in await self.run_blocking(self.prompts.pending)]
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest(400, "the body must be a JSON object")
+    return body
