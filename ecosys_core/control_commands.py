@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from .device_ids import printable, short_id_text
@@ -19,9 +20,10 @@ from .net.peers import Peers, parse_peer
 from .share_requests import PROMPT_TIMEOUT
 from .store import Store
 from .store.devices import list_devices
-from .store.tasks import get_task, list_tasks
+from .store.tasks import add_task, get_task, list_tasks
 from .sync.engine import SyncEngine
 from .sync.watcher import TaskWatcher
+from .types import TaskKind
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -147,7 +149,23 @@ def _task_commands(parts: DaemonParts) -> dict[str, Handler]:
         peers.changed()
         return reports
 
-    return {"reload": reload, "rescan": scan, "scan": scan}
+    async def add(args: dict[str, Any]) -> Any:
+        """A folder task (``path``: absolute, ``~`` expanded; optional ``name``, ``backup``), followed at
+        once; EcosysError (nothing made) for a folder that is missing, relative or overlaps a task."""
+        text = str(args.get("path", "")).strip()
+        path = Path(text).expanduser()
+        if not text or not path.is_absolute():
+            raise EcosysError(f"give the folder's full path (as /home/you/Documents), not {text!r}")
+        if not path.is_dir():
+            raise NotFound(f"folder {path} does not exist")
+        name = str(args.get("name") or "").strip() or path.resolve().name or str(path.resolve())
+        task = await peers.run_blocking(lambda: add_task(store, name=name, root=path, kind=TaskKind.FOLDER,
+                                                         backup_mode=bool(args.get("backup"))))
+        await reload({})
+        return {"name": task.name, "secure_id": task.secure_id, "root": str(task.root),
+                "backup_mode": task.backup_mode}
+
+    return {"reload": reload, "rescan": scan, "scan": scan, "add_task": add}
 
 
 def _largage_commands(parts: DaemonParts) -> dict[str, Handler]:

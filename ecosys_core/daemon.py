@@ -171,7 +171,7 @@ class Node:
             log.warning("the dashboard listens on %s, beyond this device: anyone who can reach it and has "
                         "this home's secret or a login link can act as you", host)
         guard = Guard(load_or_create_secret(self.home.root / "gui-secret"), host, port)
-        gui = GuiServer(guard, self.handle, self.prompts, self.run_blocking)
+        gui = GuiServer(guard, self.handle, self.prompts, self.run_blocking, self.identity.readable)
         try:
             port = await gui.start(host, port)
         except OSError as exc:

@@ -21,7 +21,7 @@ API = "/api/v1"
 DEFAULT_PORT = 22801
 # The daemon commands the API offers (``stop`` too: the page may stop its daemon, with CSRF like any change)
 COMMANDS = frozenset({"status", "connect", "link", "unlink", "share", "share_all", "unshare", "rescan", "send",
-                      "offers", "cancel", "stop"})
+                      "offers", "cancel", "stop", "add_task"})
 EVENT_POLL_S = 0.5
 HEARTBEAT_S = 15.0
 ASSETS = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript"),
@@ -42,8 +42,9 @@ class GuiServer:
     """Serves the dashboard on ``host:port`` for a daemon whose commands ``handle`` runs."""
 
     def __init__(self, guard: Guard, handle: Handler, prompts: Prompts,
-                 run_blocking: Callable[..., Awaitable[Any]]) -> None:
+                 run_blocking: Callable[..., Awaitable[Any]], device_id: str) -> None:
         self.guard, self.handle, self.prompts, self.run_blocking = guard, handle, prompts, run_blocking
+        self.device_id = device_id  # readable form, shown as a QR code
         self._server: asyncio.base_events.Server | None = None
         self._closing = asyncio.Event()
 
@@ -122,6 +123,8 @@ class GuiServer:
                 if name not in COMMANDS:
                     return error_response(404, f"no command {name!r}")
                 return json_response(200, await self.handle(name, _object(request.json())))
+            if route == "device/qr.svg" and request.method == "GET":
+                return response(200, await self.run_blocking(self._qr), "image/svg+xml")
             if route == "status" and request.method == "GET":
                 return json_response(200, await self.handle("status", {}))
             return error_response(404, f"no API route {request.method} {route}")
@@ -154,6 +157,16 @@ class GuiServer:
                 await asyncio.wait_for(self._closing.wait(), EVENT_POLL_S)
             except asyncio.TimeoutError:
                 quiet += EVENT_POLL_S
+
+    def _qr(self) -> bytes:
+        """This device's readable id as a QR code (SVG), for pairing from a phone."""
+        import io
+
+        import segno
+
+        out = io.BytesIO()
+        segno.make(self.device_id, error="m").save(out, kind="svg", scale=4, border=2, title="Ecosys device id")
+        return out.getvalue()
 
     async def _prompts(self) -> list[dict[str, Any]]:
         return [p.to_json() for p in await self.run_blocking(self.prompts.pending)]

@@ -40,13 +40,26 @@ function showStatus(status) {
     row.append(cell);
     return row;
   }));
+  const linked = (status.devices || []).filter((d) => d.linked);
   const tasks = document.getElementById("tasks");
   tasks.replaceChildren(...(status.tasks || []).map((t) => {
-    const row = el("tr");
-    const members = (t.members || []).filter((m) => m.state !== "removed")
-      .map((m) => (m.name || m.device_id.slice(0, 7)) + (m.pending ? " (" + m.pending + " pending)" : "")).join(", ");
+    const row = el("tr", null, { "data-task": t.name });
+    const live = (t.members || []).filter((m) => m.state !== "removed");
+    const members = live.map((m) => (m.name || m.device_id.slice(0, 7)) + (m.pending ? " (" + m.pending + " pending)" : "")).join(", ");
     const pending = (t.members || []).reduce((a, m) => a + (m.pending || 0), 0);
-    row.append(el("td", t.name), el("td", t.root || ""), el("td", members), el("td", pending));
+    row.append(el("td", t.name + (t.backup_mode ? " (backup mode)" : "")), el("td", t.root || ""),
+               el("td", t.files, { "class": "files" }), el("td", members), el("td", pending));
+    const cell = el("td");
+    const guests = linked.filter((d) => !live.some((m) => m.device_id === d.device_id));
+    if (guests.length) {
+      const id = "share-" + t.secure_id;
+      const choice = el("select", null, { id, "aria-label": "Device to share " + t.name + " with" });
+      for (const d of guests) choice.append(el("option", d.name || d.id, { value: d.device_id }));
+      const button = el("button", "Share", { type: "button" });
+      button.addEventListener("click", () => act("POST", "commands/share", { task: t.name, device: choice.value }));
+      cell.append(choice, button);
+    }
+    row.append(cell);
     return row;
   }));
 }
@@ -89,6 +102,13 @@ async function start() {
     state.textContent = "Not signed in: run 'ecosys gui' on this device.";
     return;
   }
+  document.getElementById("me-qr").src = "/api/v1/device/qr.svg";
+  document.getElementById("add-task").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const done = await act("POST", "commands/add_task", { path: document.getElementById("add-path").value,
+      name: document.getElementById("add-name").value, backup: document.getElementById("add-backup").checked });
+    if (done) e.target.reset();
+  });
   if (window.Notification && Notification.permission === "default") Notification.requestPermission();
   const events = new EventSource("/api/v1/events");
   events.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));

@@ -1,0 +1,144 @@
+"""The dashboard in a real browser (issue 18, point 5): headless Chromium (Debian's chromium and
+chromium-driver, through Selenium) drives the dashboards of two real daemons on 127.0.0.1: it links
+them (the LINK question appears live on the other dashboard and is answered there), shares a task and
+answers CHOOSELINKPATH with a folder, and sees the file arrive; each page passes axe-core with no serious
+or critical violation. Without Chromium the test is skipped, except in CI (``CI`` set), where that fails.
+
+``ECOSYS_SCREENSHOTS=docs/screenshots`` saves a screenshot of each dashboard there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.net.daemons import Daemon, wait_until
+
+CHROMIUM, DRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+if not (CHROMIUM and DRIVER):
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the browser tests: install chromium and chromium-driver (.ci/run does)")
+    pytest.skip("no Chromium here (apt-get install chromium chromium-driver)", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.select import Select  # noqa: E402
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def browser() -> webdriver.Chrome:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1300",
+                "--disable-gpu", "--no-first-run"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+def sign_in(driver: webdriver.Chrome, daemon: Daemon) -> None:
+    driver.get(daemon.cli("gui", "--print").stdout.strip())
+    wait_until(lambda: driver.find_element(By.ID, "connection").text == "Live", 20, 0.1, "the page to go live")
+
+
+def shows(driver: webdriver.Chrome, by: str, value: str, text: str = "") -> bool:
+    return any(text in e.text for e in driver.find_elements(by, value))
+
+
+def check_accessibility(driver: webdriver.Chrome) -> None:
+    script = resources.files("axe_core_python").joinpath("axe.min.js").read_text()
+    driver.execute_script(script)
+    result = driver.execute_async_script("const done = arguments[0]; axe.run().then(done, (e) => done({error: String(e)}));")
+    assert "error" not in result, result
+    bad = [(v["id"], v["impact"], v["help"]) for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    assert not bad, bad
+
+
+def screenshot(driver: webdriver.Chrome, name: str) -> None:
+    folder = os.environ.get("ECOSYS_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Daemon, Daemon]]:
+    a, b = Daemon(tmp_path, "alpha"), Daemon(tmp_path, "beta")
+    (a.root / "x.txt").write_text("hello from alpha\n")
+    assert a.cli("task", "add", str(a.root), "--name", "docs").returncode == 0
+    b.peers = [f"127.0.0.1:{a.port}"]
+    a.start()
+    b.start()
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_two_dashboards_link_share_and_sync(pair: tuple[Daemon, Daemon], tmp_path: Path):
+    a, b = pair
+    wait_until(lambda: a.connected_to(b), 20, what="beta to connect")
+    page_a, page_b = browser(), browser()
+    try:
+        sign_in(page_a, a)
+        sign_in(page_b, b)
+        assert page_a.find_element(By.ID, "me-name").text == "alpha"
+        wait_until(lambda: page_a.find_element(By.ID, "me-qr").get_attribute("naturalWidth") not in (None, "0"),
+                   10, 0.1, "the QR code")
+        check_accessibility(page_a)
+        # link from alpha's dashboard; beta's dashboard shows the question live and answers it
+        wait_until(lambda: shows(page_a, By.CSS_SELECTOR, "#devices tr", "beta"), 20, 0.1, "beta on alpha's page")
+        page_a.find_element(By.XPATH, "//tbody[@id='devices']/tr[td[1]='beta']//button").click()
+        wait_until(lambda: shows(page_b, By.CSS_SELECTOR, "#prompts li", "LINK"), 30, 0.1, "the LINK question on beta")
+        screenshot(page_b, "prompts")
+        check_accessibility(page_b)
+        page_b.find_element(By.XPATH, "//ul[@id='prompts']/li[strong[contains(., 'LINK')]]//button[.='Yes']").click()
+        wait_until(lambda: shows(page_a, By.CSS_SELECTOR, "#devices tr", "linked"), 30, 0.1, "the link on alpha")
+        # share the task from alpha's dashboard; beta chooses the folder on its own
+        wait_until(lambda: page_a.find_elements(By.CSS_SELECTOR, "tr[data-task='docs'] select"), 20, 0.1, "a share choice")
+        Select(page_a.find_element(By.CSS_SELECTOR, "tr[data-task='docs'] select")).select_by_visible_text("beta")
+        page_a.find_element(By.CSS_SELECTOR, "tr[data-task='docs'] button").click()
+        wait_until(lambda: shows(page_b, By.CSS_SELECTOR, "#prompts li", "CHOOSELINKPATH"), 30, 0.1, "CHOOSELINKPATH on beta")
+        folder = tmp_path / "beta-docs"
+        page_b.find_element(By.CSS_SELECTOR, "#prompts li input[name='answer']").send_keys(str(folder))
+        page_b.find_element(By.XPATH, "//ul[@id='prompts']/li//button[.='Use this folder']").click()
+        wait_until(lambda: (folder / "x.txt").exists(), 30, 0.1, "the file on beta")
+        assert (folder / "x.txt").read_text() == "hello from alpha\n"
+        wait_until(lambda: shows(page_b, By.CSS_SELECTOR, "tr[data-task='docs'] td.files", "1"), 30, 0.1,
+                   "the task on beta's page")
+        screenshot(page_a, "devices-and-tasks")
+        check_accessibility(page_b)
+    finally:
+        page_a.quit()
+        page_b.quit()
+
+
+def test_a_bad_folder_gets_a_clear_error_on_the_page(pair: tuple[Daemon, Daemon], tmp_path: Path):
+    a, _ = pair
+    page = browser()
+    try:
+        sign_in(page, a)
+        page.find_element(By.ID, "add-path").send_keys("relative/folder")
+        page.find_element(By.CSS_SELECTOR, "#add-task button").click()
+        wait_until(lambda: "full path" in page.find_element(By.ID, "error").text, 10, 0.1, "the error")
+        page.find_element(By.ID, "add-path").clear()
+        page.find_element(By.ID, "add-path").send_keys(str(tmp_path / "missing"))
+        page.find_element(By.CSS_SELECTOR, "#add-task button").click()
+        wait_until(lambda: "does not exist" in page.find_element(By.ID, "error").text, 10, 0.1, "the error")
+        made = tmp_path / "photos"
+        made.mkdir()
+        page.find_element(By.ID, "add-path").clear()
+        page.find_element(By.ID, "add-path").send_keys(str(made))
+        page.find_element(By.CSS_SELECTOR, "#add-task button").click()
+        wait_until(lambda: page.find_elements(By.CSS_SELECTOR, "tr[data-task='photos']"), 10, 0.1, "the new task")
+        assert page.find_element(By.ID, "error").text == ""
+    finally:
+        page.quit()
