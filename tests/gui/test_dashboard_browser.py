@@ -116,6 +116,10 @@ def test_two_dashboards_link_share_and_sync(pair: tuple[Daemon, Daemon], tmp_pat
                    "the task on beta's page")
         screenshot(page_a, "devices-and-tasks")
         check_accessibility(page_b)
+        page_b.set_window_size(390, 844)  # a phone: the tables become lists
+        wait_until(lambda: page_b.find_element(By.ID, "me-name").is_displayed(), 10, 0.1, "the page on a phone")
+        screenshot(page_b, "phone")
+        check_accessibility(page_b)
     finally:
         page_a.quit()
         page_b.quit()

@@ -45,7 +45,8 @@ function showStatus(status) {
   tasks.replaceChildren(...(status.tasks || []).map((t) => {
     const row = el("tr", null, { "data-task": t.name });
     const live = (t.members || []).filter((m) => m.state !== "removed");
-    const members = live.map((m) => (m.name || m.device_id.slice(0, 7)) + (m.pending ? " (" + m.pending + " pending)" : "")).join(", ");
+    const members = live.map((m) => (m.state === "this device" ? "this device" : m.name || m.device_id.slice(0, 7))
+      + (m.pending ? " (" + m.pending + " pending)" : "")).join(", ");
     const pending = (t.members || []).reduce((a, m) => a + (m.pending || 0), 0);
     row.append(el("td", t.name + (t.backup_mode ? " (backup mode)" : "")), el("td", t.root || ""),
                el("td", t.files, { "class": "files" }), el("td", members), el("td", pending));
