@@ -13,8 +13,10 @@ from typing import Any, Callable
 from .background import spawn
 from .control_commands import DaemonParts, command_table
 from .errors import EcosysError
+from .gui.desktop import open_folder
 from .gui.guard import Guard, load_or_create_secret
 from .gui.server import DEFAULT_PORT, GuiServer
+from .gui.uploads import Uploads
 from .home_lock import HomeLock
 from .largage import LargageService
 from .link_exchange import ANSWER_FLAGS, REQUEST_FLAGS, LinkExchange
@@ -171,7 +173,10 @@ class Node:
             log.warning("the dashboard listens on %s, beyond this device: anyone who can reach it and has "
                         "this home's secret or a login link can act as you", host)
         guard = Guard(load_or_create_secret(self.home.root / "gui-secret"), host, port)
-        gui = GuiServer(guard, self.handle, self.prompts, self.run_blocking, self.identity.readable)
+        uploads = Uploads(self.home.root / "largage-uploads")
+        await self.run_blocking(uploads.sweep)
+        gui = GuiServer(guard, self.handle, self.prompts, self.run_blocking, self.identity.readable, uploads,
+                        lambda: open_folder(self.largage.folder))
         try:
             port = await gui.start(host, port)
         except OSError as exc:

@@ -40,6 +40,7 @@ class Request:
     headers: dict[str, str]
     body: bytes = b""
     cookies: dict[str, str] = field(default_factory=dict)
+    length: int = 0  # of a body left to stream (see read_request)
 
     def json(self) -> Any:
         """The body as JSON (an empty body is ``{}``); BadRequest when it is not JSON."""
@@ -51,8 +52,9 @@ class Request:
             raise BadRequest(400, "the body is not JSON") from None
 
 
-async def read_request(reader: asyncio.StreamReader) -> Request:
-    """Read one request; BadRequest when it is malformed or too large."""
+async def read_request(reader: asyncio.StreamReader, streamed: tuple[str, ...] = ()) -> Request:
+    """Read one request; BadRequest when it is malformed or too large. The body of a request whose path is
+    one of ``streamed`` is left in ``reader`` (``length`` bytes, any size) for the route to stream."""
     line = await _line(reader)
     parts = line.split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
@@ -75,19 +77,23 @@ async def read_request(reader: asyncio.StreamReader) -> Request:
         length = int(headers.get("content-length", "0"))
     except ValueError:
         raise BadRequest(400, "bad Content-Length") from None
-    if not 0 <= length <= MAX_BODY:
-        raise BadRequest(413, "body too large")
-    body = await reader.readexactly(length) if length else b""
     url = urlsplit(target)
     if not url.path.startswith("/"):
         raise BadRequest(400, "bad request target")
+    stream = url.path in streamed
+    if length < 0 or (length > MAX_BODY and not stream):
+        raise BadRequest(413, "body too large")
+    try:
+        body = await reader.readexactly(length) if length and not stream else b""
+    except asyncio.IncompleteReadError:
+        raise BadRequest(400, "connection closed mid-body") from None
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
     cookies = {}
     for item in headers.get("cookie", "").split(";"):
         name, sep, value = item.strip().partition("=")
         if sep:
             cookies[name] = value
-    return Request(method, url.path, query, headers, body, cookies)
+    return Request(method, url.path, query, headers, body, cookies, length if stream else 0)
 
 
 async def _line(reader: asyncio.StreamReader) -> str:

@@ -13,11 +13,13 @@ from typing import Any, Awaitable, Callable
 from ..errors import EcosysError, NotFound
 from ..prompts import Prompts
 from .guard import Guard
+from .uploads import Uploads
 from .http import BadRequest, Request, error_response, event, event_stream_head, json_response, read_request, \
     response
 
 log = logging.getLogger(__name__)
 API = "/api/v1"
+UPLOAD = f"{API}/largage/upload"
 DEFAULT_PORT = 22801
 # The daemon commands the API offers (``stop`` too: the page may stop its daemon, with CSRF like any change)
 COMMANDS = frozenset({"status", "connect", "link", "unlink", "share", "share_all", "unshare", "rescan", "send",
@@ -41,10 +43,12 @@ def parse_gui_address(text: str) -> tuple[str, int]:
 class GuiServer:
     """Serves the dashboard on ``host:port`` for a daemon whose commands ``handle`` runs."""
 
-    def __init__(self, guard: Guard, handle: Handler, prompts: Prompts,
-                 run_blocking: Callable[..., Awaitable[Any]], device_id: str) -> None:
+    def __init__(self, guard: Guard, handle: Handler, prompts: Prompts, run_blocking: Callable[..., Awaitable[Any]],
+                 device_id: str, uploads: Uploads, open_folder: Callable[[], None]) -> None:
         self.guard, self.handle, self.prompts, self.run_blocking = guard, handle, prompts, run_blocking
         self.device_id = device_id  # readable form, shown as a QR code
+        self.uploads = uploads
+        self.open_folder = open_folder  # shows received files in the person's file manager
         self._server: asyncio.base_events.Server | None = None
         self._closing = asyncio.Event()
 
@@ -63,8 +67,8 @@ class GuiServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                request = await asyncio.wait_for(read_request(reader), 10)
-                await self._route(request, writer)
+                request = await asyncio.wait_for(read_request(reader, (UPLOAD,)), 10)
+                await self._route(request, writer, reader)
             except BadRequest as exc:
                 writer.write(error_response(exc.status, str(exc)))
             except asyncio.TimeoutError:
@@ -75,7 +79,7 @@ class GuiServer:
         finally:
             writer.close()
 
-    async def _route(self, request: Request, writer: asyncio.StreamWriter) -> None:
+    async def _route(self, request: Request, writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> None:
         path = request.path
         open_path = path in ASSETS or path == "/login"
         refused = self.guard.refusal(request, open_path=open_path)
@@ -92,6 +96,8 @@ class GuiServer:
             self._login(request, writer)
         elif path == f"{API}/events":
             await self._events(writer)
+        elif path == UPLOAD and request.method == "POST":
+            writer.write(await self._upload(request, reader))
         elif path.startswith(API + "/"):
             writer.write(await self._api(request, path[len(API) + 1:]))
         else:
@@ -118,6 +124,13 @@ class GuiServer:
                 prompt = await self.run_blocking(self.prompts.give, str(body.get("prompt", "")),
                                                  str(body.get("answer", "")))
                 return json_response(200, prompt.to_json())
+            if route == "largage/send" and request.method == "POST":
+                body = _object(request.json())
+                paths = await self.run_blocking(self.uploads.paths, str(body.get("batch", "")))
+                return json_response(200, await self.handle("send", {"device": body.get("device", ""), "paths": paths}))
+            if route == "largage/open" and request.method == "POST":
+                await self.run_blocking(self.open_folder)
+                return json_response(200, {})
             if route.startswith("commands/") and request.method == "POST":
                 name = route[len("commands/"):]
                 if name not in COMMANDS:
@@ -135,6 +148,15 @@ class GuiServer:
         except (KeyError, TypeError, ValueError) as exc:
             return error_response(400, f"bad arguments: {exc}")
 
+    async def _upload(self, request: Request, reader: asyncio.StreamReader) -> bytes:
+        """One file of an upload batch, its body streamed to disk."""
+        try:
+            target = await self.uploads.receive(request.query.get("batch", ""), request.query.get("path", ""),
+                                                reader, request.length)
+        except EcosysError as exc:
+            return error_response(400, str(exc))
+        return json_response(200, {"size": request.length, "name": target.name})
+
     async def _events(self, writer: asyncio.StreamWriter) -> None:
         """Server-sent events: ``status`` and ``prompts`` each time they change, a comment line as a
         heartbeat; ends when the daemon stops or the page goes."""
@@ -142,7 +164,8 @@ class GuiServer:
         last: dict[str, str] = {}
         quiet = 0.0
         while not self._closing.is_set():
-            for name, fetch in (("status", lambda: self.handle("status", {})), ("prompts", self._prompts)):
+            for name, fetch in (("status", lambda: self.handle("status", {})), ("prompts", self._prompts),
+                                ("offers", lambda: self.handle("offers", {}))):
                 data = await fetch()
                 text = json.dumps(data, default=str, sort_keys=True)
                 if last.get(name) != text:

@@ -16,6 +16,7 @@ from typing import Iterator
 
 import pytest
 
+from ecosys_core.settings import HomeLayout
 from tests.net.daemons import Daemon, wait_until
 
 CHROMIUM, DRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
@@ -114,6 +115,19 @@ def test_two_dashboards_link_share_and_sync(pair: tuple[Daemon, Daemon], tmp_pat
         assert (folder / "x.txt").read_text() == "hello from alpha\n"
         wait_until(lambda: shows(page_b, By.CSS_SELECTOR, "tr[data-task='docs'] td.files", "1"), 30, 0.1,
                    "the task on beta's page")
+        # send a file from alpha's page; beta's page asks, beta accepts there; both see the offer done
+        photo = tmp_path / "photo.jpg"
+        photo.write_bytes(os.urandom(300_000))
+        page_a.find_element(By.ID, "send-files").send_keys(str(photo))
+        Select(page_a.find_element(By.ID, "send-device")).select_by_visible_text("beta")
+        page_a.find_element(By.CSS_SELECTOR, "#send-form button[type='submit']").click()
+        wait_until(lambda: shows(page_b, By.CSS_SELECTOR, "#prompts li", "OTDL"), 30, 0.1, "the OTDL question on beta")
+        assert shows(page_b, By.CSS_SELECTOR, "#prompts li", "photo.jpg")
+        page_b.find_element(By.XPATH, "//ul[@id='prompts']/li[strong[contains(., 'OTDL')]]//button[.='Yes']").click()
+        received = HomeLayout(b.home).largage / "photo.jpg"
+        wait_until(lambda: received.exists() and received.read_bytes() == photo.read_bytes(), 30, 0.1, "the photo on beta")
+        for page in (page_a, page_b):
+            wait_until(lambda page=page: shows(page, By.CSS_SELECTOR, "#offers td.state", "done"), 20, 0.1, "the offer done")
         screenshot(page_a, "devices-and-tasks")
         check_accessibility(page_b)
         page_b.set_window_size(390, 844)  # a phone: the tables become lists

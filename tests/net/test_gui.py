@@ -154,3 +154,27 @@ def test_a_taken_dashboard_port_leaves_syncing_alone(tmp_path: Path, daemon: Dae
         assert "dashboard cannot listen" in other.log.read_text()
     finally:
         other.stop()
+
+
+@pytest.mark.parametrize("path", ["../escape.txt", "/etc/passwd", "C:/x.txt", "a/../../b", "a\\b", ""])
+def test_an_upload_outside_its_batch_is_refused_and_writes_nothing(daemon: Daemon, path: str):
+    uploads = daemon.home / "largage-uploads"
+    before = sorted(uploads.rglob("*")) if uploads.exists() else []
+    with httpx.Client(base_url=gui_url(daemon), timeout=10, headers={"X-API-Key": secret(daemon)}) as client:
+        answer = client.post("/api/v1/largage/upload", params={"batch": "ab" * 8, "path": path}, content=b"data")
+        assert answer.status_code == 400, answer.text
+        bad_batch = client.post("/api/v1/largage/upload", params={"batch": "../x", "path": "f"}, content=b"data")
+        assert bad_batch.status_code == 400
+    after = sorted(uploads.rglob("*")) if uploads.exists() else []
+    assert [p for p in after if p.is_file()] == [p for p in before if p.is_file()]
+    assert not (daemon.home / "escape.txt").exists() and not (daemon.home.parent / "escape.txt").exists()
+
+
+def test_an_upload_streams_to_disk_and_an_empty_batch_is_not_sent(daemon: Daemon):
+    data = b"x" * (3 << 20)  # above the 1 MiB bound of other bodies
+    with httpx.Client(base_url=gui_url(daemon), timeout=30, headers={"X-API-Key": secret(daemon)}) as client:
+        answer = client.post("/api/v1/largage/upload", params={"batch": "cd" * 8, "path": "folder/big.bin"}, content=data)
+        assert answer.status_code == 200
+        assert (daemon.home / "largage-uploads" / ("cd" * 8) / "folder" / "big.bin").read_bytes() == data
+        empty = client.post("/api/v1/largage/send", json={"batch": "ef" * 8, "device": "beta"})
+        assert empty.status_code == 400 and "nothing was uploaded" in empty.json()["error"]

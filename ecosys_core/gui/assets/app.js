@@ -41,6 +41,10 @@ function showStatus(status) {
     return row;
   }));
   const linked = (status.devices || []).filter((d) => d.linked);
+  const target = document.getElementById("send-device");
+  const chosen = target.value;
+  target.replaceChildren(...linked.map((d) => el("option", d.name || d.id, { value: d.device_id })));
+  if (chosen) target.value = chosen;
   const tasks = document.getElementById("tasks");
   tasks.replaceChildren(...(status.tasks || []).map((t) => {
     const row = el("tr", null, { "data-task": t.name });
@@ -63,6 +67,48 @@ function showStatus(status) {
     row.append(cell);
     return row;
   }));
+}
+
+function size(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let n = bytes, i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return (i ? n.toFixed(1) : String(n)) + " " + units[i];
+}
+
+function showOffers(offers) {
+  const rows = document.getElementById("offers");
+  rows.replaceChildren(...offers.map((o) => {
+    const row = el("tr", null, { "data-offer": o.offer_id });
+    const names = o.names.join(", ") + (o.count > o.names.length ? " and " + (o.count - o.names.length) + " more" : "");
+    const bar = el("progress", null, { max: String(o.total || 1), value: String(o.done || 0),
+                                       "aria-label": "Progress of " + names });
+    const started = showOffers.started[o.offer_id] || (showOffers.started[o.offer_id] = Date.now());
+    const speed = o.done && o.state !== "done" ? " " + size(o.done / Math.max((Date.now() - started) / 1000, 0.001)) + "/s" : "";
+    row.append(el("td", o.direction === "send" ? "sent to" : "from"), el("td", o.peer), el("td", names),
+               el("td", size(o.total)), el("td"), el("td", o.state + (o.error ? ": " + o.error : ""), { "class": "state" }));
+    row.children[4].append(bar, el("span", speed));
+    return row;
+  }));
+}
+showOffers.started = {};
+
+async function sendFiles(files, device) {
+  const batch = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  const bar = document.getElementById("send-progress");
+  const total = files.reduce((a, f) => a + f.size, 0) || 1;
+  let done = 0;
+  bar.hidden = false;
+  for (const file of files) {
+    const path = file.webkitRelativePath || file.name;
+    const answer = await fetch("/api/v1/largage/upload?batch=" + batch + "&path=" + encodeURIComponent(path),
+                               { method: "POST", headers: { "X-CSRF-Token": csrf }, body: file, credentials: "same-origin" });
+    if (!answer.ok) { report(new Error((await answer.json()).error)); bar.hidden = true; return; }
+    done += file.size;
+    bar.value = done / total;
+  }
+  bar.hidden = true;
+  await act("POST", "largage/send", { batch, device });
 }
 
 function showPrompts(prompts) {
@@ -114,6 +160,24 @@ async function start() {
   const events = new EventSource("/api/v1/events");
   events.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
   events.addEventListener("prompts", (e) => showPrompts(JSON.parse(e.data)));
+  events.addEventListener("offers", (e) => showOffers(JSON.parse(e.data)));
+  const picked = () => [...document.getElementById("send-files").files, ...document.getElementById("send-folder").files];
+  document.getElementById("send-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const files = picked();
+    if (!files.length) { report(new Error("pick or drop files first")); return; }
+    await sendFiles(files, document.getElementById("send-device").value);
+    e.target.reset();
+  });
+  const drop = document.getElementById("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    sendFiles([...e.dataTransfer.files], document.getElementById("send-device").value);
+  });
+  document.getElementById("open-received").addEventListener("click", () => act("POST", "largage/open", {}));
   events.onopen = () => { state.textContent = "Live"; };
   events.onerror = () => { state.textContent = "Reconnecting…"; };
 }
