@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from .background import spawn
 from .control_commands import DaemonParts, command_table
+from .daemon_services import DaemonServices
 from .errors import EcosysError
 from .gui.desktop import open_folder
 from .gui.guard import Guard, load_or_create_secret
@@ -81,6 +82,8 @@ class Node:
                                   self.peers, self.engine, self.run_blocking, self._task_added, questions)
         self.commands = command_table(DaemonParts(self.store, self.engine, self.peers, self.links, self.largage,
                                                   self.status, lambda: self.stop.set(), lambda: self.watcher))
+        services = DaemonServices(home, self.store, self.plugins, self.prompts, self.run_blocking, self.handle)
+        self.plugins.hook.register_daemon_commands(register=self._register_command, daemon=services)
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking call (engine, store, prompts) in the worker threads."""
@@ -103,6 +106,13 @@ class Node:
     def _task_added(self, task: TaskInfo) -> None:
         if self.watcher is not None:
             self.watcher.follow(list_tasks(self.store))
+
+    def _register_command(self, name: str, command: Any) -> None:
+        if "." not in name or name in self.commands:
+            log.warning("a plugin's daemon command %r was not added: plugin commands are named 'plugin.verb', "
+                        "once", name)
+            return
+        self.commands[name] = command
 
     async def handle(self, cmd: str, args: dict[str, Any]) -> Any:
         """The control channel's commands (see ``control_commands``)."""
@@ -176,7 +186,7 @@ class Node:
         uploads = Uploads(self.home.root / "largage-uploads")
         await self.run_blocking(uploads.sweep)
         gui = GuiServer(guard, self.handle, self.prompts, self.run_blocking, self.identity.readable, uploads,
-                        lambda: open_folder(self.largage.folder))
+                        lambda: open_folder(self.largage.folder), plugin_commands=[c for c in self.commands if "." in c])
         try:
             port = await gui.start(host, port)
         except OSError as exc:

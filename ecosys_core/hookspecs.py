@@ -16,6 +16,7 @@ import pluggy
 from .types import Placeholder, TaskInfo, TaskLayout, TaskOffer
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations
+    from .daemon_services import DaemonCommand, DaemonServices
     from .grapins import AppRegistry, GrapinRegistry
 
 hookspec = pluggy.HookspecMarker("ecosys")
@@ -124,3 +125,12 @@ def register_schemas(register: Callable[[str, dict], None]) -> None:
 @hookspec
 def register_commands(cli: click.Group) -> None:
     """Add click commands or groups to the ``ecosys`` command line. Called once when the CLI starts."""
+
+
+@hookspec
+def register_daemon_commands(register: Callable[[str, DaemonCommand], None], daemon: DaemonServices) -> None:
+    """Add commands to the running daemon: ``register(name, command)``, where ``name`` is
+    ``"plugin.verb"`` (a dot, so it never shadows a builtin command) and ``command(args)`` is a coroutine
+    function returning plain data or raising EcosysError. They are reached through the control channel and
+    the dashboard's API (``POST /api/v1/commands/NAME``); a command called ``"plugin.jobs"`` is also
+    pushed to the dashboard as a live event. Called once when the daemon starts. All results."""

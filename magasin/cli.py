@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,26 +17,20 @@ from ecosys_core.cli.env import (
 )
 from ecosys_core.cli.progress import transfer_progress
 from ecosys_core.errors import EcosysError, NotFound
-from ecosys_core.store.settings_kv import get_setting, set_setting
+from ecosys_core.store.settings_kv import set_setting
 
-from .client import MagasinClient
+from .client import MAGASIN_ENV, SAMPLE_STORE, MagasinClient, configured_url
 from .install import Installer
 from .publish import publish
 from .serve import make_server
 
-MAGASIN_ENV = "ECOSYS_MAGASIN"
-SAMPLE_STORE = Path(__file__).resolve().parent / "sample" / "store"
-
-
 def magasin_url() -> str:
-    """``--magasin``, else $ECOSYS_MAGASIN, else ``ecosys magasin use``'s setting, else the sample Magasin."""
+    """``--magasin``, else :func:`configured_url`."""
     ctx = click.get_current_context()
     explicit = ctx.find_root().meta.get("ecosys.magasin")
     if explicit:
         return explicit
-    if os.environ.get(MAGASIN_ENV):
-        return os.environ[MAGASIN_ENV]
-    return get_setting(cli_env().store, "magasin_url") or SAMPLE_STORE.as_uri() + "/"
+    return configured_url(cli_env().store)
 
 
 def _installer() -> Installer:

@@ -19,11 +19,24 @@ import httpx
 from ecosys_core.config_files import parse_model
 from ecosys_core.errors import ConfigError, EcosysError, IntegrityError, NotFound
 from ecosys_core.safe_paths import portable_name
+from ecosys_core.store import Store
+from ecosys_core.store.settings_kv import get_setting
 
 from .index import INDEX_NAME, Artifact, MagasinIndex
 
 Progress = Callable[[int, int], None]  # (bytes so far, total)
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+MAGASIN_ENV = "ECOSYS_MAGASIN"
+SAMPLE_STORE = Path(__file__).resolve().parent / "sample" / "store"
+
+
+def configured_url(store: Store) -> str:
+    """$ECOSYS_MAGASIN, else ``ecosys magasin use``'s setting, else the sample Magasin."""
+    if os.environ.get(MAGASIN_ENV):
+        return os.environ[MAGASIN_ENV]
+    return get_setting(store, "magasin_url") or SAMPLE_STORE.as_uri() + "/"
 
 
 class MagasinError(EcosysError):

@@ -22,3 +22,11 @@ def register_commands(cli: click.Group) -> None:
 @hookimpl
 def register_schemas(register: Callable[[str, dict], None]) -> None:
     register("magasin.schema.json", index_schema())
+
+
+@hookimpl
+def register_daemon_commands(register, daemon) -> None:  # type: ignore[no-untyped-def]
+    from .daemon_commands import commands
+
+    for name, command in commands(daemon).items():
+        register(name, command)

@@ -333,3 +333,38 @@ def test_app_link_rule_the_older_task_is_the_reference():
     # same timestamp: both sides agree through the secure_id
     assert decide_app_link(old, "bb", old, "aa") is AppLinkDecision.ADOPT_REMOTE
     assert decide_app_link(old, "aa", old, "bb") is AppLinkDecision.ASK_REMOTE_TO_ADOPT
+
+
+def test_hook_register_daemon_commands(tmp_path: Path, monkeypatch):
+    """A plugin's command joins the daemon's (reached by the control channel and the API); a name without
+    a dot, which could shadow a builtin command, is not added."""
+    import asyncio
+
+    import ecosys_core.daemon as daemon_module
+    from ecosys_core.settings import HomeLayout
+
+    class Extra:
+        @hookimpl
+        def register_daemon_commands(self, register, daemon):
+            async def hello(args):
+                return {"hello": args.get("who", "world"), "home": str(daemon.home.root)}
+            register("extra.hello", hello)
+            register("status", hello)  # refused: not 'plugin.verb'
+
+    real = daemon_module.get_plugin_manager
+
+    def with_extra(home, **kwargs):
+        plugins = real(home, **kwargs)
+        plugins.pm.register(Extra())
+        return plugins
+
+    monkeypatch.setattr(daemon_module, "get_plugin_manager", with_extra)
+    node = daemon_module.Node(HomeLayout(tmp_path / "home"), port=0, mdns=False, gui_address=None)
+    try:
+        answer = asyncio.run(node.handle("extra.hello", {"who": "plugin"}))
+        assert answer == {"hello": "plugin", "home": str(tmp_path / "home")}
+        assert asyncio.run(node.handle("status", {}))["device"]  # the builtin one still
+        assert "magasin.install" in node.commands  # the Magasin plugin adds its own the same way
+    finally:
+        node.store.close()
+        node.lock.release()

@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 from importlib import resources
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from ..errors import EcosysError, NotFound
 from ..prompts import Prompts
@@ -44,11 +44,17 @@ class GuiServer:
     """Serves the dashboard on ``host:port`` for a daemon whose commands ``handle`` runs."""
 
     def __init__(self, guard: Guard, handle: Handler, prompts: Prompts, run_blocking: Callable[..., Awaitable[Any]],
-                 device_id: str, uploads: Uploads, open_folder: Callable[[], None]) -> None:
+                 device_id: str, uploads: Uploads, open_folder: Callable[[], None],
+                 plugin_commands: Sequence[str] = ()) -> None:
         self.guard, self.handle, self.prompts, self.run_blocking = guard, handle, prompts, run_blocking
         self.device_id = device_id  # readable form, shown as a QR code
         self.uploads = uploads
         self.open_folder = open_folder  # shows received files in the person's file manager
+        self.commands = COMMANDS | set(plugin_commands)
+        live = ["status", "offers", *sorted(c for c in plugin_commands if c.endswith(".jobs"))]
+        self.live: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            (name, lambda name=name: self.handle(name, {})) for name in live]
+        self.live.insert(1, ("prompts", self._prompts))
         self._server: asyncio.base_events.Server | None = None
         self._closing = asyncio.Event()
 
@@ -133,7 +139,7 @@ class GuiServer:
                 return json_response(200, {})
             if route.startswith("commands/") and request.method == "POST":
                 name = route[len("commands/"):]
-                if name not in COMMANDS:
+                if name not in self.commands:
                     return error_response(404, f"no command {name!r}")
                 return json_response(200, await self.handle(name, _object(request.json())))
             if route == "device/qr.svg" and request.method == "GET":
@@ -164,8 +170,7 @@ class GuiServer:
         last: dict[str, str] = {}
         quiet = 0.0
         while not self._closing.is_set():
-            for name, fetch in (("status", lambda: self.handle("status", {})), ("prompts", self._prompts),
-                                ("offers", lambda: self.handle("offers", {}))):
+            for name, fetch in self.live:
                 data = await fetch()
                 text = json.dumps(data, default=str, sort_keys=True)
                 if last.get(name) != text:

@@ -27,10 +27,12 @@ if not (CHROMIUM and DRIVER):
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.select import Select  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
+RESOURCES = "return performance.getEntriesByType('resource').map(e => e.name + ' ' + Math.round(e.duration))"
 
 
 def browser() -> webdriver.Chrome:
@@ -45,8 +47,26 @@ def browser() -> webdriver.Chrome:
 
 
 def sign_in(driver: webdriver.Chrome, daemon: Daemon) -> None:
-    driver.get(daemon.cli("gui", "--print").stdout.strip())
-    wait_until(lambda: driver.find_element(By.ID, "connection").text == "Live", 20, 0.1, "the page to go live")
+    link = daemon.cli("gui", "--print")
+    assert link.returncode == 0, link.stderr
+    driver.get(link.stdout.strip())
+    try:
+        wait_until(lambda: driver.find_element(By.ID, "connection").text == "Live", 20, 0.1, "the page to go live")
+    except AssertionError:
+        raise AssertionError(f"the page says {driver.find_element(By.ID, 'connection').text!r} at {driver.current_url}: "
+                             f"{driver.get_log('browser')} {driver.execute_script(RESOURCES)}\n"
+                             f"{daemon.log.read_text()[-3000:]}") from None
+
+
+def click(driver: webdriver.Chrome, by: str, value: str) -> None:
+    """Click the element, found again if the page redrew it meanwhile (live updates replace rows)."""
+    def attempt() -> bool:
+        try:
+            driver.find_element(by, value).click()
+            return True
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+    wait_until(attempt, 10, 0.1, f"{value} to click")
 
 
 def shows(driver: webdriver.Chrome, by: str, value: str, text: str = "") -> bool:
@@ -97,20 +117,20 @@ def test_two_dashboards_link_share_and_sync(pair: tuple[Daemon, Daemon], tmp_pat
         check_accessibility(page_a)
         # link from alpha's dashboard; beta's dashboard shows the question live and answers it
         wait_until(lambda: shows(page_a, By.CSS_SELECTOR, "#devices tr", "beta"), 20, 0.1, "beta on alpha's page")
-        page_a.find_element(By.XPATH, "//tbody[@id='devices']/tr[td[1]='beta']//button").click()
+        click(page_a, By.XPATH, "//tbody[@id='devices']/tr[td[1]='beta']//button")
         wait_until(lambda: shows(page_b, By.CSS_SELECTOR, "#prompts li", "LINK"), 30, 0.1, "the LINK question on beta")
         screenshot(page_b, "prompts")
         check_accessibility(page_b)
-        page_b.find_element(By.XPATH, "//ul[@id='prompts']/li[strong[contains(., 'LINK')]]//button[.='Yes']").click()
+        click(page_b, By.XPATH, "//ul[@id='prompts']/li[strong[contains(., 'LINK')]]//button[.='Yes']")
         wait_until(lambda: shows(page_a, By.CSS_SELECTOR, "#devices tr", "linked"), 30, 0.1, "the link on alpha")
         # share the task from alpha's dashboard; beta chooses the folder on its own
         wait_until(lambda: page_a.find_elements(By.CSS_SELECTOR, "tr[data-task='docs'] select"), 20, 0.1, "a share choice")
         Select(page_a.find_element(By.CSS_SELECTOR, "tr[data-task='docs'] select")).select_by_visible_text("beta")
-        page_a.find_element(By.CSS_SELECTOR, "tr[data-task='docs'] button").click()
+        click(page_a, By.CSS_SELECTOR, "tr[data-task='docs'] button")
         wait_until(lambda: shows(page_b, By.CSS_SELECTOR, "#prompts li", "CHOOSELINKPATH"), 30, 0.1, "CHOOSELINKPATH on beta")
         folder = tmp_path / "beta-docs"
         page_b.find_element(By.CSS_SELECTOR, "#prompts li input[name='answer']").send_keys(str(folder))
-        page_b.find_element(By.XPATH, "//ul[@id='prompts']/li//button[.='Use this folder']").click()
+        click(page_b, By.XPATH, "//ul[@id='prompts']/li//button[.='Use this folder']")
         wait_until(lambda: (folder / "x.txt").exists(), 30, 0.1, "the file on beta")
         assert (folder / "x.txt").read_text() == "hello from alpha\n"
         wait_until(lambda: shows(page_b, By.CSS_SELECTOR, "tr[data-task='docs'] td.files", "1"), 30, 0.1,
@@ -120,10 +140,10 @@ def test_two_dashboards_link_share_and_sync(pair: tuple[Daemon, Daemon], tmp_pat
         photo.write_bytes(os.urandom(300_000))
         page_a.find_element(By.ID, "send-files").send_keys(str(photo))
         Select(page_a.find_element(By.ID, "send-device")).select_by_visible_text("beta")
-        page_a.find_element(By.CSS_SELECTOR, "#send-form button[type='submit']").click()
+        click(page_a, By.CSS_SELECTOR, "#send-form button[type='submit']")
         wait_until(lambda: shows(page_b, By.CSS_SELECTOR, "#prompts li", "OTDL"), 30, 0.1, "the OTDL question on beta")
         assert shows(page_b, By.CSS_SELECTOR, "#prompts li", "photo.jpg")
-        page_b.find_element(By.XPATH, "//ul[@id='prompts']/li[strong[contains(., 'OTDL')]]//button[.='Yes']").click()
+        click(page_b, By.XPATH, "//ul[@id='prompts']/li[strong[contains(., 'OTDL')]]//button[.='Yes']")
         received = HomeLayout(b.home).largage / "photo.jpg"
         wait_until(lambda: received.exists() and received.read_bytes() == photo.read_bytes(), 30, 0.1, "the photo on beta")
         for page in (page_a, page_b):
@@ -145,18 +165,54 @@ def test_a_bad_folder_gets_a_clear_error_on_the_page(pair: tuple[Daemon, Daemon]
     try:
         sign_in(page, a)
         page.find_element(By.ID, "add-path").send_keys("relative/folder")
-        page.find_element(By.CSS_SELECTOR, "#add-task button").click()
+        click(page, By.CSS_SELECTOR, "#add-task button")
         wait_until(lambda: "full path" in page.find_element(By.ID, "error").text, 10, 0.1, "the error")
         page.find_element(By.ID, "add-path").clear()
         page.find_element(By.ID, "add-path").send_keys(str(tmp_path / "missing"))
-        page.find_element(By.CSS_SELECTOR, "#add-task button").click()
+        click(page, By.CSS_SELECTOR, "#add-task button")
         wait_until(lambda: "does not exist" in page.find_element(By.ID, "error").text, 10, 0.1, "the error")
         made = tmp_path / "photos"
         made.mkdir()
         page.find_element(By.ID, "add-path").clear()
         page.find_element(By.ID, "add-path").send_keys(str(made))
-        page.find_element(By.CSS_SELECTOR, "#add-task button").click()
+        click(page, By.CSS_SELECTOR, "#add-task button")
         wait_until(lambda: page.find_elements(By.CSS_SELECTOR, "tr[data-task='photos']"), 10, 0.1, "the new task")
         assert page.find_element(By.ID, "error").text == ""
     finally:
         page.quit()
+
+
+def test_an_app_is_installed_from_the_page_with_its_installer_consented_there(tmp_path: Path, monkeypatch):
+    from magasin.publish import publish
+    from magasin.serve import make_server, serve_in_thread
+
+    src = Path(__file__).resolve().parents[2] / "magasin" / "sample" / "src"
+    publish(src, tmp_path / "magasin", name="Test Magasin")
+    server = make_server(tmp_path / "magasin", "127.0.0.1", 0, quiet=True)
+    serve_in_thread(server)
+    monkeypatch.setenv("ECOSYS_MAGASIN", f"http://127.0.0.1:{server.server_address[1]}/")
+    d = Daemon(tmp_path, "alpha").start()
+    page = browser()
+    try:
+        sign_in(page, d)
+        wait_until(lambda: page.find_element(By.ID, "magasin").is_displayed(), 10, 0.1, "the Magasin section")
+        page.find_element(By.ID, "magasin-term").send_keys("journal")
+        click(page, By.CSS_SELECTOR, "#magasin-search button")
+        wait_until(lambda: page.find_elements(By.CSS_SELECTOR, "#magasin-results tr[data-app='Journal'] button"),
+                   10, 0.1, "Journal in the results")
+        click(page, By.CSS_SELECTOR, "#magasin-results tr[data-app='Journal'] button")
+        wait_until(lambda: shows(page, By.CSS_SELECTOR, "#prompts li", "INSTALLER"), 30, 0.1, "the installer's consent")
+        screenshot(page, "magasin")
+        check_accessibility(page)
+        click(page, By.XPATH, "//ul[@id='prompts']/li[strong[contains(., 'INSTALLER')]]//button[.='Yes']")
+        wait_until(lambda: page.find_elements(By.CSS_SELECTOR, "#magasin-jobs li[data-state='done']"), 60, 0.1,
+                   "the install done")
+        wait_until(lambda: page.find_elements(By.CSS_SELECTOR, "#magasin-installed tr[data-app='Journal']"), 10, 0.1,
+                   "Journal installed")
+        assert (d.home / "apps" / "Journal").is_dir()
+        wait_until(lambda: any(t["kind"] == "app" for t in d.status()["tasks"]), 20, 0.2, "the app's data task")
+    finally:
+        page.quit()
+        d.stop()
+        server.shutdown()
+        server.server_close()

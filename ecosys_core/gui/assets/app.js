@@ -111,6 +111,56 @@ async function sendFiles(files, device) {
   await act("POST", "largage/send", { batch, device });
 }
 
+function button(label, onClick) {
+  const node = el("button", label, { type: "button" });
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+async function magasinRun(verb, args) {
+  await act("POST", "commands/magasin." + verb, args);
+}
+
+async function showInstalled() {
+  const rows = await act("POST", "commands/magasin.installed", {});
+  if (!rows) return;
+  document.getElementById("magasin-installed").replaceChildren(...rows.map((r) => {
+    const row = el("tr", null, { "data-app": r.name });
+    const cell = el("td");
+    if (r.kind === "app") cell.append(button("Update", () => magasinRun("update", { app: r.name })));
+    cell.append(button("Uninstall", () => magasinRun("uninstall", { app: r.name })));
+    row.append(el("td", r.name), el("td", r.version || r.kind), cell);
+    return row;
+  }));
+}
+
+async function searchMagasin(term) {
+  const hits = await act("POST", "commands/magasin.search", { term });
+  if (!hits) return;
+  document.getElementById("magasin-results").replaceChildren(...hits.map((h) => {
+    const row = el("tr", null, { "data-app": h.name });
+    row.append(el("td", h.name), el("td", h.kind), el("td", h.description || ""),
+               el("td").appendChild(button("Install", () => magasinRun("install", { app: h.name }))).parentNode);
+    return row;
+  }));
+}
+
+function showJobs(jobs) {
+  document.getElementById("magasin-jobs").replaceChildren(...jobs.map((j) => {
+    const item = el("li", null, { "data-job": j.job_id, "data-state": j.state });
+    item.append(el("span", j.action + " " + j.app + ": " + j.state + (j.message ? " — " + j.message : "")));
+    if (j.state === "running" && j.total) {
+      item.append(el("progress", null, { max: String(j.total), value: String(j.done), "aria-label": j.action + " " + j.app }));
+    }
+    return item;
+  }));
+  if (jobs.some((j) => j.state !== "running" && !showJobs.shown.has(j.job_id))) {
+    jobs.forEach((j) => { if (j.state !== "running") showJobs.shown.add(j.job_id); });
+    showInstalled();
+  }
+}
+showJobs.shown = new Set();
+
 function showPrompts(prompts) {
   const list = document.getElementById("prompts");
   document.getElementById("no-prompts").hidden = prompts.length > 0;
@@ -158,6 +208,8 @@ async function start() {
   });
   if (window.Notification && Notification.permission === "default") Notification.requestPermission();
   const events = new EventSource("/api/v1/events");
+  events.onopen = () => { state.textContent = "Live"; };
+  events.onerror = () => { state.textContent = "Reconnecting…"; };
   events.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
   events.addEventListener("prompts", (e) => showPrompts(JSON.parse(e.data)));
   events.addEventListener("offers", (e) => showOffers(JSON.parse(e.data)));
@@ -178,8 +230,17 @@ async function start() {
     sendFiles([...e.dataTransfer.files], document.getElementById("send-device").value);
   });
   document.getElementById("open-received").addEventListener("click", () => act("POST", "largage/open", {}));
-  events.onopen = () => { state.textContent = "Live"; };
-  events.onerror = () => { state.textContent = "Reconnecting…"; };
+  try {
+    await api("POST", "commands/magasin.installed", {});
+    document.getElementById("magasin").hidden = false;
+    events.addEventListener("magasin.jobs", (e) => showJobs(JSON.parse(e.data)));
+    document.getElementById("magasin-search").addEventListener("submit", (e) => {
+      e.preventDefault();
+      searchMagasin(document.getElementById("magasin-term").value);
+    });
+    showInstalled();
+    searchMagasin("");
+  } catch (error) { /* no Magasin plugin in this daemon */ }
 }
 
 document.addEventListener("DOMContentLoaded", start);
