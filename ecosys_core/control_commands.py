@@ -165,7 +165,32 @@ def _task_commands(parts: DaemonParts) -> dict[str, Handler]:
         return {"name": task.name, "secure_id": task.secure_id, "root": str(task.root),
                 "backup_mode": task.backup_mode}
 
-    return {"reload": reload, "rescan": scan, "scan": scan, "add_task": add}
+    def who(short: str) -> str:
+        if parts.engine.device_id.startswith(short):
+            return "this device"
+        return next((d.name or short_id_text(d.device_id) for d in list_devices(store) if d.device_id.startswith(short)),
+                    short)
+
+    def version(v: Any) -> dict[str, Any] | None:
+        return None if v is None else {"path": v.path, "size": v.size, "modified_ns": v.modified_ns, "by": who(v.modified_by)}
+
+    async def conflicts(args: dict[str, Any]) -> Any:
+        """One page (``offset``, ``limit``) of a task's conflict copies, each beside the current version."""
+        task = get_task(store, args["task"])
+        total, page = await peers.run_blocking(engine.conflicts, task.secure_id, int(args.get("offset", 0)),
+                                               int(args.get("limit", 100)))
+        return {"task": task.name, "total": total,
+                "conflicts": [{"copy": version(c.copy), "current": version(c.current)} for c in page]}
+
+    async def resolve(args: dict[str, Any]) -> Any:
+        """Keep ``keep`` ("copy" or "current") of the conflict copy ``copy`` of task ``task``."""
+        task = get_task(store, args["task"])
+        report = await peers.run_blocking(engine.resolve_conflict, task.secure_id, str(args["copy"]), str(args["keep"]))
+        peers.changed()
+        return {"task": task.name, **vars(report)}
+
+    return {"reload": reload, "rescan": scan, "scan": scan, "add_task": add, "conflicts": conflicts,
+            "resolve_conflict": resolve}
 
 
 def _largage_commands(parts: DaemonParts) -> dict[str, Handler]:

@@ -21,6 +21,7 @@ from .store.settings_kv import get_setting
 from .store.tables import FileEntry
 from .store.tasks import list_tasks
 from .sync.ignores import IgnoreFileError, TaskIgnores, ignore_defaults
+from .sync.places import CONFLICT_MARK
 from .sync.running import RunningApps
 from .types import TaskInfo
 
@@ -101,11 +102,15 @@ def collect_status(store: Store, *, name: str, readable_id: str, me: str = "", p
                 .where(FileEntry.task_id == ref.id, FileEntry.deleted.is_(False))
             ).one()
             pending = pending_counts(session, ref.id)
+            conflicts = session.scalar(select(func.count()).where(
+                FileEntry.task_id == ref.id, FileEntry.deleted.is_(False),
+                FileEntry.path.contains(CONFLICT_MARK, autoescape=True))) or 0
             members = member_rows(session, ref.id, me, by_id, limit)
             tasks.append({"name": task.name, "secure_id": task.secure_id, "root": str(task.root),
                           "waiting": task_waiting(task, running),
                           "parts": [{"name": p.name, "path": str(p.path), "file": p.file} for p in task.parts],
                           "kind": task.kind.value, "backup_mode": task.backup_mode, "files": files, "bytes": size,
+                          "conflicts": conflicts,
                           "pending": {names.get(d, short_id_text(d)): n for d, n in sorted(pending.items())},
                           "members": members,
                           "away": [m["name"] or short_id_text(m["device_id"]) for m in members if m["away"]]})

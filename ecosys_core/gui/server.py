@@ -23,8 +23,8 @@ UPLOAD = f"{API}/largage/upload"
 DEFAULT_PORT = 22801
 # The daemon commands the API offers (``stop`` too: the page may stop its daemon, with CSRF like any change)
 COMMANDS = frozenset({"status", "connect", "link", "unlink", "share", "share_all", "unshare", "rescan", "send",
-                      "offers", "cancel", "stop", "add_task"})
-EVENT_POLL_S = 0.5
+                      "offers", "cancel", "stop", "add_task", "conflicts", "resolve_conflict"})
+EVENT_POLL_S = 1.0  # a 100,000-file task's status costs a few count queries: once a second at most
 HEARTBEAT_S = 15.0
 ASSETS = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript"),
           "/app.css": ("app.css", "text/css")}

@@ -23,12 +23,13 @@ from pluggy import HookRelay
 
 from ..device_ids import short_id_text
 from ..errors import ChangeRefused, IntegrityError, UnsafePath
-from ..safe_paths import InsideChecker
+from ..safe_paths import InsideChecker, check_relative_path
 from ..store import Store
 from ..store.index import Entry, acknowledge, put_entry, queue_pending
 from ..types import TaskInfo
 from . import notify
 from .chunking import Signature, digest_file
+from .conflicts import Conflict, keep, list_conflicts, original_path
 from .context import TaskContext, TaskContexts, short_id
 from .delta import BSDIFF_MAX, DeltaError
 from .fsio import commit_temp, deferred_dir_syncs, remove_empty_parents
@@ -93,6 +94,29 @@ class SyncEngine:
     def scan(self, secure_id: str, paths: Iterable[str] | None = None, *, folders: Iterable[str] = ()) -> ScanReport:
         """:meth:`LocalChanges.scan`: index this device's edits of the task and queue them."""
         return self.local.scan(secure_id, paths, folders=folders)
+
+    def conflicts(self, secure_id: str, offset: int = 0, limit: int = 100) -> tuple[int, list[Conflict]]:
+        """:func:`conflicts.list_conflicts`: the task's conflict copies, a page at a time."""
+        return list_conflicts(self.store, secure_id, offset, limit)
+
+    def resolve_conflict(self, secure_id: str, copy: str, which: str) -> ScanReport:
+        """Keep the conflict copy ``copy`` ("copy": it replaces the version at its path) or the version at
+        the path ("current": the copy goes), then index and queue both paths, under the lock so no
+        received change lands between the two. EcosysError for a path that is not a conflict copy."""
+        try:
+            original = original_path(check_relative_path(copy))
+        except UnsafePath as exc:
+            raise ChangeRefused(str(exc)) from None
+        if original is None:
+            raise ChangeRefused(f"{copy!r} is not a conflict copy")
+        with self._lock:
+            ctx = self.contexts.get(secure_id)
+            try:
+                copy_file, original_file = ctx.places.path(copy), ctx.places.path(original)
+            except UnsafePath as exc:
+                raise ChangeRefused(str(exc)) from None
+            keep(copy_file, original_file, which)
+            return self.local.scan(secure_id, [copy, original])
 
     def pending(self, peer: str) -> list[PendingItem]:
         """:meth:`Outbox.pending`: what ``peer`` is owed."""

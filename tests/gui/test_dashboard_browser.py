@@ -178,6 +178,19 @@ def test_a_bad_folder_gets_a_clear_error_on_the_page(pair: tuple[Daemon, Daemon]
         click(page, By.CSS_SELECTOR, "#add-task button")
         wait_until(lambda: page.find_elements(By.CSS_SELECTOR, "tr[data-task='photos']"), 10, 0.1, "the new task")
         assert page.find_element(By.ID, "error").text == ""
+        # a conflict copy beside x.txt: reviewed on the page, the copy kept
+        copy = a.root / "x.sync-conflict-20260101-120000-ABCDEF1.txt"
+        copy.write_text("the other version\n")
+        a.call("rescan", task="docs")
+        wait_until(lambda: shows(page, By.CSS_SELECTOR, "tr[data-task='docs'] td.conflicts", "Review 1"), 15, 0.1,
+                   "the conflict on the page")
+        click(page, By.CSS_SELECTOR, "tr[data-task='docs'] td.conflicts button")
+        wait_until(lambda: shows(page, By.ID, "conflict-rows", "by"), 10, 0.1, "the two versions")
+        screenshot(page, "conflicts")
+        check_accessibility(page)
+        click(page, By.XPATH, "//tbody[@id='conflict-rows']/tr/td[3]/button")
+        wait_until(lambda: not copy.exists(), 10, 0.1, "the copy kept")
+        assert (a.root / "x.txt").read_text() == "the other version\n"
     finally:
         page.quit()
 

@@ -54,6 +54,10 @@ function showStatus(status) {
     const pending = (t.members || []).reduce((a, m) => a + (m.pending || 0), 0);
     row.append(el("td", t.name + (t.backup_mode ? " (backup mode)" : "")), el("td", t.root || ""),
                el("td", t.files, { "class": "files" }), el("td", members), el("td", pending));
+    const conflictCell = el("td", null, { "class": "conflicts" });
+    if (t.conflicts) conflictCell.append(button("Review " + t.conflicts, () => showConflicts(t.name, 0)));
+    else conflictCell.textContent = "0";
+    row.append(conflictCell);
     const cell = el("td");
     const guests = linked.filter((d) => !live.some((m) => m.device_id === d.device_id));
     if (guests.length) {
@@ -109,6 +113,40 @@ async function sendFiles(files, device) {
   }
   bar.hidden = true;
   await act("POST", "largage/send", { batch, device });
+}
+
+const PAGE = 50;
+
+function describe(v) {
+  if (!v) return "gone";
+  return size(v.size) + ", " + new Date(v.modified_ns / 1e6).toLocaleString() + ", by " + v.by;
+}
+
+async function showConflicts(task, offset) {
+  const page = await act("POST", "commands/conflicts", { task, offset, limit: PAGE });
+  if (!page) return;
+  const panel = document.getElementById("conflicts");
+  panel.hidden = page.total === 0 && offset === 0;
+  document.getElementById("conflicts-title").textContent = "Conflicts in " + task + " (" + page.total + ")";
+  document.getElementById("conflict-rows").replaceChildren(...page.conflicts.map((c) => {
+    const row = el("tr", null, { "data-copy": c.copy.path });
+    const keep = (which) => async () => {
+      if (await act("POST", "commands/resolve_conflict", { task, copy: c.copy.path, keep: which })) showConflicts(task, offset);
+    };
+    const current = el("td", describe(c.current) + " ");
+    if (c.current) current.append(button("Keep this", keep("current")));
+    const other = el("td", describe(c.copy) + " ");
+    other.append(button("Keep this", keep("copy")));
+    row.append(el("td", c.current ? c.current.path : c.copy.path), current, other);
+    return row;
+  }));
+  const pages = Math.max(1, Math.ceil(page.total / PAGE));
+  document.getElementById("conflicts-page").textContent = "page " + (Math.floor(offset / PAGE) + 1) + " of " + pages;
+  const prev = document.getElementById("conflicts-prev"), next = document.getElementById("conflicts-next");
+  prev.disabled = offset === 0;
+  next.disabled = offset + PAGE >= page.total;
+  prev.onclick = () => showConflicts(task, Math.max(0, offset - PAGE));
+  next.onclick = () => showConflicts(task, offset + PAGE);
 }
 
 function button(label, onClick) {
