@@ -42,6 +42,24 @@ def fill(root: Path, count: int, folders: int, prefix: str = "f") -> dict[str, i
     return out
 
 
+def dashboard_status_ms(d: Daemon, samples: int = 20) -> float:
+    """Median time of the dashboard's ``GET /api/v1/status`` (what the page gets each second)."""
+    import json
+    import statistics
+
+    import httpx
+
+    url = json.loads((d.home / "daemon.json").read_text())["gui"]
+    key = (d.home / "gui-secret").read_text().strip()
+    times = []
+    with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=30) as client:
+        for _ in range(samples):
+            start = time.perf_counter()
+            client.get("/api/v1/status").raise_for_status()
+            times.append(time.perf_counter() - start)
+    return round(statistics.median(times) * 1000, 1)
+
+
 def two_devices(base: Path, files: int, folders: int, results: dict) -> None:
     a, b = Daemon(base, "alpha"), Daemon(base, "beta")
     try:
@@ -65,6 +83,7 @@ def two_devices(base: Path, files: int, folders: int, results: dict) -> None:
         start = time.perf_counter()
         a.call("rescan", timeout=600)
         results["unchanged_rescan_s"] = round(time.perf_counter() - start, 2)
+        results["dashboard_status_ms"] = dashboard_status_ms(a)
         time.sleep(10)
         results["idle_rss_mib_a"] = rss_mib(a.proc.pid)  # type: ignore[union-attr]
         results["idle_rss_mib_b"] = rss_mib(b.proc.pid)  # type: ignore[union-attr]

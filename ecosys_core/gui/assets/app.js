@@ -32,7 +32,8 @@ function showStatus(status) {
   devices.replaceChildren(...(status.devices || []).map((d) => {
     const row = el("tr");
     row.append(el("td", d.name || "?"), el("td", d.id),
-               el("td", (d.linked ? "linked" : "discovered") + (d.connected ? ", connected" : "")));
+               el("td", (d.linked ? "linked" : "discovered") + (d.connected ? ", connected"
+                 : d.last_seen ? ", last seen " + new Date(d.last_seen).toLocaleString() : "")));
     const cell = el("td");
     const button = el("button", d.linked ? "Unlink" : "Link", { type: "button" });
     button.addEventListener("click", () => act("POST", "commands/" + (d.linked ? "unlink" : "link"), { device: d.device_id }));
