@@ -43,15 +43,22 @@ def signature_of(path: Path, data: bytes):
     return sig
 
 
-@pytest.mark.parametrize("case", list(edits(b"x" * 10)))
-def test_delta_from_signatures_rebuilds_the_file(tmp_path: Path, case: str):
-    base_bytes = random.Random(1).randbytes(SIZE)
+def edited_pair(tmp_path: Path, case: str, seed: int):
+    """(base path, new path, base signature, new signature, new bytes) for edit ``case`` of random data;
+    skips a case whose sizes fall in different chunking classes (the outbox then passes over the file)."""
+    base_bytes = random.Random(seed).randbytes(SIZE)
     new_bytes = edits(base_bytes)[case]
     base_path, new_path = tmp_path / "base", tmp_path / "new"
     base_sig = signature_of(base_path, base_bytes)
     new_sig = signature_of(new_path, new_bytes)
     if new_sig.params != base_sig.params:
-        pytest.skip("sizes in different chunking classes")  # the outbox then passes over the file
+        pytest.skip("sizes in different chunking classes")
+    return base_path, new_path, base_sig, new_sig, new_bytes
+
+
+@pytest.mark.parametrize("case", list(edits(b"x" * 10)))
+def test_delta_from_signatures_rebuilds_the_file(tmp_path: Path, case: str):
+    base_path, new_path, base_sig, new_sig, new_bytes = edited_pair(tmp_path, case, 1)
     with open(new_path, "rb") as fh:
         stream = b"".join(encode_from_signatures(fh, new_sig, base_sig))
     with open(new_path, "rb") as fh:
@@ -99,13 +106,7 @@ def test_a_file_changed_since_its_signature_is_refused_by_the_hash(tmp_path: Pat
 
 @pytest.mark.parametrize("case", list(edits(b"x" * 10)))
 def test_the_derived_signature_is_the_one_a_pass_computes(tmp_path: Path, case: str):
-    base_bytes = random.Random(4).randbytes(SIZE)
-    new_bytes = edits(base_bytes)[case]
-    base_path, new_path = tmp_path / "base", tmp_path / "new"
-    base_sig = signature_of(base_path, base_bytes)
-    new_sig = signature_of(new_path, new_bytes)
-    if new_sig.params != base_sig.params:
-        pytest.skip("sizes in different chunking classes")
+    base_path, new_path, base_sig, new_sig, new_bytes = edited_pair(tmp_path, case, 4)
     for encoder in ("signatures", "pass"):
         with open(new_path, "rb") as fh:
             stream = b"".join(encode_from_signatures(fh, new_sig, base_sig) if encoder == "signatures"
