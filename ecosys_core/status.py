@@ -97,8 +97,8 @@ def collect_status(store: Store, *, name: str, readable_id: str, me: str = "", p
             ref = find_task(session, task.secure_id)
             if ref is None:  # removed meanwhile
                 continue
-            files, size = session.execute(
-                select(func.count(), func.coalesce(func.sum(FileEntry.size), 0))
+            files, size, last_ns = session.execute(
+                select(func.count(), func.coalesce(func.sum(FileEntry.size), 0), func.max(FileEntry.modified_ns))
                 .where(FileEntry.task_id == ref.id, FileEntry.deleted.is_(False))
             ).one()
             pending = pending_counts(session, ref.id)
@@ -111,6 +111,7 @@ def collect_status(store: Store, *, name: str, readable_id: str, me: str = "", p
                           "parts": [{"name": p.name, "path": str(p.path), "file": p.file} for p in task.parts],
                           "kind": task.kind.value, "backup_mode": task.backup_mode, "files": files, "bytes": size,
                           "conflicts": conflicts,
+                          "last_change": datetime.fromtimestamp(last_ns / 1e9, timezone.utc).isoformat() if last_ns else None,
                           "pending": {names.get(d, short_id_text(d)): n for d, n in sorted(pending.items())},
                           "members": members,
                           "away": [m["name"] or short_id_text(m["device_id"]) for m in members if m["away"]]})

@@ -213,7 +213,9 @@ def test_an_app_is_installed_from_the_page_with_its_installer_consented_there(tm
         click(page, By.CSS_SELECTOR, "#magasin-search button")
         wait_until(lambda: page.find_elements(By.CSS_SELECTOR, "#magasin-results tr[data-app='Journal'] button"),
                    10, 0.1, "Journal in the results")
-        click(page, By.CSS_SELECTOR, "#magasin-results tr[data-app='Journal'] button")
+        click(page, By.XPATH, "//tbody[@id='magasin-results']/tr[@data-app='Journal']//button[.='Details']")
+        wait_until(lambda: shows(page, By.ID, "magasin-details", "Versions: 1.0"), 10, 0.1, "Journal's details")
+        click(page, By.XPATH, "//tbody[@id='magasin-results']/tr[@data-app='Journal']//button[.='Install']")
         wait_until(lambda: shows(page, By.CSS_SELECTOR, "#prompts li", "INSTALLER"), 30, 0.1, "the installer's consent")
         screenshot(page, "magasin")
         check_accessibility(page)

@@ -54,7 +54,9 @@ function showStatus(status) {
       + (m.pending ? " (" + m.pending + " pending)" : "")).join(", ");
     const pending = (t.members || []).reduce((a, m) => a + (m.pending || 0), 0);
     row.append(el("td", t.name + (t.backup_mode ? " (backup mode)" : "")), el("td", t.root || ""),
-               el("td", t.files, { "class": "files" }), el("td", members), el("td", pending));
+               el("td", t.files, { "class": "files" }),
+               el("td", t.last_change ? new Date(t.last_change).toLocaleString() : "never"), el("td", members),
+               el("td", pending));
     const conflictCell = el("td", null, { "class": "conflicts" });
     if (t.conflicts) conflictCell.append(button("Review " + t.conflicts, () => showConflicts(t.name, 0)));
     else conflictCell.textContent = "0";
@@ -178,10 +180,23 @@ async function searchMagasin(term) {
   if (!hits) return;
   document.getElementById("magasin-results").replaceChildren(...hits.map((h) => {
     const row = el("tr", null, { "data-app": h.name });
-    row.append(el("td", h.name), el("td", h.kind), el("td", h.description || ""),
-               el("td").appendChild(button("Install", () => magasinRun("install", { app: h.name }))).parentNode);
+    const actions = el("td");
+    actions.append(button("Details", () => showDetails(h.name)), button("Install", () => magasinRun("install", { app: h.name })));
+    row.append(el("td", h.name), el("td", h.kind), el("td", h.description || ""), actions);
     return row;
   }));
+}
+
+async function showDetails(name) {
+  const info = await act("POST", "commands/magasin.info", { app: name });
+  if (!info) return;
+  const box = document.getElementById("magasin-details");
+  const lines = [info.name + " (" + info.kind + ")"];
+  if (info.description) lines.push(info.description);
+  if (info.versions) lines.push("Versions: " + info.versions.join(", ") + "; newest " + info.latest);
+  lines.push(info.installed ? "Installed here" + (typeof info.installed === "string" ? ": " + info.installed : "")
+             + (info.update ? " (an update is available)" : "") : "Not installed here");
+  box.replaceChildren(...lines.map((line) => el("p", line)));
 }
 
 function showJobs(jobs) {
