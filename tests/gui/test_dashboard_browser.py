@@ -159,8 +159,20 @@ def test_two_dashboards_link_share_and_sync(pair: tuple[Daemon, Daemon], tmp_pat
         page_b.quit()
 
 
-def test_a_bad_folder_gets_a_clear_error_on_the_page(pair: tuple[Daemon, Daemon], tmp_path: Path):
-    a, _ = pair
+@pytest.fixture
+def alone(tmp_path: Path) -> Iterator[Daemon]:
+    a = Daemon(tmp_path, "alpha")
+    (a.root / "x.txt").write_text("hello from alpha\n")
+    assert a.cli("task", "add", str(a.root), "--name", "docs").returncode == 0
+    a.start()
+    try:
+        yield a
+    finally:
+        a.stop()
+
+
+def test_a_bad_folder_gets_a_clear_error_on_the_page(alone: Daemon, tmp_path: Path):
+    a = alone
     page = browser()
     try:
         sign_in(page, a)
