@@ -70,7 +70,11 @@ def click(driver: webdriver.Chrome, by: str, value: str) -> None:
 
 
 def shows(driver: webdriver.Chrome, by: str, value: str, text: str = "") -> bool:
-    return any(text in e.text for e in driver.find_elements(by, value))
+    """True when an element found by ``by``/``value`` holds ``text`` (False while the page redraws it)."""
+    try:
+        return any(text in e.text for e in driver.find_elements(by, value))
+    except StaleElementReferenceException:
+        return False
 
 
 def check_accessibility(driver: webdriver.Chrome) -> None:

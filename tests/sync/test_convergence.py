@@ -3,7 +3,7 @@ devices, random pairwise meetings (relays included), then everyone meets everyon
 pending. Then: folders identical, every edit present or kept as a conflict copy, no torn file, and
 every index agrees with its disk.
 
-CI runs ECOSYS_CONVERGENCE_EXAMPLES (default 120) examples; the soak run (10,000 examples) is
+CI runs ECOSYS_CONVERGENCE_EXAMPLES (default 60) examples; the soak run (10,000 examples) is
 ``python -m pytest -m soak tests/sync/test_convergence.py``.
 """
 
@@ -22,7 +22,7 @@ from ecosys_core.sync.chunking import hash_bytes
 
 from .harness import SECURE_ID, Device, make_devices, meet
 
-EXAMPLES = int(os.environ.get("ECOSYS_CONVERGENCE_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("ECOSYS_CONVERGENCE_EXAMPLES", "60"))
 NAMES = ["a.txt", "b.bin", "dir/c.txt", "dir/sub/d.dat", "e"]
 LARGE_BASE = os.urandom((1 << 20) + 300_000)  # above BSDIFF_MAX: chunked deltas
 

@@ -8,7 +8,7 @@ Checked: every device still holding the task ends identical; no observed edit of
 member at the end is lost; no device ever sends a change of the task to a device it knows was removed;
 a device that left gets nothing of the task after leaving.
 
-CI runs ECOSYS_MEMBERSHIP_EXAMPLES (default 40) examples; the soak run (10,000, or
+CI runs ECOSYS_MEMBERSHIP_EXAMPLES (default 25) examples; the soak run (10,000, or
 ECOSYS_MEMBERSHIP_SOAK) is ``python -m pytest -m soak tests/sync/test_membership_convergence.py``; two
 halves with different seeds use both cores: ``ECOSYS_MEMBERSHIP_SOAK=5000 python -m pytest -m soak
 --hypothesis-seed=1 …`` and ``--hypothesis-seed=2``.
@@ -38,7 +38,7 @@ from ecosys_core.types import TaskKind
 
 from .harness import SECURE_ID, Device
 
-EXAMPLES = int(os.environ.get("ECOSYS_MEMBERSHIP_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("ECOSYS_MEMBERSHIP_EXAMPLES", "25"))
 NAMES = ["a.txt", "b.txt", "dir/c.txt"]
 CREATED = datetime(2026, 1, 1, tzinfo=timezone.utc)
 W = ("write", 0, "a.txt")
