@@ -147,7 +147,7 @@ def test_two_dashboards_link_share_and_sync(pair: tuple[Daemon, Daemon], tmp_pat
         click(page_a, By.CSS_SELECTOR, "#send-form button[type='submit']")
         wait_until(lambda: shows(page_b, By.CSS_SELECTOR, "#prompts li", "OTDL"), 30, 0.1, "the OTDL question on beta")
         assert shows(page_b, By.CSS_SELECTOR, "#prompts li", "photo.jpg")
-        click(page_b, By.XPATH, "//ul[@id='prompts']/li[strong[contains(., 'OTDL')]]//button[.='Yes']")
+        click(page_b, By.XPATH, "//ul[@id='prompts']/li[strong[contains(., 'OTDL')]]//button[.='Accept']")
         received = HomeLayout(b.home).largage / "photo.jpg"
         wait_until(lambda: received.exists() and received.read_bytes() == photo.read_bytes(), 30, 0.1, "the photo on beta")
         for page in (page_a, page_b):

@@ -229,7 +229,8 @@ function showPrompts(prompts) {
       form.append(label, field, submit);
       form.addEventListener("submit", (e) => { e.preventDefault(); act("POST", "prompts/answer", { prompt: p.id, answer: field.value }); });
     } else {
-      for (const [label, value] of [["Yes", "yes"], ["No", "no"]]) {
+      const offer = p.flag === "OTDL" || p.flag === "MOTDL";
+      for (const [label, value] of offer ? [["Accept", "yes"], ["Decline", "no"]] : [["Yes", "yes"], ["No", "no"]]) {
         const button = el("button", label, { type: "button" });
         button.addEventListener("click", () => act("POST", "prompts/answer", { prompt: p.id, answer: value }));
         form.append(button);
