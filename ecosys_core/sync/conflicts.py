@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from ..errors import EcosysError, NotFound
 from ..store import Store
-from ..store.index import find_task, get_entry
+from ..store.index import Entry, find_task, get_entry
 from ..store.tables import FileEntry
 from .places import CONFLICT_MARK
 
@@ -52,8 +52,8 @@ def original_path(copy: str) -> str | None:
     return None
 
 
-def _version(entry: object) -> Version:
-    return Version(entry.path, entry.size, entry.modified_ns, entry.modified_by)  # type: ignore[attr-defined]
+def _version(entry: FileEntry | Entry) -> Version:
+    return Version(entry.path, entry.size, entry.modified_ns, entry.modified_by)
 
 
 def list_conflicts(store: Store, secure_id: str, offset: int = 0, limit: int = 100) -> tuple[int, list[Conflict]]:
