@@ -147,11 +147,13 @@ class Node:
         gui_url = await self._start_gui()
         control = ControlServer(self.home.root / "daemon.json", self.handle, {"gui": gui_url} if gui_url else None)
         await control.start()
-        for task in list_tasks(self.store):
-            await self.run_blocking(self.engine.scan, task.secure_id)
+        # Watching starts before the first scan: a file made while that scan walks past its folder is
+        # then an event, not a change left unseen until the periodic rescan minutes later.
         self.watcher = TaskWatcher(self.engine, list_tasks(self.store), on_scan=self._scanned(loop),
                                    on_resumed=self._resumed(loop))
         self.watcher.start()
+        for task in list_tasks(self.store):
+            await self.run_blocking(self.engine.scan, task.secure_id)
         discovery = await self._start_discovery()
         dialer = asyncio.ensure_future(self.peers.keep_dialing(self.static_peers, self.stop))
         log.info("Ecosys %s (%s) listening on %s:%s", self.name, self.identity.readable, self.host, self.port)

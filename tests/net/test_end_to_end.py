@@ -95,3 +95,20 @@ def test_receiver_killed_mid_transfer_resumes_without_corruption(tmp_path: Path)
         expected = tree(a.root)
         wait_until(lambda: tree(b.root) == expected, 120, 0.2, "resumed transfer")
         assert not [p for p in b.root.iterdir() if p.name.startswith(".ecosys-tmp-")]
+
+
+def test_a_file_made_while_the_first_scan_runs_is_seen_at_once(tmp_path: Path):
+    """The daemon answers before its first scan ends; a file made in that window (after the scan passed
+    its folder) is indexed within seconds, not at the periodic rescan five minutes later."""
+    d = Daemon(tmp_path, "alpha")
+    for i in range(2000):  # enough for the first scan to last well past the daemon's first answer
+        folder = d.root / f"dir{i % 40}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"f{i}.txt").write_text(str(i))
+    assert d.cli("task", "add", str(d.root), "--name", "docs").returncode == 0
+    try:
+        d.start()
+        (d.root / "late.txt").write_text("made during the first scan\n")
+        wait_until(lambda: d.status()["tasks"][0]["files"] == 2001, 15, what="late.txt indexed")
+    finally:
+        d.stop()
