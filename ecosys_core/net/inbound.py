@@ -165,6 +165,8 @@ class Inbound:
             answers = result
         if not isinstance(message, (Modification, NeedState)):  # MODIFICATION_DONE ends our send
             session.settled(message.secure_id, message.path)
+        elif isinstance(message, NeedState):  # its answer goes as an answer, outside the window
+            session.answered(message.secure_id, message.path)
         for answer in answers:
             session.answer(answer)
         if isinstance(message, Modification) and not answers and not isinstance(result, Exception):

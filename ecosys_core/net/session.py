@@ -28,6 +28,12 @@ UNLINKED_ALLOWED = frozenset({"HELLO", "PING", "ERROR", "LINK", "LINK_ACCEPTED",
                               "OTDL", "MOTDL", "DATA", "CANCEL", "OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE"})
 DATA_FRAME = 1 << 20
 SEND_GROUP = 64  # pending modifications prepared in one engine call
+# What may be sent and not answered yet: the receiver's reader never waits on its engine, so without a
+# window a sender faster than the receiver's disk fills the receiver's inbox (a 100,000-file first sync
+# held most of its content there). Streamed deltas have their own bound (the receiver's stream queue).
+WINDOW_BYTES = 16 << 20
+WINDOW_MESSAGES = 2048
+WINDOW_WAIT = 30.0  # seconds: past that, a lost answer must not stall the session for good
 
 
 class SyncPort(Protocol):
@@ -101,6 +107,9 @@ class PeerSession:
         self._flush = False
         self.in_flight: dict[tuple[str, str], dict[str, int]] = {}  # sent, not answered yet: the version sent
         self._held_back: set[tuple[str, str]] = set()  # a newer version pending while in flight
+        self._unanswered: dict[tuple[str, str], int] = {}  # in the window: inline bytes sent, not answered
+        self._unanswered_bytes = 0
+        self._room = asyncio.Event()  # set when the window may have room, or an answer waits to go
         self._lists_sent: dict[str, str] = {}  # secure_id → digest of the member list last sent
         self.transfers: dict[str, dict[str, Any]] = {}
         self.closed = asyncio.Event()
@@ -213,15 +222,52 @@ class PeerSession:
         """Queue a message or a raw (flag, header, payload) to send before any pending modification."""
         self._answers.put_nowait(item)
         self._wake.set()
+        self._room.set()
 
     def settled(self, secure_id: str, path: str) -> None:
         """The peer answered for ``path`` (done or error): it is no longer in flight, and a newer version
         held back meanwhile is sent now rather than at the next unrelated change."""
         key = (secure_id, path)
         self.in_flight.pop(key, None)
+        self.answered(secure_id, path)
         if key in self._held_back:
             self._held_back.discard(key)
             self.request_flush()
+
+    def answered(self, secure_id: str, path: str) -> None:
+        """The peer answered the modification of ``path`` (done, error, or asking for the whole content):
+        its bytes leave the send window."""
+        size = self._unanswered.pop((secure_id, path), None)
+        if size is not None:
+            self._unanswered_bytes -= size
+            self._room.set()
+
+    def _window_full(self) -> bool:
+        return self._unanswered_bytes >= WINDOW_BYTES or len(self._unanswered) >= WINDOW_MESSAGES
+
+    async def _wait_for_room(self) -> None:
+        """Wait until the send window has room, sending answers meanwhile (the peer may be waiting on
+        them to send its own); give up waiting after WINDOW_WAIT seconds without any answer."""
+        while self._window_full():
+            if not self._answers.empty():
+                await self._send_answers()
+                continue
+            self._room.clear()
+            try:
+                await asyncio.wait_for(self._room.wait(), WINDOW_WAIT)
+            except asyncio.TimeoutError:
+                log.info("no answer from %s for %.0f s with %d changes unanswered; sending on", self.label,
+                         WINDOW_WAIT, len(self._unanswered))
+                self._unanswered.clear()
+                self._unanswered_bytes = 0
+
+    def _sent(self, messages: list[Modification]) -> None:
+        for m in messages:
+            key = (m.secure_id, m.path)
+            self.in_flight[key] = m.version
+            size = len(m.delta) if isinstance(m.delta, (bytes, bytearray, memoryview)) else 0
+            self._unanswered_bytes += size - self._unanswered.get(key, 0)
+            self._unanswered[key] = size
 
     def ask_resend(self, secure_id: str) -> None:
         """Ask the peer to send again what it has pending for task ``secure_id`` (refused while the task
@@ -246,9 +292,10 @@ class PeerSession:
                 self._held_back.update((item.secure_id, item.path) for item in pending
                                        if self.in_flight.get((item.secure_id, item.path), item.version) != item.version)
                 for start in range(0, len(todo), SEND_GROUP):
+                    await self._wait_for_room()
                     messages = await self.host.run_blocking(self._prepare, todo[start:start + SEND_GROUP])
                     ready = [m for m in messages if m is not None]
-                    self.in_flight.update(((m.secure_id, m.path), m.version) for m in ready)
+                    self._sent(ready)
                     await self._send_all(ready)
                     await self._send_answers()  # answers overtake the rest of the queue
                 continue

@@ -56,6 +56,23 @@ def tree(root: Path) -> dict[str, str]:
     return out
 
 
+def init_home(home: Path, name: str) -> str:
+    """What ``ecosys --home HOME init --name NAME`` does, in this process (the command itself is tested in
+    test_new_user; as a process it cost each daemon of the suite over a second); return the device id."""
+    from ecosys_core.settings import layout
+    from ecosys_core.store import open_store
+    from ecosys_core.store.settings_kv import set_setting
+
+    where = layout(home)
+    where.ensure()
+    store = open_store(where.database)
+    try:
+        set_setting(store, "device_name", name)
+    finally:
+        store.close()
+    return load_or_create_identity(where.identity).device_id
+
+
 class Daemon:
     """One Ecosys device run as a real process."""
 
@@ -69,8 +86,7 @@ class Daemon:
         self.peers: list[str] = []
         self.log = base / f"{name}.log"
         self.proc: subprocess.Popen | None = None
-        self.cli("init", "--name", name)
-        self.id = load_or_create_identity(self.home / "identity").device_id
+        self.id = init_home(self.home, name)
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "ecosys_core", "--home", str(self.home), *args],

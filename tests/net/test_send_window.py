@@ -1,0 +1,121 @@
+"""A sender never has more than its window of small changes unanswered: the receiver's reader does not
+wait on its engine, so without the window a fast sender filled the receiver's memory with a whole first
+sync. Real TLS on loopback and the real session; the engine behind it is a stand-in that owes 3,000
+small files (a real one would need them on disk and indexed, and the window is what is measured)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ecosys_core.net import session as session_module
+from ecosys_core.net.codec import message_header
+from ecosys_core.net.identity import load_or_create_identity
+from ecosys_core.net.protocol import PROTOCOL_VERSIONS, encode_frame
+from ecosys_core.net.session import PeerSession
+from ecosys_core.net.transport import Incoming, accept, connect, listen
+from ecosys_core.sync.messages import Modification, ModificationDone
+
+FILES, SIZE = 3000, 8192
+
+
+class Item:
+    def __init__(self, path: str) -> None:
+        self.secure_id, self.path, self.base_hash, self.version = "task", path, "", {"a": 1}
+
+
+class OwingEngine:
+    """Owes FILES small files to any peer until each is answered."""
+
+    def __init__(self) -> None:
+        self.owed = {f"f{i}.txt" for i in range(FILES)}
+
+    def pending(self, peer: str) -> list[Item]:
+        return [Item(p) for p in sorted(self.owed)]
+
+    def modifications(self, peer: str, items: Sequence[Item]) -> list[Modification]:
+        return [Modification("task", i.path, {"a": 1}, "0" * 64, SIZE, 0, "a", False, "", [bytes(SIZE)], False)
+                for i in items]
+
+    def receive_many(self, peer: str, messages: Sequence[Any]) -> list[list]:
+        for m in messages:
+            self.owed.discard(m.path)
+        return [[] for _ in messages]
+
+    def owes_back(self, peer: str) -> bool:
+        return False
+
+    def membership_for(self, peer: str) -> list:
+        return []
+
+
+class Node:
+    def __init__(self, me: str) -> None:
+        self.me, self.name, self.port, self.idle_timeout = me, "sender", 0, 90.0
+        self.sync = OwingEngine()
+        self.pool = concurrent.futures.ThreadPoolExecutor(2)
+
+    def session_opened(self, session: PeerSession) -> bool:
+        session.request_flush()
+        return True
+
+    def session_closed(self, session: PeerSession) -> None:
+        pass
+
+    def is_linked(self, device_id: str) -> bool:
+        return True
+
+    def changed(self, except_peer: str | None = None) -> None:
+        pass
+
+    async def on_frame(self, session: PeerSession, frame: Any) -> None:
+        pass
+
+    async def run_blocking(self, fn: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+
+def test_unanswered_changes_stay_within_the_window_and_answers_open_it(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(session_module, "WINDOW_MESSAGES", 500)
+    monkeypatch.setattr(session_module, "WINDOW_BYTES", 1 << 30)
+    sender_id = load_or_create_identity(tmp_path / "sender")
+    reader_id = load_or_create_identity(tmp_path / "reader")
+    node = Node(sender_id.device_id)
+
+    async def scenario() -> tuple[int, int]:
+        async def serve(incoming: Incoming) -> None:
+            conn = await accept(incoming, sender_id)
+            await PeerSession(node, conn, dialed=False).run()  # type: ignore[arg-type]
+
+        server = await listen("127.0.0.1", 0, serve)
+        conn = await connect("127.0.0.1", server.sockets[0].getsockname()[1], reader_id, sender_id.device_id)
+        conn.write(encode_frame({"flag": "HELLO", "device_id": reader_id.device_id, "name": "reader",
+                                 "versions": list(PROTOCOL_VERSIONS)}))
+        await conn.drain()
+
+        async def modifications(until_quiet: float) -> list[str]:
+            paths = []
+            try:
+                while True:
+                    frame = await asyncio.wait_for(conn.read_frame(), until_quiet)
+                    if frame.flag == "MODIFICATION":
+                        paths.append(frame.header["path"])
+            except asyncio.TimeoutError:
+                return paths
+
+        first = await modifications(1.5)  # nothing answered: the sender stops at its window
+        for path in first:
+            conn.write(encode_frame(*message_header(ModificationDone("task", path, {"a": 1}), reader_id.device_id)))
+        await conn.drain()
+        second = await modifications(1.5)
+        await conn.close()
+        server.close()
+        return len(first), len(second)
+
+    first, second = asyncio.run(scenario())
+    node.pool.shutdown()
+    assert first <= 500 + session_module.SEND_GROUP, first  # a group is prepared before it is counted
+    assert first >= 500 - session_module.SEND_GROUP, first
+    assert second > 0  # answers opened the window again
