@@ -69,6 +69,17 @@ def click(driver: webdriver.Chrome, by: str, value: str) -> None:
     wait_until(attempt, 10, 0.1, f"{value} to click")
 
 
+def choose(driver: webdriver.Chrome, by: str, value: str, text: str) -> None:
+    """Pick ``text`` in the select found by ``by``/``value``, found again if the page redrew it meanwhile."""
+    def attempt() -> bool:
+        try:
+            Select(driver.find_element(by, value)).select_by_visible_text(text)
+            return True
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+    wait_until(attempt, 10, 0.1, f"{text} to choose in {value}")
+
+
 def shows(driver: webdriver.Chrome, by: str, value: str, text: str = "") -> bool:
     """True when an element found by ``by``/``value`` holds ``text`` (False while the page redraws it)."""
     try:
@@ -129,7 +140,7 @@ def test_two_dashboards_link_share_and_sync(pair: tuple[Daemon, Daemon], tmp_pat
         wait_until(lambda: shows(page_a, By.CSS_SELECTOR, "#devices tr", "linked"), 30, 0.1, "the link on alpha")
         # share the task from alpha's dashboard; beta chooses the folder on its own
         wait_until(lambda: page_a.find_elements(By.CSS_SELECTOR, "tr[data-task='docs'] select"), 20, 0.1, "a share choice")
-        Select(page_a.find_element(By.CSS_SELECTOR, "tr[data-task='docs'] select")).select_by_visible_text("beta")
+        choose(page_a, By.CSS_SELECTOR, "tr[data-task='docs'] select", "beta")
         click(page_a, By.CSS_SELECTOR, "tr[data-task='docs'] button")
         wait_until(lambda: shows(page_b, By.CSS_SELECTOR, "#prompts li", "CHOOSELINKPATH"), 30, 0.1, "CHOOSELINKPATH on beta")
         folder = tmp_path / "beta-docs"
@@ -143,7 +154,7 @@ def test_two_dashboards_link_share_and_sync(pair: tuple[Daemon, Daemon], tmp_pat
         photo = tmp_path / "photo.jpg"
         photo.write_bytes(os.urandom(300_000))
         page_a.find_element(By.ID, "send-files").send_keys(str(photo))
-        Select(page_a.find_element(By.ID, "send-device")).select_by_visible_text("beta")
+        choose(page_a, By.ID, "send-device", "beta")
         click(page_a, By.CSS_SELECTOR, "#send-form button[type='submit']")
         wait_until(lambda: shows(page_b, By.CSS_SELECTOR, "#prompts li", "OTDL"), 30, 0.1, "the OTDL question on beta")
         assert shows(page_b, By.CSS_SELECTOR, "#prompts li", "photo.jpg")
