@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ecosys_core.net import session as session_module
 from ecosys_core.net.codec import message_header
 from ecosys_core.net.identity import load_or_create_identity
-from ecosys_core.net.protocol import PROTOCOL_VERSIONS, encode_frame
-from ecosys_core.net.session import PeerSession
-from ecosys_core.net.transport import Incoming, accept, connect, listen
+from ecosys_core.net.protocol import encode_frame
 from ecosys_core.sync.messages import Modification, ModificationDone
+
+from .stand_in import StandInHost, session_with
 
 FILES, SIZE = 3000, 8192
 
@@ -51,27 +52,11 @@ class OwingEngine:
         return []
 
 
-class Node:
+class Node(StandInHost):
     def __init__(self, me: str) -> None:
-        self.me, self.name, self.port, self.idle_timeout = me, "sender", 0, 90.0
+        super().__init__(me, "sender")
         self.sync = OwingEngine()
         self.pool = concurrent.futures.ThreadPoolExecutor(2)
-
-    def session_opened(self, session: PeerSession) -> bool:
-        session.request_flush()
-        return True
-
-    def session_closed(self, session: PeerSession) -> None:
-        pass
-
-    def is_linked(self, device_id: str) -> bool:
-        return True
-
-    def changed(self, except_peer: str | None = None) -> None:
-        pass
-
-    async def on_frame(self, session: PeerSession, frame: Any) -> None:
-        pass
 
     async def run_blocking(self, fn: Callable, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -85,15 +70,7 @@ def test_unanswered_changes_stay_within_the_window_and_answers_open_it(tmp_path:
     node = Node(sender_id.device_id)
 
     async def scenario() -> tuple[int, int]:
-        async def serve(incoming: Incoming) -> None:
-            conn = await accept(incoming, sender_id)
-            await PeerSession(node, conn, dialed=False).run()  # type: ignore[arg-type]
-
-        server = await listen("127.0.0.1", 0, serve)
-        conn = await connect("127.0.0.1", server.sockets[0].getsockname()[1], reader_id, sender_id.device_id)
-        conn.write(encode_frame({"flag": "HELLO", "device_id": reader_id.device_id, "name": "reader",
-                                 "versions": list(PROTOCOL_VERSIONS)}))
-        await conn.drain()
+        server, conn = await session_with(node, sender_id, reader_id, "reader")
 
         async def modifications(until_quiet: float) -> list[str]:
             paths = []
@@ -102,7 +79,7 @@ def test_unanswered_changes_stay_within_the_window_and_answers_open_it(tmp_path:
                     frame = await asyncio.wait_for(conn.read_frame(), until_quiet)
                     if frame.flag == "MODIFICATION":
                         paths.append(frame.header["path"])
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return paths
 
         first = await modifications(1.5)  # nothing answered: the sender stops at its window
