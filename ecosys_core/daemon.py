@@ -8,7 +8,7 @@ import asyncio
 import errno
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .background import spawn
 from .control_commands import DaemonParts, command_table
@@ -22,7 +22,6 @@ from .home_lock import HomeLock
 from .largage import LargageService
 from .link_exchange import ANSWER_FLAGS, REQUEST_FLAGS, LinkExchange
 from .net.control import ControlServer
-from .net.discovery import Discovery
 from .net.identity import load_or_create_identity
 from .net.peers import Peers, parse_peer
 from .net.protocol import Frame
@@ -42,6 +41,9 @@ from .sync.local import ScanReport
 from .sync.objects import ObjectStore
 from .sync.watcher import TaskWatcher
 from .types import TaskInfo
+
+if TYPE_CHECKING:
+    from .net.discovery import Discovery
 
 log = logging.getLogger("ecosys.daemon")
 LARGAGE_FLAGS = frozenset({"OTDL", "MOTDL", "OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE", "CANCEL", "DATA"})
@@ -210,6 +212,7 @@ class Node:
     async def _start_discovery(self) -> Discovery | None:
         if not self.mdns:
             return None
+        from .net.discovery import Discovery  # zeroconf (3.7 MiB resident) only where mDNS is on
         discovery = Discovery(self.identity.device_id, self.name, self.port, self.peers.found, self.peers.lost,
                               self.interfaces)
         try:

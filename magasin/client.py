@@ -11,10 +11,8 @@ import ssl
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import unquote, urljoin, urlparse
-
-import httpx
 
 from ecosys_core.config_files import parse_model
 from ecosys_core.errors import ConfigError, EcosysError, IntegrityError, NotFound
@@ -23,6 +21,9 @@ from ecosys_core.store import Store
 from ecosys_core.store.settings_kv import get_setting
 
 from .index import INDEX_NAME, Artifact, MagasinIndex
+
+if TYPE_CHECKING:  # imported when the Magasin is first reached: a daemon that never uses it saves 4 MiB
+    import httpx
 
 Progress = Callable[[int, int], None]  # (bytes so far, total)
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -66,6 +67,8 @@ class MagasinClient:
     # -- plumbing ------------------------------------------------------------------------------
     @property
     def http(self) -> httpx.Client:
+        import httpx
+
         if self._http is None:
             self._http = httpx.Client(timeout=self.timeout, follow_redirects=True,
                                       headers={"User-Agent": "ecosys-magasin/1"})
@@ -76,6 +79,8 @@ class MagasinClient:
             self._http.close()
 
     def _explain(self, url: str, exc: Exception) -> MagasinError:
+        import httpx
+
         if isinstance(exc, httpx.ConnectError) and isinstance(exc.__context__, ssl.SSLError) or "SSL" in str(exc):
             return MagasinError(f"TLS error talking to {url}: {exc}")
         if isinstance(exc, httpx.TimeoutException):
@@ -85,6 +90,8 @@ class MagasinClient:
         return MagasinError(f"{url}: {exc}")
 
     def _request(self, url: str, *, headers: dict[str, str] | None = None, stream: bool = False) -> httpx.Response:
+        import httpx
+
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             try:
@@ -186,6 +193,8 @@ class MagasinClient:
             except FileNotFoundError:
                 raise NotFound(f"artifact missing: {url}") from None
             return
+        import httpx
+
         response = self._request(url, stream=True)
         try:
             if response.status_code == 404:

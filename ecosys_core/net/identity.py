@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from ..device_ids import (
     parse_device_id as parse_device_id,  # re-exported: the readable forms of an id
@@ -41,12 +37,22 @@ def device_id_of(cert_der: bytes) -> str:
     return hashlib.sha256(cert_der).hexdigest()
 
 
+def cert_der(cert_path: Path) -> bytes:
+    """The DER bytes of the PEM certificate at ``cert_path`` (ValueError when it holds none)."""
+    return ssl.PEM_cert_to_DER_cert(cert_path.read_text("ascii"))
+
+
 def load_or_create_identity(folder: Path, name: str = "ecosys") -> Identity:
     """Load the identity in ``folder`` or create it (ECDSA P-256 key, readable only by the owner)."""
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     if cert_path.exists() and key_path.exists():
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        return Identity(cert_path, key_path, device_id_of(cert.public_bytes(serialization.Encoding.DER)))
+        return Identity(cert_path, key_path, device_id_of(cert_der(cert_path)))
+    # Only a new identity needs the cryptography package (7.6 MiB resident once imported)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name[:64] or "ecosys")])

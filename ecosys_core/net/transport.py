@@ -13,10 +13,8 @@ import hashlib
 import ssl
 from typing import Awaitable, Callable, ClassVar
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from .identity import Identity, readable_id
+from .identity import Identity, cert_der, readable_id
 from .protocol import Frame, ProtocolError, preamble, read_preamble
 from .wire import FrameProtocol
 
@@ -77,8 +75,7 @@ class Connection:
 
 
 def _cert_der(identity: Identity) -> bytes:
-    cert = x509.load_pem_x509_certificate(identity.cert_path.read_bytes())
-    return cert.public_bytes(serialization.Encoding.DER)
+    return cert_der(identity.cert_path)
 
 
 def _context(identity: Identity, peer_cert: bytes, *, server: bool) -> ssl.SSLContext:

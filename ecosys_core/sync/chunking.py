@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
+from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, NamedTuple
+from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
 
 import blake3
 import xxhash
@@ -28,7 +30,9 @@ from fastcdc.fastcdc_cy import fastcdc_cy
 READ_BLOCK = 1 << 20
 _MAX_ENTRIES = 131_072
 _SIG_MAGIC = b"ECS2"  # ECS1 had BLAKE3 chunk digests
-_ENTRY = struct.Struct(">I16s")  # one chunk: length, digest
+_ENTRY_SIZE = 20  # one chunk on disk and on the wire: length (u32, big-endian), 16-byte digest
+DIGEST_SIZE = 16
+_U32 = "I" if array("I").itemsize == 4 else "L"
 
 
 def hash_bytes(data: bytes) -> str:
@@ -73,41 +77,83 @@ def chunk_params(size: int) -> tuple[int, int, int]:
     return avg // 2, avg, avg * 4
 
 
+def lengths_array(values: Iterable[int] = ()) -> array:
+    """An array of chunk lengths (4 bytes each: a signature's lengths as Python ints would cost 9 times
+    that, and 131,072 of them live per large file)."""
+    return array(_U32, values)
+
+
 @dataclass
 class Signature:
-    """Chunk lengths and digests of one content, with the chunking parameters used."""
+    """Chunk lengths and digests of one content, with the chunking parameters used. Kept compact: the
+    lengths in an array, the 16-byte digests end to end in one bytes object (chunk ``i`` at ``16 * i``),
+    so a 128 MiB file's signature is 2.5 MiB in memory, not 131,072 Python objects of each kind."""
 
     params: tuple[int, int, int]
     size: int
-    lengths: list[int]
-    digests: list[bytes]
+    lengths: array
+    digests: bytes
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def digest(self, i: int) -> bytes:
+        """The digest of chunk ``i``."""
+        return self.digests[DIGEST_SIZE * i:DIGEST_SIZE * (i + 1)]
+
+    def part(self, i: int, j: int) -> "Signature":
+        """Chunks ``i`` to ``j - 1`` alone (their size as ``size``)."""
+        lengths = self.lengths[i:j]
+        return Signature(self.params, sum(lengths), lengths, self.digests[DIGEST_SIZE * i:DIGEST_SIZE * j])
 
     def to_bytes(self) -> bytes:
-        head = _SIG_MAGIC + struct.pack(">IIIQI", *self.params, self.size, len(self.lengths))
-        return head + b"".join(map(_ENTRY.pack, self.lengths, self.digests))
+        """The stored and wire form: a header, then (u32 length, digest) per chunk, big-endian."""
+        count = len(self.lengths)
+        head = _SIG_MAGIC + struct.pack(">IIIQI", *self.params, self.size, count)
+        big = array(_U32, self.lengths)
+        if sys.byteorder == "little":
+            big.byteswap()
+        raw = big.tobytes()
+        body = bytearray(_ENTRY_SIZE * count)
+        # Interleaved by strided slice copies (C loops), not one packed object per chunk
+        for k in range(4):
+            body[k::_ENTRY_SIZE] = raw[k::4]
+        for k in range(DIGEST_SIZE):
+            body[4 + k::_ENTRY_SIZE] = self.digests[k::DIGEST_SIZE]
+        return head + bytes(body)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Signature":
+        """Parse :meth:`to_bytes`; ValueError for anything Ecosys does not write itself."""
         if data[:4] != _SIG_MAGIC or len(data) < 28:
             raise ValueError("not a chunk signature")
         mn, avg, mx, size, count = struct.unpack(">IIIQI", data[4:28])
         if (mn, avg, mx) not in USED_PARAMS:  # only what Ecosys itself uses: no 4 GiB chunks to hold
             raise ValueError("chunk parameters Ecosys does not use")
-        if len(data) != 28 + 20 * count or count > 4 * _MAX_ENTRIES:
+        if len(data) != 28 + _ENTRY_SIZE * count or count > 4 * _MAX_ENTRIES:
             raise ValueError("truncated chunk signature")
-        flat = struct.unpack(">" + "I16s" * count, data[28:])  # one call: twice as fast as per entry
-        lengths, digests = list(flat[0::2]), list(flat[1::2])
+        data = bytes(data)
+        raw = bytearray(4 * count)
+        for k in range(4):
+            raw[k::4] = data[28 + k::_ENTRY_SIZE]
+        lengths = lengths_array()
+        lengths.frombytes(raw)
+        if sys.byteorder == "little":
+            lengths.byteswap()
+        digests = bytearray(DIGEST_SIZE * count)
+        for k in range(DIGEST_SIZE):
+            digests[k::DIGEST_SIZE] = data[32 + k::_ENTRY_SIZE]
         if sum(lengths) != size or (lengths and (min(lengths) <= 0 or max(lengths) > mx)):
             raise ValueError("inconsistent chunk signature")
-        return cls((mn, avg, mx), size, lengths, digests)
+        return cls((mn, avg, mx), size, lengths, bytes(digests))
 
     def index(self, start: int = 0) -> dict[bytes, tuple[int, int]]:
         """digest → (offset, length) of the first chunk with that digest (offsets from ``start``)."""
         out: dict[bytes, tuple[int, int]] = {}
-        offset = start
-        for length, digest in zip(self.lengths, self.digests):
+        ends = range(DIGEST_SIZE, DIGEST_SIZE * len(self.lengths) + 1, DIGEST_SIZE)
+        digests = map(self.digests.__getitem__, map(slice, range(0, len(self.digests), DIGEST_SIZE), ends))
+        for digest, offset, length in zip(digests, accumulate(self.lengths, initial=start), self.lengths):
             out.setdefault(digest, (offset, length))
-            offset += length
         return out
 
 
@@ -163,13 +209,13 @@ class SignatureBuilder:
     def __init__(self, size: int) -> None:
         self.size = size
         self._chunker = Chunker(chunk_params(size))
-        self._lengths: list[int] = []
-        self._digests: list[bytes] = []
+        self._lengths = lengths_array()
+        self._digests = bytearray()
         self.seen = 0  # bytes fed
 
     def _take(self, chunks: list[memoryview]) -> None:
-        self._lengths += map(len, chunks)
-        self._digests += map(chunk_digest, chunks)
+        self._lengths.extend(map(len, chunks))
+        self._digests += b"".join(map(chunk_digest, chunks))
 
     def feed(self, data: bytes | memoryview) -> None:
         self.seen += len(data)
@@ -177,7 +223,7 @@ class SignatureBuilder:
 
     def signature(self) -> Signature:
         self._take(self._chunker.finish())
-        return Signature(self._chunker.params, sum(self._lengths), self._lengths, self._digests)
+        return Signature(self._chunker.params, sum(self._lengths), self._lengths, bytes(self._digests))
 
 
 @dataclass
@@ -229,8 +275,8 @@ def derive_signature(base: Signature, copies: list[Copy], size: int,
     base_ends = list(accumulate(base.lengths))
     base_starts = {end: i + 1 for i, end in enumerate(base_ends[:-1])}
     base_starts[0] = 0
-    lengths: list[int] = []
-    digests: list[bytes] = []
+    lengths = lengths_array()
+    digests = bytearray()
     at, k = 0, 0
     while at < size:
         while k < len(copies) and copies[k].at + copies[k].length <= at:
@@ -245,12 +291,12 @@ def derive_signature(base: Signature, copies: list[Copy], size: int,
                 j -= 1
             if j > i:
                 lengths += base.lengths[i:j]
-                digests += base.digests[i:j]
+                digests += base.digests[DIGEST_SIZE * i:DIGEST_SIZE * j]
                 at += base_ends[j - 1] - (base_ends[i - 1] if i else 0)
                 continue
         data = read(at, min(mx, size - at))
         length = cut_lengths(data, mn, avg, mx)[0]
         lengths.append(length)
-        digests.append(chunk_digest(data[:length]))
+        digests += chunk_digest(data[:length])
         at += length
-    return Signature(params, size, lengths, digests)
+    return Signature(params, size, lengths, bytes(digests))

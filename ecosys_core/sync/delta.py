@@ -28,7 +28,7 @@ import bsdiff4.core
 import pyzstd
 
 from ..errors import IntegrityError
-from .chunking import READ_BLOCK, Copy, Signature, chunk_digest, iter_chunks
+from .chunking import DIGEST_SIZE, READ_BLOCK, Copy, Signature, chunk_digest, iter_chunks
 
 BSDIFF_MAX = 1 << 20
 MAX_LITERAL = 4 << 20
@@ -88,22 +88,20 @@ def encode_from_signatures(stream: BinaryIO, new: Signature, base: Signature) ->
     # An edit leaves the chunks before and after it alone: those are one copy each, and only the
     # middle is looked up, in the base's middle unless it is large (content moved far is then found too)
     head = _common_run(new, base, backwards=False)
-    tail = _common_run(new, base, backwards=True, limit=min(len(new.lengths), len(base.lengths)) - head)
-    middle = range(head, len(new.lengths) - tail)
-    head_bytes, tail_bytes = sum(new.lengths[:head]), sum(new.lengths[len(new.lengths) - tail:])
+    tail = _common_run(new, base, backwards=True, limit=min(len(new), len(base)) - head)
+    middle = range(head, len(new) - tail)
+    head_bytes, tail_bytes = sum(new.lengths[:head]), sum(new.lengths[len(new) - tail:])
     if len(middle) > 1024:
         known = base.index()
     else:
-        base_head = sum(base.lengths[:head])
-        known = Signature(base.params, 0, base.lengths[head:len(base.lengths) - tail],
-                          base.digests[head:len(base.digests) - tail]).index(start=base_head)
+        known = base.part(head, len(base) - tail).index(start=sum(base.lengths[:head]))
 
     def pieces() -> Iterator[tuple[int, int] | bytes]:
         if head_bytes:
             yield 0, head_bytes
         offset = start = end = head_bytes  # [start, end): the run of chunks the base lacks, read when it ends
         for i in middle:
-            length, hit = new.lengths[i], known.get(new.digests[i])
+            length, hit = new.lengths[i], known.get(new.digest(i))
             if hit is not None and hit[1] == length:
                 if end > start:
                     yield from _read_range(stream, start, end)
@@ -123,12 +121,13 @@ def encode_from_signatures(stream: BinaryIO, new: Signature, base: Signature) ->
 def _common_run(a: Signature, b: Signature, *, backwards: bool, limit: int | None = None) -> int:
     """How many chunks ``a`` and ``b`` share at their start (or end): same lengths, same digests. Found
     by halving with list comparisons, which run in C."""
-    top = min(len(a.lengths), len(b.lengths)) if limit is None else limit
+    top = min(len(a), len(b)) if limit is None else limit
+    d = DIGEST_SIZE
 
     def same(k: int) -> bool:
         if backwards:
-            return k == 0 or (a.digests[-k:] == b.digests[-k:] and a.lengths[-k:] == b.lengths[-k:])
-        return a.digests[:k] == b.digests[:k] and a.lengths[:k] == b.lengths[:k]
+            return k == 0 or (a.digests[-d * k:] == b.digests[-d * k:] and a.lengths[-k:] == b.lengths[-k:])
+        return a.digests[:d * k] == b.digests[:d * k] and a.lengths[:k] == b.lengths[:k]
 
     low, high = 0, max(top, 0)
     while low < high:
