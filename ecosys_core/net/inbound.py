@@ -48,7 +48,7 @@ class Inbound:
         if isinstance(message, Modification) and frame.header.get("more"):
             if self._stream is not None:
                 raise ProtocolError("a modification started inside another one")
-            self._stream = asyncio.Queue(maxsize=8)
+            self._stream = asyncio.Queue(maxsize=2)
             self._stream_owner = message.path
             message.delta = self._blocks(self._stream)
             self.session.transfers[f"recv:{message.path}"] = {"direction": "receive", "path": message.path,

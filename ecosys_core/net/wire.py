@@ -21,8 +21,8 @@ from .protocol import MAX_FRAME, MAX_PAYLOAD, Frame, ProtocolError, check_header
 SCRATCH = 256 * 1024  # holds many small frames, or a frame's head (u32 + u16 + header ≤ 64 KiB)
 DIRECT = 64 * 1024  # payloads larger than this are decrypted straight into their own buffers
 PIECE = 256 * 1024  # such a payload's buffers, allocated as its bytes arrive (never for bytes only announced)
-QUEUE_HIGH = 8 << 20  # bytes of frames waiting for the reader before the socket is paused
-QUEUE_LOW = 2 << 20
+QUEUE_HIGH = 2 << 20  # bytes of frames waiting for the reader before the socket is paused
+QUEUE_LOW = 1 << 20
 _HEAD = struct.Struct(">IH")
 
 

@@ -121,7 +121,62 @@ static PyObject *py_cut(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* digests(data, ends, fn) -> bytes: fn(chunk) for each chunk data[previous end:end], each result 16
+ * bytes, end to end. The same digests as mapping fn over slices in Python, without a memoryview and a
+ * slice object per chunk (two thirds of a 128 MiB file's signature time went to those). */
+static PyObject *py_digests(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    PyObject *ends, *fn;
+    if (!PyArg_ParseTuple(args, "y*OO", &view, &ends, &fn))
+        return NULL;
+    PyObject *seq = PySequence_Fast(ends, "ends must be a sequence");
+    if (seq == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, count * 16);
+    if (out == NULL)
+        goto fail;
+    char *dest = PyBytes_AS_STRING(out);
+    Py_ssize_t start = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t end = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, k));
+        if (end == -1 && PyErr_Occurred())
+            goto fail;
+        if (end < start || end > view.len) {
+            PyErr_SetString(PyExc_ValueError, "chunk ends must grow and stay inside the data");
+            goto fail;
+        }
+        PyObject *chunk = PyBytes_FromStringAndSize((const char *)view.buf + start, end - start);
+        if (chunk == NULL)
+            goto fail;
+        PyObject *digest = PyObject_CallOneArg(fn, chunk);
+        Py_DECREF(chunk);
+        if (digest == NULL)
+            goto fail;
+        if (!PyBytes_Check(digest) || PyBytes_GET_SIZE(digest) != 16) {
+            Py_DECREF(digest);
+            PyErr_SetString(PyExc_ValueError, "a chunk digest must be 16 bytes");
+            goto fail;
+        }
+        memcpy(dest + 16 * k, PyBytes_AS_STRING(digest), 16);
+        Py_DECREF(digest);
+        start = end;
+    }
+    Py_DECREF(seq);
+    PyBuffer_Release(&view);
+    return out;
+fail:
+    Py_XDECREF(out);
+    Py_DECREF(seq);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"digests", py_digests, METH_VARARGS,
+     "digests(data, ends, fn) -> bytes: fn(data[previous end:end]) for each end, 16 bytes each, end to end."},
     {"set_gear", py_set_gear, METH_VARARGS, "set_gear(table): the 256 32-bit gear values to cut with."},
     {"cut", py_cut, METH_VARARGS,
      "cut(data, min, avg, max) -> [length, ...]: the chunk lengths of data, in order."},

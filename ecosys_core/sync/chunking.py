@@ -20,6 +20,7 @@ from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
+from operator import sub
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
 
@@ -168,31 +169,56 @@ class Chunker:
         self.params = params
         self._carry = b""
 
-    def feed(self, block: bytes | memoryview) -> list[memoryview]:
-        """The chunks now final, as views of the bytes fed (no copies)."""
+    def feed_ends(self, block: bytes | memoryview) -> tuple[bytes | memoryview, list[int]]:
+        """The chunks now final, as the bytes they lie in and where each ends in them (no copies)."""
         mn, avg, mx = self.params
         data = self._carry + block if self._carry else block
         if len(data) < 2 * mx:
             self._carry = bytes(data)
-            return []
+            return b"", []
         ends = list(accumulate(cut_lengths(data, mn, avg, mx)))
         final = bisect_right(ends, len(data) - mx)
         ends = ends[:final]
-        view = memoryview(data)
-        self._carry = bytes(view[ends[-1] if ends else 0:])
-        return _views(view, ends)
+        self._carry = bytes(memoryview(data)[ends[-1] if ends else 0:])
+        return data, ends
+
+    def finish_ends(self) -> tuple[bytes, list[int]]:
+        """The remaining chunks, as :meth:`feed_ends` gives them."""
+        data, self._carry = self._carry, b""
+        return data, list(accumulate(cut_lengths(data, *self.params))) if data else []
+
+    def feed(self, block: bytes | memoryview) -> list[memoryview]:
+        """The chunks now final, as views of the bytes fed (no copies)."""
+        return _views(*self.feed_ends(block))
 
     def finish(self) -> list[memoryview]:
         """The remaining chunks."""
-        data, self._carry = self._carry, b""
-        if not data:
-            return []
-        return _views(memoryview(data), list(accumulate(cut_lengths(data, *self.params))))
+        return _views(*self.finish_ends())
 
 
-def _views(view: memoryview, ends: list[int]) -> list[memoryview]:
+def _views(data: bytes | memoryview, ends: list[int]) -> list[memoryview]:
     # Sliced by C loops (map), not a Python loop: a 128 MiB file has 131,072 chunks.
-    return list(map(view.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+    return list(map(memoryview(data).__getitem__, map(slice, [0, *ends[:-1]], ends)))
+
+
+def _package_digests(data: bytes | memoryview, ends: list[int]) -> bytes:
+    return b"".join(map(chunk_digest, _views(data, ends)))
+
+
+def _native_digests() -> Callable[[bytes | memoryview, list[int]], bytes] | None:
+    """The C loop over the chunks (``_cdc.digests``) where it was built; None to loop in Python.
+    ``ECOSYS_PURE_CDC=1`` forces Python."""
+    if os.environ.get("ECOSYS_PURE_CDC"):
+        return None
+    try:
+        from ._cdc import digests  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return lambda data, ends: digests(data, ends, chunk_digest)
+
+
+chunk_digests: Callable[[bytes | memoryview, list[int]], bytes] = _native_digests() or _package_digests
+"""The digests of the chunks of ``data`` ending at ``ends``, 16 bytes each, end to end."""
 
 
 def iter_chunks(stream: BinaryIO, params: tuple[int, int, int]) -> Iterator[memoryview]:
@@ -213,16 +239,16 @@ class SignatureBuilder:
         self._digests = bytearray()
         self.seen = 0  # bytes fed
 
-    def _take(self, chunks: list[memoryview]) -> None:
-        self._lengths.extend(map(len, chunks))
-        self._digests += b"".join(map(chunk_digest, chunks))
+    def _take(self, data: bytes | memoryview, ends: list[int]) -> None:
+        self._lengths.extend(map(sub, ends, [0, *ends[:-1]]))
+        self._digests += chunk_digests(data, ends)
 
     def feed(self, data: bytes | memoryview) -> None:
         self.seen += len(data)
-        self._take(self._chunker.feed(data))
+        self._take(*self._chunker.feed_ends(data))
 
     def signature(self) -> Signature:
-        self._take(self._chunker.finish())
+        self._take(*self._chunker.finish_ends())
         return Signature(self._chunker.params, sum(self._lengths), self._lengths, bytes(self._digests))
 
 

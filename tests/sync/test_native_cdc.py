@@ -16,7 +16,7 @@ import pytest
 from fastcdc.fastcdc_py import GEAR
 
 from ecosys_core.sync import chunking
-from ecosys_core.sync.chunking import SignatureBuilder, _package_cut, chunk_params
+from ecosys_core.sync.chunking import SignatureBuilder, _package_cut, _package_digests, chunk_digest, chunk_params
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -64,6 +64,21 @@ def test_bad_arguments_are_refused(native: ModuleType):
     assert native.cut(b"x" * 100, 64, 256, 1024) == _package_cut(b"x" * 100, 64, 256, 1024)
 
 
+def test_chunk_digests_equal_those_made_in_python(native: ModuleType):
+    data = os.urandom(1 << 20)
+    ends = [e for e in range(0, len(data) + 1, 777)][1:] + [len(data)]
+    assert native.digests(data, ends, chunk_digest) == _package_digests(data, ends)
+    assert native.digests(memoryview(data)[3:], [10, 10, 500], chunk_digest) == _package_digests(data[3:], [10, 10, 500])
+    assert native.digests(b"", [], chunk_digest) == b""
+    for bad in ([5, 4], [len(data) + 1], [-1], ["x"]):
+        with pytest.raises((ValueError, TypeError)):
+            native.digests(data, bad, chunk_digest)
+    with pytest.raises(ValueError, match="16 bytes"):
+        native.digests(data, [10], lambda chunk: b"short")
+    with pytest.raises(ZeroDivisionError):
+        native.digests(data, [10], lambda chunk: 1 / 0)
+
+
 def test_signatures_are_the_same_with_and_without_it(native: ModuleType, monkeypatch: pytest.MonkeyPatch):
     data = os.urandom(5 << 20)
 
@@ -75,8 +90,10 @@ def test_signatures_are_the_same_with_and_without_it(native: ModuleType, monkeyp
         return sig.lengths, sig.digests
 
     monkeypatch.setattr(chunking, "cut_lengths", native.cut)
+    monkeypatch.setattr(chunking, "chunk_digests", lambda data, ends: native.digests(data, ends, chunk_digest))
     with_native = signature()
     monkeypatch.setattr(chunking, "cut_lengths", _package_cut)
+    monkeypatch.setattr(chunking, "chunk_digests", _package_digests)
     assert signature() == with_native
 
 
@@ -84,3 +101,4 @@ def test_the_built_chunker_is_the_one_in_use():
     if not list(Path(chunking.__file__).parent.glob("_cdc*.so")):
         pytest.skip("no C chunker was built next to chunking.py (no compiler at install): the package cuts")
     assert chunking.cut_lengths is not _package_cut
+    assert chunking.chunk_digests is not _package_digests
