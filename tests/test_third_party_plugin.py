@@ -14,6 +14,9 @@ import pytest
 from .conftest import run_ecosys
 
 EXAMPLE = Path(__file__).parent / "plugin_example"
+# The plugin is installed into the one Python environment for the module's tests and removed after
+# them: on two workers, one worker's removal would pull it from under the other's tests.
+pytestmark = pytest.mark.xdist_group("installs-the-example-plugin")
 
 
 @pytest.fixture(scope="module")

@@ -122,6 +122,7 @@ class FileStat(NamedTuple):
     mtime_ns: int
     deleted: bool
     hash: str
+    settled: bool = False  # its content is known to have stayed since it took this mtime (no racy rehash)
 
 
 class IndexBatch:

@@ -254,11 +254,15 @@ class SignatureBuilder:
 
 @dataclass
 class FileDigest:
-    """What one read of a file tells: size, BLAKE3 hex, and the chunk signature when asked for."""
+    """What one read of a file tells: size, BLAKE3 hex, and the chunk signature when asked for; the
+    mtime the file had when the read began, and whether its size and mtime were the same when it ended
+    (``steady``; False: it was being written meanwhile, and what was read may be no state it ever had)."""
 
     size: int
     hash: str
     signature: Signature | None
+    mtime_ns: int = 0
+    steady: bool = True
 
 
 def digest_file(path: Path, *, with_signature: bool) -> FileDigest:
@@ -266,7 +270,8 @@ def digest_file(path: Path, *, with_signature: bool) -> FileDigest:
     hasher = blake3.blake3()
     size = 0
     with open(path, "rb") as fh:
-        expected = os.fstat(fh.fileno()).st_size
+        before = os.fstat(fh.fileno())
+        expected = before.st_size
         builder = SignatureBuilder(expected) if with_signature else None
         read = max(READ_BLOCK, 4 * chunk_params(expected)[2])
         while block := fh.read(read):
@@ -274,7 +279,10 @@ def digest_file(path: Path, *, with_signature: bool) -> FileDigest:
             size += len(block)
             if builder is not None:
                 builder.feed(block)
-    return FileDigest(size, hasher.hexdigest(), builder.signature() if builder is not None else None)
+        after = os.fstat(fh.fileno())
+    steady = size == after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns
+    return FileDigest(size, hasher.hexdigest(), builder.signature() if builder is not None else None,
+                      before.st_mtime_ns, steady)
 
 
 class Copy(NamedTuple):

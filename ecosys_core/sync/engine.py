@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import threading
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -91,9 +92,10 @@ class SyncEngine:
         self._owed_back: set[str] = set()  # peers whose own change produced something for them (a merge, a conflict copy)
 
     # -- the parts' entry points, for callers that hold one engine per device ---------------------
-    def scan(self, secure_id: str, paths: Iterable[str] | None = None, *, folders: Iterable[str] = ()) -> ScanReport:
+    def scan(self, secure_id: str, paths: Iterable[str] | None = None, *, folders: Iterable[str] = (),
+             patient: bool = True) -> ScanReport:
         """:meth:`LocalChanges.scan`: index this device's edits of the task and queue them."""
-        return self.local.scan(secure_id, paths, folders=folders)
+        return self.local.scan(secure_id, paths, folders=folders, patient=patient)
 
     def conflicts(self, secure_id: str, offset: int = 0, limit: int = 100) -> tuple[int, list[Conflict]]:
         """:func:`conflicts.list_conflicts`: the task's conflict copies, a page at a time."""
@@ -299,7 +301,9 @@ class SyncEngine:
         if not isinstance(temp, Path):
             return [temp] if temp is not None else []
         kept = signature.result(temp) if signature is not None else None  # from the temp: what is moved
+        renamed_ns = time.time_ns()
         st = commit_temp(temp, target, remote.modified_ns)
+        self.local.note_written(info.secure_id, m.path, st, remote.modified_ns, renamed_ns)
         self._commit_entry(info, local, remote.but(version=merged, mtime_ns=st.st_mtime_ns), peer, relay)
         self.local.remember_content(target, remote, kept)
         if self.hook is not None:

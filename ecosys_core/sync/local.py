@@ -37,7 +37,7 @@ from .context import TaskContext, TaskContexts, short_id
 from .delta import BSDIFF_MAX
 from .objects import ObjectStore
 from .places import Places
-from .scanner import RACY_NS, Observation, ScanResult, indexable_name, scan_paths, scan_tree
+from .scanner import RACY_NS, Observation, ScanResult, indexable_name, scan_paths, scan_tree, settled_after
 
 log = logging.getLogger(__name__)
 SHADOW_MIN = 16 << 10  # smaller files travel whole: a delta would not be smaller
@@ -106,9 +106,12 @@ class LocalChanges:
         # (Observation.settled): fresh_entry trusts those without hashing them again
         self._settled: dict[tuple[str, str], tuple[int, int]] = {}
 
-    def scan(self, secure_id: str, paths: Iterable[str] | None = None, *, folders: Iterable[str] = ()) -> ScanReport:
+    def scan(self, secure_id: str, paths: Iterable[str] | None = None, *, folders: Iterable[str] = (),
+             patient: bool = True) -> ScanReport:
         """Bring the index of task ``secure_id`` up to date with its folder: all of it, or only ``paths``
-        and the subtrees of ``folders`` ('/'-separated, relative to the root) when either is given. Every
+        and the subtrees of ``folders`` ('/'-separated, relative to the root) when either is given.
+        ``patient=False`` (a watcher's scan) leaves a file that was written while it was read to the
+        event that write brings (scanner.STEADY_TRIES). Every
         local change bumps this device's counter and is queued for the linked devices. Paths the task's
         ignore patterns name are left alone; when the patterns changed since the last whole scan, this
         scan is a whole one. Raises IgnoreFileError (nothing scanned) while they are broken; while the
@@ -128,7 +131,8 @@ class LocalChanges:
             patterns_moved = self._patterns_seen.get(secure_id, ignores.generation) != ignores.generation
             if (paths is None and not folders) or "" in folders or patterns_moved:
                 batch = IndexBatch(session, task.id)
-                result = scan_tree(places, batch.fingerprints, batch.stats, excluded=excluded, ignores=ignores)
+                result = scan_tree(places, batch.fingerprints, batch.stats, excluded=excluded, ignores=ignores,
+                                   patient=patient)
                 self._patterns_seen[secure_id] = ignores.generation
                 # Under the lock no write of ours is in flight: these are leftovers of a crash.
                 for temp in result.stale_temp:
@@ -138,12 +142,13 @@ class LocalChanges:
             for folder in folders:  # a folder made, moved or removed: what is below it, as a whole scan sees it
                 batch = IndexBatch(session, task.id, under=folder)
                 result = scan_tree(places, batch.fingerprints, batch.stats, under=folder, excluded=excluded,
-                                   ignores=ignores)
+                                   ignores=ignores, patient=patient)
                 report += self._record(task, result, batch.get, batch.put, batch.queue, targets)
             paths = [p for p in paths or () if not any(p.startswith(f + "/") for f in folders) and indexable_name(p)]
-            known = {p: FileStat(e.size, e.mtime_ns, e.deleted, e.hash)
+            known = {p: FileStat(e.size, e.mtime_ns, e.deleted, e.hash,
+                                 self._settled.get((secure_id, p)) == (e.size, e.mtime_ns))
                      for p in paths if (e := get_entry(session, task.id, p)) is not None}
-            result = scan_paths(places, known, paths, excluded, ignores)
+            result = scan_paths(places, known, paths, excluded, ignores, patient)
             if not (result.changed or result.touched or result.missing):
                 return report + ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
             return report + self._record(
@@ -188,10 +193,23 @@ class LocalChanges:
         return report
 
     def _note_settled(self, secure_id: str, obs: Observation) -> None:
-        if obs.settled() and time.time_ns() - obs.mtime_ns <= RACY_NS:
-            if len(self._settled) >= 4096:  # only files changed in the last RACY_NS matter
+        if obs.settled():
+            self._remember_settled(secure_id, obs.path, obs.size, obs.mtime_ns)
+
+    def _remember_settled(self, secure_id: str, path: str, size: int, mtime_ns: int) -> None:
+        if time.time_ns() - mtime_ns <= RACY_NS:  # only files changed in the last RACY_NS matter
+            if len(self._settled) >= 4096:
                 self._settled.clear()
-            self._settled[(secure_id, obs.path)] = (obs.size, obs.mtime_ns)
+            self._settled[(secure_id, path)] = (size, mtime_ns)
+
+    def note_written(self, secure_id: str, path: str, st: os.stat_result, mtime_ns: int, renamed_ns: int) -> None:
+        """The engine renamed content it knows into ``path`` at ``renamed_ns`` (taken just before the
+        rename) after giving it ``mtime_ns``; ``st`` is the file's stat taken after the rename. If the
+        mtime is still the one given, and lies more than a timestamp step before the rename, any write
+        since the rename would have moved it: the file is what the engine wrote, and the scan its watcher
+        event brings need not hash it again (128 MiB: 0.2 s per received change)."""
+        if st.st_mtime_ns == mtime_ns and settled_after(mtime_ns, renamed_ns):
+            self._remember_settled(secure_id, path, st.st_size, mtime_ns)
 
     def fresh_entry(self, ctx: TaskContext, path: str) -> Entry | None:
         """The entry of ``path`` once the disk agrees with it (rescanning that path only if it does not):

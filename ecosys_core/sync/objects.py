@@ -15,11 +15,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from .chunking import Signature
 
 DEFAULT_BUDGET = 320 << 20
+RECENT_SIGNATURES = 6 << 20  # bytes of the last signatures used, kept parsed in memory
 
 
 class ObjectStore:
@@ -29,6 +32,12 @@ class ObjectStore:
         self.root = root
         self.budget = budget
         self._usage: int | None = None  # measured once, then kept up to date
+        # A small edit of a large file uses the signatures of its last contents several times within a
+        # second (the scan keeps one, the sender reads two, the receiver two): 30 ms each to read and
+        # parse at 128 MiB, so the last few are kept parsed (never changed once made).
+        self._recent: OrderedDict[str, Signature] = OrderedDict()
+        self._recent_bytes = 0
+        self._recent_lock = threading.Lock()
 
     def _path(self, kind: str, digest: str) -> Path:
         return self.root / kind / digest[:2] / digest
@@ -80,6 +89,21 @@ class ObjectStore:
     def put_signature(self, digest: str, signature: Signature) -> None:
         """Keep the chunk signature of the content ``digest``."""
         self._put("sig", digest, lambda fh: fh.write(signature.to_bytes()))
+        self._keep_recent(digest, signature)
+
+    def _keep_recent(self, digest: str, signature: Signature) -> None:
+        size = len(signature.digests) + 4 * len(signature.lengths)
+        if size > RECENT_SIGNATURES:
+            return
+        with self._recent_lock:
+            old = self._recent.pop(digest, None)
+            if old is not None:
+                self._recent_bytes -= len(old.digests) + 4 * len(old.lengths)
+            self._recent[digest] = signature
+            self._recent_bytes += size
+            while self._recent_bytes > RECENT_SIGNATURES:
+                _, gone = self._recent.popitem(last=False)
+                self._recent_bytes -= len(gone.digests) + 4 * len(gone.lengths)
 
     def has_signature(self, digest: str) -> bool:
         """True when a signature for ``digest`` is kept (not read: cheap)."""
@@ -87,10 +111,18 @@ class ObjectStore:
 
     def signature(self, digest: str) -> Signature | None:
         """The kept signature for ``digest``, or None (also when the file is damaged)."""
+        with self._recent_lock:
+            recent = self._recent.get(digest)
+            if recent is not None:
+                self._recent.move_to_end(digest)
+        if recent is not None and self._path("sig", digest).is_file():  # trimmed: gone from both
+            return recent
         try:
-            return Signature.from_bytes(self._path("sig", digest).read_bytes())
+            signature = Signature.from_bytes(self._path("sig", digest).read_bytes())
         except (OSError, ValueError):
             return None
+        self._keep_recent(digest, signature)
+        return signature
 
     def usage(self) -> int:
         """Bytes used now."""

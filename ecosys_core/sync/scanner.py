@@ -53,8 +53,10 @@ class ScanResult:
     missing: list[str] = field(default_factory=list)
     stale_temp: list[Path] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    unsteady: list[str] = field(default_factory=list)  # being written while read: left for their next event
     files_seen: int = 0
     bytes_hashed: int = 0
+    patient: bool = True  # False: a file being written is left (its next event scans it), not read again
 
 
 def _ignored(name: str) -> bool:
@@ -166,16 +168,34 @@ def settled_after(mtime_ns: int, read_at_ns: int) -> bool:
     return read_at_ns - mtime_ns > step
 
 
+# A file whose size or mtime moved while it was read may have been read half written, a state it never
+# had (a large file written as a scan started would be sent so, then again whole). A scan a watcher event
+# asked for leaves it: the write that moved it ends with an event of its own, which scans it again. Other
+# scans (before a send or an apply, a rescan) read it again, at most this many times, this far apart; one
+# that never holds still (a log written all the time) keeps its last read, and its next change is seen.
+STEADY_TRIES = 4
+STEADY_WAIT = 0.05
+
+
 def _observe(path: Path, rel: str, size: int, mtime_ns: int, known: FileStat | None, result: ScanResult) -> None:
     if (known is not None and not known.deleted and known.size == size and known.mtime_ns == mtime_ns
-            and time.time_ns() - mtime_ns > RACY_NS):
+            and (known.settled or time.time_ns() - mtime_ns > RACY_NS)):
         return
-    started = time.time_ns()
-    try:
-        digest = digest_file(path, with_signature=size > BSDIFF_MAX)
-    except OSError:
-        return  # vanished or unreadable right now; the next scan will see it
-    result.bytes_hashed += digest.size
+    tries = STEADY_TRIES if result.patient else 1
+    for attempt in range(tries):
+        started = time.time_ns()
+        try:
+            digest = digest_file(path, with_signature=size > BSDIFF_MAX)
+        except OSError:
+            return  # vanished or unreadable right now; the next scan will see it
+        result.bytes_hashed += digest.size
+        if digest.steady or attempt == tries - 1:
+            break
+        time.sleep(STEADY_WAIT)
+    if not digest.steady and not result.patient:
+        result.unsteady.append(rel)
+        return
+    mtime_ns = digest.mtime_ns or mtime_ns  # the mtime that goes with what was read
     if known is not None and not known.deleted and known.hash == digest.hash:
         result.touched.append(Observation(rel, digest.size, mtime_ns, None, started))
     else:
@@ -210,7 +230,7 @@ def _walk_while_loading(places: Places, racy_after: int, load: Callable[[], Mapp
 
 def scan_tree(places: Places, fingerprints: Callable[[], Mapping[str, tuple[int, int]]],
               details: Callable[[], Mapping[str, FileStat]], under: str = "",
-              excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None) -> ScanResult:
+              excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None, patient: bool = True) -> ScanResult:
     """Compare every file of a task's ``places`` (its folder) with the index; with ``under`` (a folder, '/'-separated),
     only that folder's subtree, as a walk of the whole tree would see it. Paths starting with one of
     ``excluded`` (folders as "a/b/") and paths ``ignores`` ignores are neither seen nor missing: they
@@ -220,6 +240,7 @@ def scan_tree(places: Places, fingerprints: Callable[[], Mapping[str, tuple[int,
     given); it is called in this thread while the tree is walked in another (the C walk and SQLite both
     run without the GIL). ``details`` returns every entry (tombstones included) and is called at most
     once, only when some file differs, so an unchanged tree costs one walk and two set operations.
+    ``patient``: see STEADY_TRIES.
     """
     # taken before the walk, so every file written within RACY_NS of its stat counts as racy
     racy_after = time.time_ns() - RACY_NS
@@ -237,7 +258,7 @@ def scan_tree(places: Places, fingerprints: Callable[[], Mapping[str, tuple[int,
         indexed = dict(indexed) if not isinstance(indexed, dict) else indexed
         ignores.filter_scan(found, indexed, whole=not under)
         walk.racy = [path for path in walk.racy if path in found]
-    result = ScanResult(stale_temp=walk.temp_files, unreadable=walk.unreadable, files_seen=len(found))
+    result = ScanResult(stale_temp=walk.temp_files, unreadable=walk.unreadable, files_seen=len(found), patient=patient)
     # dict equality and set difference run in C: an unchanged tree costs no Python work per file here
     same = found == indexed
     suspects = set(walk.racy) if same else {path for path, _ in found.items() - indexed.items()}.union(walk.racy)
@@ -311,12 +332,12 @@ def walk_folder(root: Path, under: str, racy_after: int) -> TreeWalk:
 
 
 def scan_paths(places: Places, known: Mapping[str, FileStat], paths: Iterable[str],
-               excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None) -> ScanResult:
+               excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None, patient: bool = True) -> ScanResult:
     """Compare only ``paths`` (relative, '/'-separated) with ``known``, leaving out those under
     ``excluded`` and those ``ignores`` ignores. Only a path that is not there counts as deleted (not one that cannot be read now);
-    raises RootUnavailable without the task's folder."""
+    raises RootUnavailable without the task's folder. ``patient``: see STEADY_TRIES."""
     places.available()
-    result = ScanResult()
+    result = ScanResult(patient=patient)
     for rel in sorted(set(paths)):
         if (any(_ignored(part) for part in rel.split("/")) or rel.startswith(excluded) or not indexable_name(rel)
                 or (ignores is not None and ignores.ignored(rel))):

@@ -244,11 +244,12 @@ class TaskWatcher:
                         continue
             for secure_id, paths in due:
                 try:
+                    # Impatient: a file still being written is left to the event its write ends with
                     if paths is _FULL:
-                        report = self.engine.scan(secure_id)
+                        report = self.engine.scan(secure_id, patient=False)
                     else:  # a folder is noted with a trailing slash: no file path ends with one
                         report = self.engine.scan(secure_id, sorted(p for p in paths if not p.endswith("/")),
-                                                  folders=[p[:-1] for p in paths if p.endswith("/")])
+                                                  folders=[p[:-1] for p in paths if p.endswith("/")], patient=False)
                 except EcosysError as exc:  # said in a line: a root gone, broken ignore patterns
                     log.warning("task %s not scanned: %s", secure_id[:12], exc)
                     continue

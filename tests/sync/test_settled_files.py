@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ecosys_core.sync.scanner import RACY_NS, settled_after
 
-from .harness import make_devices
+from .harness import SECURE_ID, make_devices, meet
 
 
 def scans_of(device) -> list:  # a spy on the real index's scans (nothing replaced)
@@ -59,3 +59,69 @@ def test_settled_after_uses_the_file_systems_step():
     assert settled_after(fine, now) and not settled_after(now - 1_000_001, now)
     coarse = (now // 10**9 - 1) * 10**9  # whole seconds (FAT's 2 s steps): RACY_NS
     assert not settled_after(coarse, coarse + RACY_NS) and settled_after(coarse, coarse + RACY_NS + 1)
+
+
+def test_a_received_file_is_not_hashed_again_by_the_scan_its_write_brings(tmp_path: Path):
+    a, b = make_devices(tmp_path, 2)
+    a.write("doc.txt", b"from a")
+    time.sleep(0.1)  # the origin's mtime lies more than a timestamp step before the receiver's rename
+    a.scan()
+    meet(a, b)
+    assert b.files() == {"doc.txt": b"from a"}
+    report = b.engine.scan(SECURE_ID, ["doc.txt"], patient=False)  # what b's watcher asks for
+    assert report.bytes_hashed == 0 and report.changed == 0
+    b.write("doc.txt", b"edited on b")  # a later edit moves the mtime: seen
+    report = b.engine.scan(SECURE_ID, ["doc.txt"], patient=False)
+    assert report.changed == 1
+    for d in (a, b):
+        d.close()
+
+
+class GrowsWhileRead:
+    """A BLAKE3 hasher standing in for the real one (which it wraps) that appends to ``path`` while the
+    first block is hashed: a writer at work while the scan reads, made deterministic."""
+
+    def __init__(self, real, path: Path, times: int) -> None:
+        self.real, self.path, self.times = real, path, times
+
+    def __call__(self):
+        real, outer = self.real(), self
+
+        class Hasher:
+            def update(self, block):
+                if outer.times > 0:
+                    outer.times -= 1
+                    with open(outer.path, "ab") as fh:
+                        fh.write(b" and more")
+                real.update(block)
+
+            def hexdigest(self):
+                return real.hexdigest()
+
+        return Hasher()
+
+
+def test_a_file_written_while_it_is_read_is_never_taken_half_written(tmp_path: Path, monkeypatch):
+    from ecosys_core.sync import chunking
+
+    real = chunking.blake3.blake3
+    a, b = make_devices(tmp_path, 2)
+    path = a.root / "log.txt"
+    a.write("log.txt", b"start")
+    digest = chunking.digest_file(path, with_signature=False)
+    assert digest.steady and digest.mtime_ns == path.stat().st_mtime_ns
+    monkeypatch.setattr(chunking.blake3, "blake3", GrowsWhileRead(real, path, 1))
+    assert not chunking.digest_file(path, with_signature=False).steady
+
+    # A watcher's scan leaves it: the write ends with an event of its own
+    monkeypatch.setattr(chunking.blake3, "blake3", GrowsWhileRead(real, path, 1))
+    report = a.engine.scan(SECURE_ID, ["log.txt"], patient=False)
+    assert report.changed == 0 and a.engine.outgoing(b.device_id) == []
+    # Any other scan reads it again until it holds still, and takes what it then holds
+    monkeypatch.setattr(chunking.blake3, "blake3", GrowsWhileRead(real, path, 2))
+    report = a.engine.scan(SECURE_ID, ["log.txt"])
+    assert report.changed == 1
+    meet(a, b)
+    assert b.files() == {"log.txt": path.read_bytes()} and path.read_bytes().endswith(b"and more and more and more")
+    for d in (a, b):
+        d.close()
