@@ -34,13 +34,15 @@ SEND_GROUP = 64  # pending modifications prepared in one engine call
 WINDOW_BYTES = 16 << 20
 WINDOW_MESSAGES = 2048
 WINDOW_WAIT = 30.0  # seconds: past that, a lost answer must not stall the session for good
+PENDING_PAGE = 4096  # pending items read at a time (100,000 at once held 50 MiB)
 
 
 class SyncPort(Protocol):
     """The sync engine's calls a session makes (``sync.engine.SyncEngine`` has them)."""
 
-    def pending(self, peer: str) -> list[Any]:
-        """What ``peer`` is owed: items with ``secure_id``, ``path``, ``base_hash`` and ``version``."""
+    def pending(self, peer: str, after: Any = (0, 0), limit: int | None = None) -> list[Any]:
+        """What ``peer`` is owed: items with ``secure_id``, ``path``, ``base_hash``, ``version`` and
+        ``cursor``; a page of ``limit`` after the cursor ``after`` when given."""
 
     def modifications(self, peer: str, items: Sequence[Any]) -> list[Modification | None]:
         """The events of pending ``items``."""
@@ -287,20 +289,29 @@ class PeerSession:
             if self._flush:
                 self._flush = False
                 await self._send_member_lists()
-                pending = await self.host.run_blocking(self.host.sync.pending, self.peer)
-                todo = [item for item in pending if (item.secure_id, item.path) not in self.in_flight]
-                self._held_back.update((item.secure_id, item.path) for item in pending
-                                       if self.in_flight.get((item.secure_id, item.path), item.version) != item.version)
-                for start in range(0, len(todo), SEND_GROUP):
-                    await self._wait_for_room()
-                    messages = await self.host.run_blocking(self._prepare, todo[start:start + SEND_GROUP])
-                    ready = [m for m in messages if m is not None]
-                    self._sent(ready)
-                    await self._send_all(ready)
-                    await self._send_answers()  # answers overtake the rest of the queue
+                await self._send_pending()
                 continue
             await self._wake.wait()
             self._wake.clear()
+
+    async def _send_pending(self) -> None:
+        """Send what is pending for the peer, a page at a time, within the window."""
+        cursor = (0, 0)
+        while True:
+            pending = await self.host.run_blocking(self.host.sync.pending, self.peer, cursor, PENDING_PAGE)
+            todo = [item for item in pending if (item.secure_id, item.path) not in self.in_flight]
+            self._held_back.update((item.secure_id, item.path) for item in pending
+                                   if self.in_flight.get((item.secure_id, item.path), item.version) != item.version)
+            for start in range(0, len(todo), SEND_GROUP):
+                await self._wait_for_room()
+                messages = await self.host.run_blocking(self._prepare, todo[start:start + SEND_GROUP])
+                ready = [m for m in messages if m is not None]
+                self._sent(ready)
+                await self._send_all(ready)
+                await self._send_answers()  # answers overtake the rest of the queue
+            if len(pending) < PENDING_PAGE:
+                return
+            cursor = pending[-1].cursor
 
     async def _send_member_lists(self) -> None:
         """Member lists first (what follows may depend on them): each task's, when it differs from the

@@ -120,9 +120,9 @@ class SyncEngine:
             keep(copy_file, original_file, which)
             return self.local.scan(secure_id, [copy, original])
 
-    def pending(self, peer: str) -> list[PendingItem]:
-        """:meth:`Outbox.pending`: what ``peer`` is owed."""
-        return self.outbox.pending(peer)
+    def pending(self, peer: str, after: tuple[int, int] = (0, 0), limit: int | None = None) -> list[PendingItem]:
+        """:meth:`Outbox.pending`: what ``peer`` is owed (a page of it with ``limit``)."""
+        return self.outbox.pending(peer, after, limit)
 
     def outgoing(self, peer: str) -> list[Modification]:
         """:meth:`Outbox.outgoing`: what ``peer`` is owed, as modification events."""

@@ -38,6 +38,7 @@ class PendingItem(NamedTuple):
     base_hash: str
     version: dict[str, int]
     announce: bool = False  # send the version only; the peer says what it has
+    cursor: tuple[int, int] = (0, 0)  # (task id, event id): where the next page of pending starts
 
 
 class Outbox:
@@ -51,16 +52,24 @@ class Outbox:
         self.local = local
         self._lock = lock
 
-    def pending(self, peer: str) -> list[PendingItem]:
-        """Everything pending for ``peer`` in the tasks linked with it, but for the tasks that wait (their
-        app runs, their ignore patterns are broken): what they owe stays pending until they go on."""
+    def pending(self, peer: str, after: tuple[int, int] = (0, 0), limit: int | None = None) -> list[PendingItem]:
+        """What is pending for ``peer`` in the tasks linked with it, but for the tasks that wait (their
+        app runs, their ignore patterns are broken): what they owe stays pending until they go on.
+        A page at a time with ``limit``: the items after the ``cursor`` ``after`` (the last one's of the
+        page before), so 100,000 pending paths are never all in memory at once."""
         out: list[PendingItem] = []
+        after_task, after_event = after
         with self._lock, self.store.session() as session:
-            for task in tasks_linked_with(session, peer):
-                if self.contexts.hold(task.info) is not None:
+            for task in sorted(tasks_linked_with(session, peer), key=lambda t: t.id):
+                if task.id < after_task or self.contexts.hold(task.info) is not None:
                     continue
-                out += [PendingItem(task.info.secure_id, item.path, item.base_hash, item.version, item.announce)
-                        for item in pending_for(session, task.id, peer)]
+                room = -1 if limit is None else limit - len(out)
+                out += [PendingItem(task.info.secure_id, item.path, item.base_hash, item.version, item.announce,
+                                    (task.id, item.event_id))
+                        for item in pending_for(session, task.id, peer, after_event if task.id == after_task else 0,
+                                                room)]
+                if limit is not None and len(out) >= limit:
+                    break
         return out
 
     def outgoing(self, peer: str) -> list[Modification]:

@@ -23,8 +23,9 @@ FILES, SIZE = 3000, 8192
 
 
 class Item:
-    def __init__(self, path: str) -> None:
-        self.secure_id, self.path, self.base_hash, self.version = "task", path, "", {"a": 1}
+    def __init__(self, number: int) -> None:
+        self.secure_id, self.path, self.base_hash, self.version = "task", f"f{number}.txt", "", {"a": 1}
+        self.cursor = (0, number + 1)
 
 
 class OwingEngine:
@@ -33,8 +34,9 @@ class OwingEngine:
     def __init__(self) -> None:
         self.owed = {f"f{i}.txt" for i in range(FILES)}
 
-    def pending(self, peer: str) -> list[Item]:
-        return [Item(p) for p in sorted(self.owed)]
+    def pending(self, peer: str, after: tuple[int, int] = (0, 0), limit: int | None = None) -> list[Item]:
+        owed = [Item(i) for i in range(after[1], FILES) if f"f{i}.txt" in self.owed]
+        return owed[:limit] if limit is not None else owed
 
     def modifications(self, peer: str, items: Sequence[Item]) -> list[Modification]:
         return [Modification("task", i.path, {"a": 1}, "0" * 64, SIZE, 0, "a", False, "", [bytes(SIZE)], False)

@@ -355,3 +355,21 @@ def test_a_link_made_during_a_batch_waits_for_it_and_is_seen_after_it(tmp_path: 
     worker.join(10)
     assert not worker.is_alive()
     assert newcomer in b.engine.contexts.get(SECURE_ID).linked
+
+
+def test_what_is_pending_comes_a_page_at_a_time_and_all_of_it(tmp_path: Path):
+    a, b = make_devices(tmp_path, 2)
+    for i in range(10):
+        a.write(f"f{i}.txt", b"x" * i)
+    a.scan()
+    whole = a.engine.pending(b.device_id)
+    pages, cursor = [], (0, 0)
+    while page := a.engine.pending(b.device_id, cursor, 3):
+        assert len(page) <= 3
+        pages += page
+        cursor = page[-1].cursor
+    assert [(p.path, p.version) for p in pages] == [(p.path, p.version) for p in whole] and len(whole) == 10
+    meet(a, b)
+    assert a.engine.pending(b.device_id, (0, 0), 3) == []
+    for d in (a, b):
+        d.close()
