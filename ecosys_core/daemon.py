@@ -19,6 +19,7 @@ from .gui.guard import Guard, load_or_create_secret
 from .gui.server import DEFAULT_PORT, GuiServer
 from .gui.uploads import Uploads
 from .home_lock import HomeLock
+from .malloc_arenas import share_one_arena
 from .largage import LargageService
 from .link_exchange import ANSWER_FLAGS, REQUEST_FLAGS, LinkExchange
 from .net.control import ControlServer
@@ -55,6 +56,7 @@ class Node:
     def __init__(self, home: HomeLayout, *, port: int = 0, host: str = "0.0.0.0", peers: list[str] = (),
                  mdns: bool = True, interfaces: list[str] | None = None,
                  gui_address: tuple[str, int] | None = ("127.0.0.1", DEFAULT_PORT)) -> None:
+        share_one_arena()  # before any worker thread allocates
         self.home = home.ensure()
         self.lock = HomeLock(home.root)
         self.lock.acquire()  # before anything is touched: a second daemon leaves the first one's state alone

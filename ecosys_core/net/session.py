@@ -31,8 +31,9 @@ SEND_GROUP = 64  # pending modifications prepared in one engine call
 # What may be sent and not answered yet: the receiver's reader never waits on its engine, so without a
 # window a sender faster than the receiver's disk fills the receiver's inbox (a 100,000-file first sync
 # held most of its content there). Streamed deltas have their own bound (the receiver's stream queue).
-WINDOW_BYTES = 16 << 20
-WINDOW_MESSAGES = 2048
+# 4 MiB (stop 25: 16) keeps two batches of small files in flight, which the receiver's apply keeps up with.
+WINDOW_BYTES = 4 << 20
+WINDOW_MESSAGES = 1024
 WINDOW_WAIT = 30.0  # seconds: past that, a lost answer must not stall the session for good
 PENDING_PAGE = 4096  # pending items read at a time (100,000 at once held 50 MiB)
 
