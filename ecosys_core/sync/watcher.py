@@ -20,6 +20,7 @@ from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
     FileModifiedEvent,
@@ -39,10 +40,14 @@ from .places import CONFLICT_MARK
 log = logging.getLogger(__name__)
 _FULL = None  # marker: rescan the whole task
 RESUME_CHECK = 1.0  # seconds between looks at the tasks waiting for their app to stop
-# What can change a file's content or existence. Opens, closes and reads are not asked of the kernel:
-# every file the sender reads would cost two events, and every write a third, each handled in Python.
-_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent,
+# What can change a file's content or existence, and a file closed after writing (inotify's
+# IN_CLOSE_WRITE): its writer is usually done, so the scan need not wait the whole settle time. Opens,
+# reads and closes without writing are not asked of the kernel: every file the sender reads would
+# cost two events, each handled in Python.
+_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileDeletedEvent, FileMovedEvent,
            DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
+CLOSED_SETTLE = 0.06  # seconds without events before a scan when the last event closed a written file: past
+# the finest timestamp step (scanner._FINE_STEP_NS), so what the scan reads counts as settled and is not read again to send it
 
 
 class _Handler(FileSystemEventHandler):
@@ -87,7 +92,7 @@ class _Handler(FileSystemEventHandler):
                 if not self.names or rel.startswith(self.names):
                     self.watcher.touch(self.task.secure_id, _FULL)
             elif not event.is_directory:
-                self.watcher.touch(self.task.secure_id, self.prefix + rel)
+                self.watcher.touch(self.task.secure_id, self.prefix + rel, closed=event.event_type == "closed")
             else:
                 # A folder made, moved or removed: its subtree is compared, not the whole task (an initial
                 # sync makes folders all along; each used to cost a walk of the task under the engine lock).
@@ -108,6 +113,7 @@ class TaskWatcher:
         self._pending: dict[str, set[str] | None] = {}
         self._first: dict[str, float] = {}
         self._last: dict[str, float] = {}
+        self._closed_last: dict[str, bool] = {}  # per task: its last event closed a written file
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._observer = Observer()
@@ -161,6 +167,7 @@ class TaskWatcher:
             self._pending.pop(secure_id, None)
             self._first.pop(secure_id, None)
             self._last.pop(secure_id, None)
+            self._closed_last.pop(secure_id, None)
         for watch, handler in self._watches.pop(secure_id, []):
             try:
                 self._observer.remove_handler_for_watch(handler, watch)
@@ -191,9 +198,10 @@ class TaskWatcher:
             self._cond.notify_all()
         self._thread.join(10)
 
-    def touch(self, secure_id: str, rel: str | None) -> None:
+    def touch(self, secure_id: str, rel: str | None, closed: bool = False) -> None:
         """Note that ``rel`` (a file, or a folder's subtree when it ends with "/"; None: the whole task)
-        may have changed."""
+        may have changed; ``closed``: a file closed after writing, which shortens the wait while no other
+        event follows (CLOSED_SETTLE; a scan that finds it still written leaves it to its next event)."""
         now = time.monotonic()
         with self._cond:
             # With something pending the scanning thread looks every 50 ms anyway; waking it at every event
@@ -207,15 +215,17 @@ class TaskWatcher:
                 self._pending[secure_id] = current
             self._first.setdefault(secure_id, now)
             self._last[secure_id] = now
-            if asleep:
+            self._closed_last[secure_id] = closed
+            if asleep or closed:
                 self._cond.notify_all()
 
     def _due(self, now: float) -> list[tuple[str, set[str] | None]]:
         due = []
         for secure_id in list(self._pending):
-            if now - self._last[secure_id] >= self.settle or now - self._first[secure_id] >= self.max_delay:
+            settle = min(self.settle, CLOSED_SETTLE) if self._closed_last.get(secure_id) else self.settle
+            if now - self._last[secure_id] >= settle or now - self._first[secure_id] >= self.max_delay:
                 due.append((secure_id, self._pending.pop(secure_id)))
-                del self._first[secure_id], self._last[secure_id]
+                del self._first[secure_id], self._last[secure_id], self._closed_last[secure_id]
         return due
 
     def _run(self) -> None:
@@ -236,7 +246,8 @@ class TaskWatcher:
                 if self._stop.is_set():
                     self._pending.clear()
                 if not due:
-                    self._cond.wait(timeout=0.05 if self._pending else min(RESUME_CHECK, max(0.0, next_rescan - now)))
+                    soon = 0.01 if any(self._closed_last.get(sid) for sid in self._pending) else 0.05
+                    self._cond.wait(timeout=soon if self._pending else min(RESUME_CHECK, max(0.0, next_rescan - now)))
                     if time.monotonic() >= next_rescan:
                         due = [(sid, _FULL) for sid in self.tasks]
                         next_rescan = time.monotonic() + self.rescan_interval

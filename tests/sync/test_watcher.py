@@ -176,3 +176,19 @@ def test_a_replaced_task_stops_its_watcher_and_the_new_one_is_watched(tmp_path: 
         assert wait_for(lambda: scans and scans[-1].changed >= 1)
         time.sleep(0.3)
     assert "NotFound" not in caplog.text and "no sync task" not in caplog.text
+
+
+def test_a_file_closed_after_writing_is_scanned_sooner_than_the_settle_time(tmp_path: Path):
+    (a,) = make_devices(tmp_path, 1)
+    w, scans = watcher_for(a, settle=2.0, max_delay=5.0)  # long enough that only the close can explain a scan
+    with w:
+        time.sleep(0.2)
+        with open(a.root / "doc.txt", "wb") as fh:
+            fh.write(b"written")
+            fh.flush()
+            time.sleep(0.5)  # open and written, not closed: the settle time holds
+            assert entry(a, "doc.txt") is None
+        assert wait_for(lambda: entry(a, "doc.txt") is not None, timeout=1.0), "the close did not shorten the wait"
+    w.touch(SECURE_ID, "other.txt", closed=True)
+    w.touch(SECURE_ID, "other.txt")  # a later event that is no close: the full settle time again
+    assert w._due(time.monotonic() + 0.1) == []
