@@ -231,6 +231,17 @@ def clear_staging(staging: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+@contextmanager
+def held_open(path: Path) -> Iterator[BinaryIO | None]:
+    """``path`` open for reading while the block runs, so what it holds can still be read after it is
+    renamed over another file; None where an open file cannot be renamed (Windows)."""
+    if os.name != "posix":
+        yield None
+        return
+    with open(path, "rb") as fh:
+        yield fh
+
+
 def commit_temp(temp: Path, target: Path, modified_ns: int | None = None) -> os.stat_result:
     """Give ``temp`` the origin's mtime, rename it over ``target`` and make it durable; return its stat.
     If any step fails, ``temp`` is removed (nothing is left in the staging folder) and the error raised."""

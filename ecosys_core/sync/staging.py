@@ -11,9 +11,9 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 from sqlalchemy.orm import Session
 
@@ -53,6 +53,10 @@ class NewSignature:
     base's kept signature and the ranges the delta copies (a few reads), or, when the base's signature is
     not kept, built from every byte as it is written (a chunking pass)."""
 
+    def adopt(self, other: "NewSignature") -> None:
+        """Take what ``other`` followed (the rebuild of a content written ahead) as this one's."""
+        self.__dict__.update(other.__dict__)
+
     def __init__(self, objects: ObjectStore, m: Modification) -> None:
         base = objects.signature(m.base_hash) if m.base_hash else None
         self.base = base if base is not None and base.params == chunk_params(m.size) else None
@@ -65,15 +69,16 @@ class NewSignature:
     def observe(self) -> Callable[[bytes | memoryview], None] | None:
         return self.builder.feed if self.builder is not None else None
 
-    def result(self, temp: Path) -> Signature | None:
-        """The signature of the content rebuilt in ``temp`` (None when nothing was rebuilt here)."""
+    def result(self, temp: Path | BinaryIO) -> Signature | None:
+        """The signature of the content rebuilt in ``temp`` (a path, or the file open for reading; None
+        when nothing was rebuilt here)."""
         if not self.rebuilt:
             return None
         if self.builder is not None:
             return self.builder.signature() if self.builder.seen == self.size else None
         assert self.base is not None and self.copies is not None
         try:
-            with open(temp, "rb") as fh:
+            with (open(temp, "rb") if isinstance(temp, Path) else nullcontext(temp)) as fh:
                 def read(at: int, n: int) -> bytes:
                     fh.seek(at)
                     return fh.read(n)
@@ -109,21 +114,27 @@ class ReadyContents:
 
     def __init__(self) -> None:
         self._ready: dict[ReadyKey, Path] = {}
+        self._signatures: dict[ReadyKey, NewSignature] = {}
         self._lock = threading.Lock()
 
-    def offer(self, key: ReadyKey, temp: Path) -> bool:
-        """Record ``temp`` as the content for ``key``; False (and ``temp`` removed) if one is there."""
+    def offer(self, key: ReadyKey, temp: Path, signature: NewSignature | None = None) -> bool:
+        """Record ``temp`` as the content for ``key`` (with what its signature is made from, to take
+        once it is in place); False (and ``temp`` removed) if one is there."""
         with self._lock:
             if key not in self._ready:
                 self._ready[key] = temp
+                if signature is not None:
+                    self._signatures[key] = signature
                 return True
         temp.unlink(missing_ok=True)
         return False
 
-    def take(self, key: ReadyKey) -> Path | None:
-        """The temp file ready for ``key``, now the caller's to move or remove."""
+    def take(self, key: ReadyKey) -> tuple[Path, NewSignature | None] | None:
+        """The temp file ready for ``key``, now the caller's to move or remove, and its signature's makings."""
         with self._lock:
-            return self._ready.pop(key, None)
+            temp = self._ready.pop(key, None)
+            signature = self._signatures.pop(key, None)
+        return (temp, signature) if temp is not None else None
 
     def discard(self, key: ReadyKey, temp: Path | None = None) -> None:
         """Forget and remove the content ready for ``key`` (only if it is ``temp``, when given)."""
@@ -131,6 +142,7 @@ class ReadyContents:
             if key not in self._ready or (temp is not None and self._ready[key] != temp):
                 return
             temp = self._ready.pop(key)
+            self._signatures.pop(key, None)
         temp.unlink(missing_ok=True)
 
 
@@ -194,14 +206,8 @@ class Staging:
         except (IntegrityError, DeltaError, OSError) as exc:
             log.warning("discarded change of %s from %s: %s", m.path, m.modified_by, exc)
             return None
-        kept = signature.result(temp) if signature is not None else None
-        if kept is not None:
-            try:  # keyed by content: right whatever the apply decides
-                self.objects.put_signature(m.hash, kept)
-            except OSError:
-                pass
-        key = (m.secure_id, m.path, m.hash)
-        return key if self.ready.offer(key, temp) else None
+        key = (m.secure_id, m.path, m.hash)  # its signature is taken once it is in place (the apply)
+        return key if self.ready.offer(key, temp, signature) else None
 
     def _build_in_memory(self, session: Session, peer: str, m: Modification, paths: InsideChecker
                          ) -> tuple[Path, bytes] | None:
