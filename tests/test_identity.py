@@ -40,3 +40,12 @@ def test_readable_form_round_trips_and_catches_typos():
 def test_id_command_prints_the_readable_id(run_cli, ecosys_home):
     readable = run_cli("id").output.strip()
     assert parse_device_id(readable) == run_cli("id", "--hex").output.strip()
+
+
+def test_a_damaged_certificate_is_named_and_left_as_it_is(tmp_path: Path):
+    load_or_create_identity(tmp_path)
+    (tmp_path / "cert.pem").write_text("garbage")
+    key_before = (tmp_path / "key.pem").read_bytes()
+    with pytest.raises(EcosysError, match=r"cert\.pem: not a certificate"):
+        load_or_create_identity(tmp_path)
+    assert (tmp_path / "cert.pem").read_text() == "garbage" and (tmp_path / "key.pem").read_bytes() == key_before

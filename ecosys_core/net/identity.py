@@ -17,6 +17,7 @@ from ..device_ids import (
     parse_device_id as parse_device_id,  # re-exported: the readable forms of an id
 )
 from ..device_ids import readable_id as readable_id
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,13 @@ def device_id_of(cert_der: bytes) -> str:
 
 
 def cert_der(cert_path: Path) -> bytes:
-    """The DER bytes of the PEM certificate at ``cert_path`` (ValueError when it holds none)."""
-    return ssl.PEM_cert_to_DER_cert(cert_path.read_text("ascii"))
+    """The DER bytes of the PEM certificate at ``cert_path``; ConfigError naming the file when it holds
+    none (damaged by hand or by a disk)."""
+    try:
+        return ssl.PEM_cert_to_DER_cert(cert_path.read_text("ascii"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(cert_path), None, f"not a certificate ({exc}); move the identity folder away to "
+                          "make a new identity (linked devices must then be linked again)") from None
 
 
 def load_or_create_identity(folder: Path, name: str = "ecosys") -> Identity:

@@ -74,10 +74,6 @@ class Connection:
             (self._raw or self._transport).abort()
 
 
-def _cert_der(identity: Identity) -> bytes:
-    return cert_der(identity.cert_path)
-
-
 def _context(identity: Identity, peer_cert: bytes, *, server: bool) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -133,7 +129,7 @@ async def accept(incoming: Incoming, identity: Identity) -> Connection:
     peer_cert = await asyncio.wait_for(read_preamble(incoming), HANDSHAKE_TIMEOUT)
     # No await between sending our preamble and starting TLS: the client's first TLS bytes only come
     # after it has read the preamble, so none can arrive as raw bytes.
-    raw.write(preamble(_cert_der(identity)))  # type: ignore[attr-defined]
+    raw.write(preamble(cert_der(identity.cert_path)))  # type: ignore[attr-defined]
     incoming.start_frames()
     tls = await asyncio.wait_for(loop.start_tls(raw, incoming, _context(identity, peer_cert, server=True),  # type: ignore[arg-type]
                                                 server_side=True), HANDSHAKE_TIMEOUT)
@@ -149,7 +145,7 @@ async def connect(host: str, port: int, identity: Identity, expected_id: str | N
     loop = asyncio.get_running_loop()
     raw, protocol = await asyncio.wait_for(loop.create_connection(FrameProtocol, host, port), HANDSHAKE_TIMEOUT)
     try:
-        raw.write(preamble(_cert_der(identity)))
+        raw.write(preamble(cert_der(identity.cert_path)))
         peer_cert = await asyncio.wait_for(read_preamble(protocol), HANDSHAKE_TIMEOUT)
         if expected_id is not None and hashlib.sha256(peer_cert).hexdigest() != expected_id:
             raise Refused(f"{host}:{port} is not device {readable_id(expected_id)}")

@@ -98,6 +98,11 @@ class Signature:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes it holds in memory (lengths and digests)."""
+        return len(self.digests) + self.lengths.itemsize * len(self.lengths)
+
     def digest(self, i: int) -> bytes:
         """The digest of chunk ``i``."""
         return self.digests[DIGEST_SIZE * i:DIGEST_SIZE * (i + 1)]

@@ -92,18 +92,17 @@ class ObjectStore:
         self._keep_recent(digest, signature)
 
     def _keep_recent(self, digest: str, signature: Signature) -> None:
-        size = len(signature.digests) + 4 * len(signature.lengths)
-        if size > RECENT_SIGNATURES:
+        if signature.nbytes > RECENT_SIGNATURES:
             return
         with self._recent_lock:
             old = self._recent.pop(digest, None)
             if old is not None:
-                self._recent_bytes -= len(old.digests) + 4 * len(old.lengths)
+                self._recent_bytes -= old.nbytes
             self._recent[digest] = signature
-            self._recent_bytes += size
+            self._recent_bytes += signature.nbytes
             while self._recent_bytes > RECENT_SIGNATURES:
                 _, gone = self._recent.popitem(last=False)
-                self._recent_bytes -= len(gone.digests) + 4 * len(gone.lengths)
+                self._recent_bytes -= gone.nbytes
 
     def has_signature(self, digest: str) -> bool:
         """True when a signature for ``digest`` is kept (not read: cheap)."""

@@ -53,7 +53,6 @@ class ScanResult:
     missing: list[str] = field(default_factory=list)
     stale_temp: list[Path] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
-    unsteady: list[str] = field(default_factory=list)  # being written while read: left for their next event
     files_seen: int = 0
     bytes_hashed: int = 0
     patient: bool = True  # False: a file being written is left (its next event scans it), not read again
@@ -193,8 +192,7 @@ def _observe(path: Path, rel: str, size: int, mtime_ns: int, known: FileStat | N
             break
         time.sleep(STEADY_WAIT)
     if not digest.steady and not result.patient:
-        result.unsteady.append(rel)
-        return
+        return  # being written while read: left to the event its write ends with
     mtime_ns = digest.mtime_ns or mtime_ns  # the mtime that goes with what was read
     if known is not None and not known.deleted and known.hash == digest.hash:
         result.touched.append(Observation(rel, digest.size, mtime_ns, None, started))

@@ -53,17 +53,19 @@ class NewSignature:
     base's kept signature and the ranges the delta copies (a few reads), or, when the base's signature is
     not kept, built from every byte as it is written (a chunking pass)."""
 
-    def adopt(self, other: "NewSignature") -> None:
-        """Take what ``other`` followed (the rebuild of a content written ahead) as this one's."""
-        self.__dict__.update(other.__dict__)
-
     def __init__(self, objects: ObjectStore, m: Modification) -> None:
         base = objects.signature(m.base_hash) if m.base_hash else None
         self.base = base if base is not None and base.params == chunk_params(m.size) else None
         self.size = m.size
         self.copies: list[Copy] | None = [] if self.base is not None else None
         self.builder = SignatureBuilder(m.size) if self.base is None else None
-        self.rebuilt = False  # False: the content came ready-made (its signature was kept then)
+        self.rebuilt = False  # False: nothing was rebuilt through this one
+
+    def adopt(self, other: "NewSignature") -> None:
+        """Follow what ``other`` followed instead (the rebuild of a content written ahead, whose
+        signature is taken once it is in place)."""
+        self.base, self.size, self.copies = other.base, other.size, other.copies
+        self.builder, self.rebuilt = other.builder, other.rebuilt
 
     @property
     def observe(self) -> Callable[[bytes | memoryview], None] | None:
