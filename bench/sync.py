@@ -70,7 +70,8 @@ async def tls_ceiling(base: Path, total: int = 1 << 30) -> float:
     process, mutually authenticated with two device certificates, as daemons are): what the asyncio
     TLS stack moves with nothing of Ecosys in the way."""
     from ecosys_core.net.identity import load_or_create_identity
-    from ecosys_core.net.transport import _cert_der, _context
+    from ecosys_core.net.identity import cert_der
+    from ecosys_core.net.transport import _context
 
     a, b = load_or_create_identity(base / "ca"), load_or_create_identity(base / "cb")
     done = asyncio.get_running_loop().create_future()
@@ -85,9 +86,9 @@ async def tls_ceiling(base: Path, total: int = 1 << 30) -> float:
         done.set_result(got)
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=_context(a, _cert_der(b), server=True))
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=_context(a, cert_der(b.cert_path), server=True))
     _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1],
-                                              ssl=_context(b, _cert_der(a), server=False))
+                                              ssl=_context(b, cert_der(a.cert_path), server=False))
     rate = await _timed_writes(writer.write, writer.drain, os.urandom(1 << 20), total, done)
     writer.close()
     server.close()

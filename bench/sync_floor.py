@@ -25,7 +25,8 @@ from sync import cpu_seconds, tls_ceiling
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ecosys_core.net.identity import load_or_create_identity  # noqa: E402
-from ecosys_core.net.transport import _cert_der, _context  # noqa: E402
+from ecosys_core.net.identity import cert_der  # noqa: E402
+from ecosys_core.net.transport import _context  # noqa: E402
 from ecosys_core.sync.fsio import _sync_dir_now, _syncfs  # noqa: E402  (libc's syncfs, where it reports errors)
 
 _HEADER = struct.Struct("!HQ")  # path length, content length; then the path, then the content; 0, 0 ends
@@ -117,7 +118,7 @@ async def _receive(root: str, staging: str, durable: bool, home: str, peer_home:
         writer.close()
         finished.set_result(None)
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=_context(me, _cert_der(peer), server=True))
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=_context(me, cert_der(peer.cert_path), server=True))
     print(server.sockets[0].getsockname()[1], flush=True)
     await finished
     server.close()
@@ -125,7 +126,7 @@ async def _receive(root: str, staging: str, durable: bool, home: str, peer_home:
 
 async def _send(root: Path, port: int, home: Path, peer_home: Path) -> None:
     me, peer = load_or_create_identity(home), load_or_create_identity(peer_home)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_context(me, _cert_der(peer), server=False))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_context(me, cert_der(peer.cert_path), server=False))
     for folder, _, names in os.walk(root):
         for name in sorted(names):
             path = os.path.join(folder, name)

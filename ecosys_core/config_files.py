@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ConfigError
 
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:  # pydantic loads with the first file read, not with the daemon
+    from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound="BaseModel")
 
 
 def validation_error_to_config_error(source: str, error: ValidationError) -> ConfigError:
@@ -31,6 +32,8 @@ def validation_error_to_config_error(source: str, error: ValidationError) -> Con
 
 def parse_model(model: type[M], data: Any, *, source: str, context: dict[str, Any] | None = None) -> M:
     """Validate ``data`` as ``model``; raise ConfigError naming ``source`` and the field on failure."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:

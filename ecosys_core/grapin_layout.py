@@ -3,11 +3,13 @@ patterns its include and exclude lists give."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-from .models import GrapinConfig
 from .resolve import include_patterns, resolve_parts
 from .types import Placeholder, ResolveContext, TaskLayout, TaskPart
+
+if TYPE_CHECKING:
+    from .models import GrapinConfig
 
 
 def grapin_layout(grapin: GrapinConfig, placeholders: Mapping[str, Placeholder],

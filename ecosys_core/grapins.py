@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
 from .errors import ConfigError, NotFound
-from .models import GrapinConfig, ToutEnUnConfig
+
+if TYPE_CHECKING:  # catalogues are built by the daemon, which reads no grapin file until asked
+    from .models import GrapinConfig, ToutEnUnConfig
 
 T = TypeVar("T")
 
@@ -86,7 +88,7 @@ class _Registry(Generic[T]):
         return getattr(item, "app_name")
 
 
-class GrapinRegistry(_Registry[GrapinConfig]):
+class GrapinRegistry(_Registry["GrapinConfig"]):
     """Passed to ``register_grapins``: ``add(grapin, source)`` and ``add_error(error)``."""
 
     _kind = "grapin"

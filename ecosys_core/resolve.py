@@ -13,11 +13,14 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from .errors import PathNotResolved
-from .models import ANCHORS, PLACEHOLDER_RE, GrapinConfig, GrapinPath, anchor_of, has_glob, is_anchored
+from .grapin_paths import ANCHORS, PLACEHOLDER_RE, anchor_of, has_glob, is_anchored
 from .types import Placeholder, PlaceholderRequest, ResolveContext
+
+if TYPE_CHECKING:  # the models load pydantic; resolving a path needs neither
+    from .models import GrapinConfig, GrapinPath
 
 _DRIVE_RE = re.compile(r"^[A-Za-z]:$")
 

@@ -9,14 +9,14 @@ import asyncio
 import secrets
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ecosys_core.daemon_services import DaemonCommand, DaemonServices
 from ecosys_core.errors import EcosysError
 from ecosys_core.prompts import is_yes
 
-from .client import MagasinClient, configured_url
-from .install import Installer
+if TYPE_CHECKING:  # the client and the installer load the index and app models (pydantic): at first use
+    from .install import Installer
 
 CONSENT_TIMEOUT_S = 300.0
 MAX_JOBS = 50
@@ -44,7 +44,13 @@ class MagasinJobs:
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
-    def installer(self) -> Installer:
+    def installer(self, *, online: bool = True) -> Installer:
+        """An installer for this daemon, with a client of the configured Magasin when ``online``."""
+        from .client import MagasinClient, configured_url
+        from .install import Installer
+
+        if not online:
+            return Installer(self.daemon.home, self.daemon.plugins, self.daemon.store, None)
         client = MagasinClient(configured_url(self.daemon.store), self.daemon.home.root / "cache" / "magasin")
         return Installer(self.daemon.home, self.daemon.plugins, self.daemon.store, client)
 
@@ -148,7 +154,7 @@ def commands(daemon: DaemonServices) -> dict[str, DaemonCommand]:
         app = str(args.get("app", ""))
 
         def work(job: Job) -> str:
-            inst = Installer(daemon.home, daemon.plugins, daemon.store, None)
+            inst = jobs.installer(online=False)
             return inst.uninstall(app, delete_data=bool(args.get("delete_data")), report=job.lines.append)
         return jobs.start("uninstall", app, work)
 

@@ -8,8 +8,6 @@ import click
 
 from ecosys_core.hookspecs import hookimpl
 
-from .index import index_schema
-
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
@@ -21,6 +19,8 @@ def register_commands(cli: click.Group) -> None:
 
 @hookimpl
 def register_schemas(register: Callable[[str, dict], None]) -> None:
+    from .index import index_schema  # the index model loads pydantic: not for every daemon
+
     register("magasin.schema.json", index_schema())
 
 

@@ -8,7 +8,6 @@ from ..config_files import load_model_file
 from ..errors import ConfigError
 from ..grapins import AppRegistry
 from ..hookspecs import hookimpl
-from ..models import ToutEnUnConfig
 
 APP_MANIFEST = "ecosys-app.json"
 
@@ -26,6 +25,9 @@ class InstalledApps:
     def register_apps(self, registry: AppRegistry) -> None:
         if not self.apps_dir.is_dir():
             return
+        # pydantic loads with the first manifest read
+        from ..models import ToutEnUnConfig
+
         for manifest in sorted(self.apps_dir.glob(f"*/{APP_MANIFEST}")):
             try:
                 registry.add(load_model_file(ToutEnUnConfig, manifest), manifest.parent)

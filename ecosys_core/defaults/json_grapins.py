@@ -10,7 +10,6 @@ from ..errors import ConfigError
 from ..grapins import GrapinRegistry
 from ..hookspecs import hookimpl
 from ..importers.common import IMPORTED_FILE, read_imported
-from ..models import GrapinConfig
 
 
 class JsonGrapinFolder:
@@ -25,6 +24,9 @@ class JsonGrapinFolder:
     def _register(self, registry: GrapinRegistry) -> None:
         if not self.folder.is_dir():
             return
+        # pydantic loads with the first grapin read, not with the daemon
+        from ..models import GrapinConfig
+
         context = {"placeholders": registry.known_placeholders}
         for path in sorted(self.folder.glob("*.json")):
             try:
@@ -34,6 +36,8 @@ class JsonGrapinFolder:
 
     def _register_imports(self, registry: GrapinRegistry) -> None:
         """The grapins of each ``imported-<source>/grapins.json`` (see ``ecosys grapin import``)."""
+        from ..models import GrapinConfig
+
         context = {"placeholders": registry.known_placeholders}
         for path in sorted(self.folder.glob(f"imported-*/{IMPORTED_FILE}")):
             try:

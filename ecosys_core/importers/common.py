@@ -11,10 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from pydantic import ValidationError
-
 from ..config_files import validation_error_to_config_error
-from ..models import GrapinConfig
 from ..sync.fsio import atomic_writer, commit_temp
 
 IMPORTED_FILE = "grapins.json"
@@ -50,6 +47,11 @@ class ImportResult:
         app = grapin["AppName"]
         if app.casefold() in self._names:
             grapin = {**grapin, "AppName": f"{app} ({name})"}
+        # an import run loads the models; the daemon, which reads this module, does not
+        from pydantic import ValidationError
+
+        from ..models import GrapinConfig
+
         try:
             checked = GrapinConfig.model_validate(grapin)
         except ValidationError as exc:
