@@ -24,6 +24,7 @@ from pluggy import HookRelay
 
 from ..device_ids import short_id_text
 from ..errors import ChangeRefused, IntegrityError, UnsafePath
+from ..malloc_arenas import give_back_free_memory
 from ..safe_paths import InsideChecker, check_relative_path
 from ..store import Store
 from ..store.index import Entry, acknowledge, put_entry, queue_pending
@@ -163,7 +164,10 @@ class SyncEngine:
 
     def prebuild(self, peer: str, m: Modification) -> ReadyKey | None:
         """:meth:`Staging.prebuild`: write a streaming delta's content ahead, without the engine lock."""
-        return self.staging.prebuild(peer, m)
+        try:
+            return self.staging.prebuild(peer, m)
+        finally:
+            give_back_free_memory()  # its frames and signature are freed between long-lived objects
 
     def resumed(self) -> list[tuple[str, set[str]]]:
         """The tasks that waited (their app ran, their patterns were broken) and go on now, each with the
@@ -222,6 +226,7 @@ class SyncEngine:
                         self._receive_each(peer, run, results)
             finally:
                 self._paths = None
+        give_back_free_memory()
         return results
 
     def _receive_each(self, peer: str, messages: Sequence[Message], results: list[list[Message] | Exception]) -> None:
