@@ -10,6 +10,7 @@ import os
 import stat as stat_mod
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
@@ -200,6 +201,39 @@ def _observe(path: Path, rel: str, size: int, mtime_ns: int, known: FileStat | N
         result.changed.append(Observation(rel, digest.size, mtime_ns, digest, started))
 
 
+# Files at least this large are hashed in helper threads while this one goes through the others:
+# BLAKE3, the chunk cuts and the reads run without the GIL, so two large files and a tree of small
+# ones use both cores (docs/decisions.md, "Stop 27").
+PARALLEL_HASH_MIN = 8 << 20
+HASH_THREADS = 2
+
+
+def _observe_all(files: list[tuple[Path, str, int, int, FileStat | None]], result: ScanResult) -> None:
+    """:func:`_observe` each of ``files`` (path, rel, size, mtime_ns, known; sorted by rel), the large
+    ones in helper threads; what changed is recorded in the order of ``files`` whichever finished first."""
+    large = [f for f in files if f[2] >= PARALLEL_HASH_MIN]
+    if not large or (os.cpu_count() or 1) < 2 or len(files) < 2:
+        for f in files:
+            _observe(*f, result)
+        return
+    apart = {f[1]: ScanResult(patient=result.patient) for f in large}
+    small = ScanResult(patient=result.patient)
+    with ThreadPoolExecutor(min(HASH_THREADS, len(large)), thread_name_prefix="ecosys-hash") as pool:
+        hashing = [pool.submit(_observe, *f, apart[f[1]]) for f in large]
+        for f in files:
+            if f[1] not in apart:
+                _observe(*f, small)
+        for future in hashing:
+            future.result()  # an unexpected error is raised here, as it would be without the threads
+    order = {f[1]: i for i, f in enumerate(files)}
+    for part in (small, *apart.values()):
+        result.changed += part.changed
+        result.touched += part.touched
+        result.bytes_hashed += part.bytes_hashed
+    result.changed.sort(key=lambda o: order[o.path])
+    result.touched.sort(key=lambda o: order[o.path])
+
+
 def _walk_while_loading(places: Places, racy_after: int, load: Callable[[], Mapping[str, tuple[int, int]]]
                         ) -> tuple[TreeWalk, Mapping[str, tuple[int, int]]]:
     """Walk ``places`` in a helper thread while ``load`` runs in this one (it may hold a database session
@@ -262,9 +296,7 @@ def scan_tree(places: Places, fingerprints: Callable[[], Mapping[str, tuple[int,
     suspects = set(walk.racy) if same else {path for path, _ in found.items() - indexed.items()}.union(walk.racy)
     if suspects:
         known = details()
-        for rel in sorted(suspects):
-            size, mtime_ns = found[rel]
-            _observe(places.path(rel), rel, size, mtime_ns, known.get(rel), result)
+        _observe_all([(places.path(rel), rel, *found[rel], known.get(rel)) for rel in sorted(suspects)], result)
     missing = set() if same else indexed.keys() - found.keys()
     if result.unreadable or excluded:  # not listed is not deleted: those files are kept until they can be read
         hidden = tuple(result.unreadable) + excluded
@@ -336,6 +368,7 @@ def scan_paths(places: Places, known: Mapping[str, FileStat], paths: Iterable[st
     raises RootUnavailable without the task's folder. ``patient``: see STEADY_TRIES."""
     places.available()
     result = ScanResult(patient=patient)
+    files: list[tuple[Path, str, int, int, FileStat | None]] = []
     for rel in sorted(set(paths)):
         if (any(_ignored(part) for part in rel.split("/")) or rel.startswith(excluded) or not indexable_name(rel)
                 or (ignores is not None and ignores.ignored(rel))):
@@ -355,5 +388,6 @@ def scan_paths(places: Places, known: Mapping[str, FileStat], paths: Iterable[st
                 result.missing.append(rel)
             continue
         result.files_seen += 1
-        _observe(path, rel, st.st_size, st.st_mtime_ns, known.get(rel), result)
+        files.append((path, rel, st.st_size, st.st_mtime_ns, known.get(rel)))
+    _observe_all(files, result)
     return result

@@ -1,0 +1,70 @@
+"""Large files are hashed in helper threads while the scan goes through the small ones (issue 17): what
+a scan records must be exactly what the one-thread scan records, in the same order (the order of the
+events a peer receives)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ecosys_core.sync import scanner
+from ecosys_core.sync.places import Places
+
+
+def _tree(root: Path) -> None:
+    for i in range(30):
+        folder = root / f"d{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{i}.bin").write_bytes(os.urandom(100 + 37 * i))
+    for name in ("big-b.bin", "a-big.bin", "d1/big.bin", "zz/big.bin"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(os.urandom(3 << 20))
+
+
+def _summary(result: scanner.ScanResult) -> list[tuple]:
+    return [(o.path, o.size, o.digest.hash if o.digest else None,
+             len(o.digest.signature) if o.digest and o.digest.signature else 0) for o in result.changed]
+
+
+def _scan(root: Path) -> scanner.ScanResult:
+    return scanner.scan_tree(Places(root), lambda: {}, lambda: {})
+
+
+def test_a_scan_with_large_files_hashed_beside_it_records_what_one_thread_records(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch):
+    _tree(tmp_path)
+    monkeypatch.setattr(scanner, "PARALLEL_HASH_MIN", 1 << 20)  # the four 3 MiB files go to the helpers
+    threads = []
+    real = scanner._observe
+
+    def observe(*args):  # type: ignore[no-untyped-def]
+        threads.append((args[1], __import__("threading").current_thread().name))
+        return real(*args)
+
+    monkeypatch.setattr(scanner, "_observe", observe)
+    together = _scan(tmp_path)
+    monkeypatch.setattr(scanner.os, "cpu_count", lambda: 1)  # one core: no helpers
+    alone = _scan(tmp_path)
+    assert {rel for rel, name in threads if name.startswith("ecosys-hash")} == \
+        {"a-big.bin", "big-b.bin", "d1/big.bin", "zz/big.bin"}
+    assert _summary(together) == _summary(alone)
+    assert [o.path for o in together.changed] == sorted(o.path for o in together.changed)
+    assert together.bytes_hashed == alone.bytes_hashed == sum(p.stat().st_size for p in tmp_path.rglob("*.bin"))
+    assert len(together.changed) == 34 and all(o.digest.signature for o in together.changed if "big" in o.path)
+
+
+def test_an_error_in_a_helper_thread_reaches_the_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    _tree(tmp_path)
+    monkeypatch.setattr(scanner, "PARALLEL_HASH_MIN", 1 << 20)
+    real = scanner.digest_file
+
+    def digest(path: Path, **kw):  # type: ignore[no-untyped-def]
+        if path.name == "a-big.bin":
+            raise RuntimeError("disk on fire")
+        return real(path, **kw)
+
+    monkeypatch.setattr(scanner, "digest_file", digest)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        _scan(tmp_path)
