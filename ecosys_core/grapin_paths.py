@@ -8,7 +8,7 @@ import re
 from typing import Iterable
 
 PLACEHOLDER_RE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
-_DRIVE_RE = re.compile(r"^[A-Za-z]:$")
+DRIVE_RE = re.compile(r"^[A-Za-z]:$")
 # Folders a path may start at (written %NAME%/…), found from the environment and the OS's known folders
 # (resolve.anchor_folder); the format 2 spelling of "where this OS keeps app data".
 ANCHORS: frozenset[str] = frozenset({"HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "APPDATA",
@@ -25,7 +25,7 @@ def is_anchored(path: str) -> bool:
     """True when a ``/``-separated path starts at a root: ``~``, ``/``, a drive letter like ``C:`` or an
     anchor folder like ``%XDG_CONFIG_HOME%``."""
     first = path.split("/", 1)[0]
-    return path.startswith("/") or first == "~" or bool(_DRIVE_RE.match(first)) or anchor_of(path) is not None
+    return path.startswith("/") or first == "~" or bool(DRIVE_RE.match(first)) or anchor_of(path) is not None
 
 
 def anchor_of(path: str) -> str | None:

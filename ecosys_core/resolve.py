@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from .errors import PathNotResolved
-from .grapin_paths import ANCHORS, PLACEHOLDER_RE, anchor_of, has_glob, is_anchored
+from .grapin_paths import ANCHORS, DRIVE_RE, PLACEHOLDER_RE, anchor_of, has_glob, is_anchored
 from .types import Placeholder, PlaceholderRequest, ResolveContext
 
 if TYPE_CHECKING:  # the models load pydantic; resolving a path needs neither
     from .models import GrapinConfig, GrapinPath
-
-_DRIVE_RE = re.compile(r"^[A-Za-z]:$")
 
 
 def current_platform() -> str:
@@ -134,7 +132,7 @@ def resolve_json_path(
         current, rest = context.home, parts[1:]
     elif first == "":
         current, rest = Path(context.home.anchor or "/"), parts[1:]
-    elif _DRIVE_RE.match(first):
+    elif DRIVE_RE.match(first):
         if context.platform != "Win32":
             raise PathNotResolved(f"{path!r} names a drive letter, which only exists on Win32")
         current, rest = Path(first + "\\"), parts[1:]
