@@ -8,8 +8,9 @@ The GIL already serializes nearly every allocation, so sharing one arena costs n
 Within that arena, a received file's 1 MiB frames and 2 MiB signatures are freed between long-lived
 small objects; glibc only gives back the free space at the top of its heap, so the holes stayed
 resident (16 MiB of the receiver's 38 MiB heap at its peak in the 272 MiB bench). ``malloc_trim(0)``
-returns the free pages of every hole; called after each batch of received changes, at most ten times a
-second, it took 4-5 MiB off the receiver's peak (docs/decisions.md, "Stop 27").
+returns the free pages of every hole; called after each batch of received changes (a streamed content
+is applied in one), at most ten times a second, it took 4-5 MiB off the receiver's peak
+(docs/decisions.md, "Stop 27").
 """
 
 from __future__ import annotations

@@ -164,10 +164,7 @@ class SyncEngine:
 
     def prebuild(self, peer: str, m: Modification) -> ReadyKey | None:
         """:meth:`Staging.prebuild`: write a streaming delta's content ahead, without the engine lock."""
-        try:
-            return self.staging.prebuild(peer, m)
-        finally:
-            give_back_free_memory()  # its frames and signature are freed between long-lived objects
+        return self.staging.prebuild(peer, m)
 
     def resumed(self) -> list[tuple[str, set[str]]]:
         """The tasks that waited (their app ran, their patterns were broken) and go on now, each with the
@@ -226,6 +223,7 @@ class SyncEngine:
                         self._receive_each(peer, run, results)
             finally:
                 self._paths = None
+        # what a batch, or the streamed content before it, freed lies between objects that stay
         give_back_free_memory()
         return results
 
