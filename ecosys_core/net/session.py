@@ -371,6 +371,7 @@ class PeerSession:
         blocks: Iterator[bytes] = iter(message.delta)
         try:
             await self._write([encode_frame(header)])
+            data = {"flag": "DATA", "device_id": self.host.me}
             buffer = bytearray()
             error = None
             while True:
@@ -379,11 +380,15 @@ class PeerSession:
                 except Exception as exc:  # the file changed or vanished while being read
                     block, error = None, f"{type(exc).__name__}: {exc}"
                 if block:
-                    buffer += block
                     self.transfers[key]["done"] += len(block)
+                    if not buffer and DATA_FRAME <= len(block) <= MAX_PAYLOAD:
+                        # a whole content's 1 MiB literals are frames as they come: three copies of
+                        # each fewer than through the buffer (0.1-0.2 s of CPU per 256 MiB sent)
+                        await self._write([encode_frame(data, block)])
+                        continue
+                    buffer += block
                 if buffer and (block is None or len(buffer) >= DATA_FRAME):
-                    await self._write([encode_frame({"flag": "DATA", "device_id": self.host.me},
-                                                    bytes(buffer[start:start + MAX_PAYLOAD]))
+                    await self._write([encode_frame(data, bytes(buffer[start:start + MAX_PAYLOAD]))
                                        for start in range(0, len(buffer), MAX_PAYLOAD)])
                     buffer.clear()
                 if block is None:
