@@ -14,8 +14,10 @@ resist forgery, and XXH3 costs 0.05 s per 128 MiB (131k chunks) where a BLAKE3 c
 from __future__ import annotations
 
 import os
+import queue
 import struct
 import sys
+import threading
 from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -270,23 +272,62 @@ class FileDigest:
     steady: bool = True
 
 
+HASH_BESIDE_MIN = 8 << 20  # files this large take their BLAKE3 in a helper thread, beside the signature
+
+
+class _HashBeside:
+    """BLAKE3 of the blocks given to :meth:`update`, taken in a helper thread while the caller cuts and
+    digests the same blocks for the signature: both run without the GIL, so a large file's hash and
+    signature take about the longer of the two, not their sum (docs/decisions.md, "Stop 27")."""
+
+    def __init__(self) -> None:
+        self._hasher = blake3.blake3()
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)  # at most 4 blocks ahead
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ecosys-blake3", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            if self._error is None:  # after an error, still take the blocks: the caller never waits on a full queue
+                try:
+                    self._hasher.update(block)
+                except BaseException as exc:  # raised by finish, in the caller's thread
+                    self._error = exc
+
+    def update(self, block: bytes) -> None:
+        self._blocks.put(block)
+
+    def finish(self) -> str:
+        """Wait for the blocks given so far; their BLAKE3 hex digest. Call it once, also on error."""
+        self._blocks.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._hasher.hexdigest()
+
+
 def digest_file(path: Path, *, with_signature: bool) -> FileDigest:
     """Hash ``path`` in one streaming pass, also computing its chunk signature if ``with_signature``."""
-    hasher = blake3.blake3()
     size = 0
     with open(path, "rb") as fh:
         before = os.fstat(fh.fileno())
         expected = before.st_size
         builder = SignatureBuilder(expected) if with_signature else None
+        hasher: _HashBeside | blake3.blake3 = (_HashBeside() if builder is not None and expected >= HASH_BESIDE_MIN
+                                               else blake3.blake3())
         read = max(READ_BLOCK, 4 * chunk_params(expected)[2])
-        while block := fh.read(read):
-            hasher.update(block)
-            size += len(block)
-            if builder is not None:
-                builder.feed(block)
+        try:
+            while block := fh.read(read):
+                hasher.update(block)
+                size += len(block)
+                if builder is not None:
+                    builder.feed(block)
+        finally:
+            digest = hasher.finish() if isinstance(hasher, _HashBeside) else hasher.hexdigest()
         after = os.fstat(fh.fileno())
     steady = size == after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns
-    return FileDigest(size, hasher.hexdigest(), builder.signature() if builder is not None else None,
+    return FileDigest(size, digest, builder.signature() if builder is not None else None,
                       before.st_mtime_ns, steady)
 
 

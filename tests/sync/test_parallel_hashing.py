@@ -68,3 +68,62 @@ def test_an_error_in_a_helper_thread_reaches_the_scan(tmp_path: Path, monkeypatc
     monkeypatch.setattr(scanner, "digest_file", digest)
     with pytest.raises(RuntimeError, match="disk on fire"):
         _scan(tmp_path)
+
+
+def test_a_large_files_hash_taken_beside_its_signature_is_the_one_taken_inline(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch):
+    import blake3
+
+    from ecosys_core.sync import chunking
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(9 << 20))
+    threads = []
+    real = chunking._HashBeside.__init__
+
+    def counted(self):  # type: ignore[no-untyped-def]
+        threads.append(1)
+        real(self)
+
+    monkeypatch.setattr(chunking._HashBeside, "__init__", counted)
+    beside = chunking.digest_file(path, with_signature=True)
+    monkeypatch.setattr(chunking, "HASH_BESIDE_MIN", 1 << 40)
+    inline = chunking.digest_file(path, with_signature=True)
+    assert threads == [1]  # the first took its hash in the helper thread, the second did not
+    assert beside.hash == inline.hash == blake3.blake3(path.read_bytes()).hexdigest()
+    assert beside.signature.to_bytes() == inline.signature.to_bytes() and beside.size == inline.size == 9 << 20
+
+
+def test_a_read_error_midway_ends_the_helper_and_reaches_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import threading
+
+    from ecosys_core.sync import chunking
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(9 << 20))
+    reads = []
+    real_open = open
+
+    class Failing:
+        def __init__(self, fh):  # type: ignore[no-untyped-def]
+            self.fh = fh
+
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __exit__(self, *exc):  # type: ignore[no-untyped-def]
+            self.fh.close()
+
+        def fileno(self) -> int:
+            return self.fh.fileno()
+
+        def read(self, n: int) -> bytes:
+            reads.append(n)
+            if len(reads) == 3:
+                raise OSError("the disk went away")
+            return self.fh.read(n)
+
+    monkeypatch.setattr(chunking, "open", lambda p, mode: Failing(real_open(p, mode)), raising=False)
+    with pytest.raises(OSError, match="the disk went away"):
+        chunking.digest_file(path, with_signature=True)
+    assert not [t for t in threading.enumerate() if t.name == "ecosys-blake3"]
