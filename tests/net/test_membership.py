@@ -49,7 +49,10 @@ def test_introduced_devices_share_through_any_member_and_a_removal_stands(four, 
     everyone = {x.id for x in four}
     for x in four:
         wait_until(lambda: linked_ids(x) == everyone - {x.id}, 30, what=f"{x.name} linked with all the others")
-        assert Prompts(x.home / "prompts").pending() == [], f"{x.name} was asked something"
+        # A LINK that reached a device just before the introduction naming its sender is withdrawn by
+        # itself once the link exists (looked for every 0.2 s): nobody has to answer anything. Seen under
+        # the suite's load (stop 27), right between the link and this check; a question that stays fails.
+        wait_until(lambda: Prompts(x.home / "prompts").pending() == [], 5, what=f"{x.name}'s questions withdrawn")
 
     # one command shares the task with every linked device
     (a.root / "start.txt").write_text("from alpha\n")
