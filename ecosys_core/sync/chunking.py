@@ -272,7 +272,9 @@ class FileDigest:
     steady: bool = True
 
 
-HASH_BESIDE_MIN = 8 << 20  # files this large take their BLAKE3 in a helper thread, beside the signature
+# Files this large are hashed with help from other threads: their BLAKE3 beside their signature here,
+# and, in a scan, beside the smaller files (scanner._observe_all).
+PARALLEL_HASH_MIN = 8 << 20
 
 
 class _HashBeside:
@@ -314,7 +316,7 @@ def digest_file(path: Path, *, with_signature: bool) -> FileDigest:
         before = os.fstat(fh.fileno())
         expected = before.st_size
         builder = SignatureBuilder(expected) if with_signature else None
-        hasher: _HashBeside | blake3.blake3 = (_HashBeside() if builder is not None and expected >= HASH_BESIDE_MIN
+        hasher: _HashBeside | blake3.blake3 = (_HashBeside() if builder is not None and expected >= PARALLEL_HASH_MIN
                                                else blake3.blake3())
         read = max(READ_BLOCK, 4 * chunk_params(expected)[2])
         try:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from ..errors import RootUnavailable, UnsafePath
 from ..store.index import FileStat
-from .chunking import FileDigest, digest_file
+from .chunking import PARALLEL_HASH_MIN, FileDigest, digest_file
 from .delta import BSDIFF_MAX
 from .fsio import TEMP_PREFIX, is_temp_name
 
@@ -201,10 +201,9 @@ def _observe(path: Path, rel: str, size: int, mtime_ns: int, known: FileStat | N
         result.changed.append(Observation(rel, digest.size, mtime_ns, digest, started))
 
 
-# Files at least this large are hashed in helper threads while this one goes through the others:
-# BLAKE3, the chunk cuts and the reads run without the GIL, so two large files and a tree of small
-# ones use both cores (docs/decisions.md, "Stop 27").
-PARALLEL_HASH_MIN = 8 << 20
+# Files of PARALLEL_HASH_MIN and more are hashed in helper threads while this one goes through the
+# others: BLAKE3, the chunk cuts and the reads run without the GIL, so two large files and a tree of
+# small ones use both cores (docs/decisions.md, "Stop 27").
 HASH_THREADS = 2
 
 
@@ -226,12 +225,10 @@ def _observe_all(files: list[tuple[Path, str, int, int, FileStat | None]], resul
         for future in hashing:
             future.result()  # an unexpected error is raised here, as it would be without the threads
     order = {f[1]: i for i, f in enumerate(files)}
-    for part in (small, *apart.values()):
-        result.changed += part.changed
-        result.touched += part.touched
-        result.bytes_hashed += part.bytes_hashed
-    result.changed.sort(key=lambda o: order[o.path])
-    result.touched.sort(key=lambda o: order[o.path])
+    parts = (small, *apart.values())
+    result.changed += sorted((o for part in parts for o in part.changed), key=lambda o: order[o.path])
+    result.touched += sorted((o for part in parts for o in part.touched), key=lambda o: order[o.path])
+    result.bytes_hashed += sum(part.bytes_hashed for part in parts)
 
 
 def _walk_while_loading(places: Places, racy_after: int, load: Callable[[], Mapping[str, tuple[int, int]]]

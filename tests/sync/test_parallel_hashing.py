@@ -87,7 +87,7 @@ def test_a_large_files_hash_taken_beside_its_signature_is_the_one_taken_inline(t
 
     monkeypatch.setattr(chunking._HashBeside, "__init__", counted)
     beside = chunking.digest_file(path, with_signature=True)
-    monkeypatch.setattr(chunking, "HASH_BESIDE_MIN", 1 << 40)
+    monkeypatch.setattr(chunking, "PARALLEL_HASH_MIN", 1 << 40)
     inline = chunking.digest_file(path, with_signature=True)
     assert threads == [1]  # the first took its hash in the helper thread, the second did not
     assert beside.hash == inline.hash == blake3.blake3(path.read_bytes()).hexdigest()
