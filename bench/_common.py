@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,15 +38,29 @@ def write_random(path: Path, size: int, block: int = 1 << 20) -> None:
             left -= n
 
 
+QUIET_S = 360.0  # see settle(): the longest an ext4 without journal skips a deleted inode, and a margin
+
+
 def settle(seconds: float = 61.0) -> None:
-    """Let the files deleted just before (by the previous benchmark run, or a test suite) stop slowing
-    file creation. This machine's ext4 has no journal; without one, ext4 does not reuse an inode within
-    60 s of its deletion (300 s while its inode table block is unwritten), so each new file skips every
-    such inode, one block lookup each. Right after a run deleted its 4,000 files, 2,000 creates cost
-    0.9 s of kernel time instead of 0.06 s: the second of two runs in a row measured the first one's
-    clean-up. Flushing makes those blocks clean, then a minute lets the inodes age."""
+    """Let the files deleted before (by a previous benchmark run, or a test suite) stop slowing file
+    creation. This machine's ext4 has no journal; without one, ext4 does not reuse an inode within
+    60 s of its deletion, 360 s while the inode's table block is dirty, and every new file skips each
+    such inode of its folder's block group, one block lookup each. Right after a run deleted its 4,000
+    files, 2,000 creates cost 0.9-2.3 s of kernel time instead of 0.09 s. Flushing makes those blocks
+    clean, then a minute lets the inodes age; but the very files the next run creates dirty those blocks
+    again, so a whole quiet spell (``QUIET_S``) is what makes creation cheap again (stop 28: 0.09 s for
+    2,000 creates after 400 s, 1.0 s after 65 s). Benchmarks that compare two tools keep their runs'
+    files until the end (:func:`kept_runs`) and wait the quiet spell once, at the start."""
     os.sync()
     time.sleep(seconds)
+
+
+@contextmanager
+def kept_runs() -> Iterator[Path]:
+    """A folder for every run of a benchmark, removed only when all are done: a run that deleted the
+    previous one's files would pay for that deletion in each file it creates (see :func:`settle`)."""
+    with tempfile.TemporaryDirectory(dir=os.environ.get("ECOSYS_BENCH_TMP")) as tmp:
+        yield Path(tmp)
 
 
 def parser(description: str) -> argparse.ArgumentParser:

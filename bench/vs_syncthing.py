@@ -7,12 +7,15 @@ relay (wire bytes counted at the same layer for both), an empty folder shared be
   flushed beforehand, are moved into A's shared folder and a scan is asked for; timed until every file is
   complete on B. CPU seconds of each instance during it, and peak RSS of each (VmHWM, the whole run);
 - a 100-byte overwrite in the middle of the first big file, then a 10-byte insert at offset 1000, each
-  found by the watchers on both sides (Syncthing's watcher delay at its minimum, 1 s): latency until B's
-  file shows the edit, and wire bytes;
+  found by the watchers on both sides (Syncthing's watcher delay at its minimum, 1 s): latency from the
+  end of the save until B's file shows the edit, wire bytes, and the save's own time (``*_save_s``: the
+  insert rewrites the whole file, which the editor pays before either tool can start);
 - a new 1 KiB file: latency until complete on B (median of ``--latency-samples``).
 
-Rounds alternate which tool goes first; before each tool's part the disk is flushed and left a minute
-(``settle()`` in ``_common.py``; ``--no-settle`` skips it). Syncthing comes from ``PATH``
+Rounds alternate which tool goes first; before each tool's part the disk is flushed and left a minute,
+and every run's files are kept until the end, after a quiet spell of ``--first-settle`` seconds before
+the first run (``settle()`` in ``_common.py``: on this machine's ext4 a deletion slows every file created
+in the next six minutes; ``--no-settle`` skips both waits). Syncthing comes from ``PATH``
 (``apt-get install syncthing``). Prints each run and, with ``--json``, one object with both tools'
 ranges and the ratios ecosys / syncthing.
 
@@ -27,7 +30,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import httpx
-from _common import parser, report, settle, write_random
+from _common import QUIET_S, kept_runs, parser, report, settle, write_random
 from sync import Arrivals, cpu_seconds, peak_rss_mib
 
 from tests.net.daemons import Daemon, free_port, link, share, wait_until
@@ -268,16 +270,19 @@ def edit_arrived(path: Path, offset: int, data: bytes, size: int) -> Callable[[]
     return check
 
 
-def timed_edit(tool: Tool, edit: Callable[[Path], tuple[int, bytes, int]]) -> tuple[float, int]:
-    """Apply ``edit`` to A's first big file; (seconds until B's copy shows it, wire bytes meanwhile)."""
+def timed_edit(tool: Tool, edit: Callable[[Path], tuple[int, bytes, int]]) -> tuple[float, float, int]:
+    """Apply ``edit`` to A's first big file; (seconds from the end of the save until B's copy shows it,
+    seconds the save itself took, wire bytes meanwhile). The save is the editor's part: rewriting a
+    128 MiB file for an insert takes the bench 0.4-0.9 s before either tool can do anything."""
     time.sleep(2)  # the previous step's acknowledgements are counted with it, not here
     before = tool.relay.bytes
     start = time.perf_counter()
     offset, data, size = edit(tool.a_root / "big0.bin")
+    saved = time.perf_counter()
     wait_until(edit_arrived(tool.b_root / "big0.bin", offset, data, size), 120, 0.005, "edit on B")
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - saved
     time.sleep(2)
-    return elapsed, tool.relay.bytes - before
+    return elapsed, saved - start, tool.relay.bytes - before
 
 
 def overwrite(path: Path) -> tuple[int, bytes, int]:
@@ -318,8 +323,10 @@ def run_tool(kind: type[Tool], base: Path, args: Any) -> dict[str, float]:
         out["initial_wire_mib"] = round((tool.relay.bytes - wire) / 2**20, 1)
         out["peak_rss_mib_sender"] = peak_rss_mib(tool.a_pid)
         out["peak_rss_mib_receiver"] = peak_rss_mib(tool.b_pid)
-        out["overwrite_latency_s"], out["overwrite_wire_bytes"] = timed_edit(tool, overwrite)
-        out["insert_latency_s"], out["insert_wire_bytes"] = timed_edit(tool, insert)
+        for name, edit in (("overwrite", overwrite), ("insert", insert)):
+            latency, save, out[f"{name}_wire_bytes"] = timed_edit(tool, edit)
+            out[f"{name}_latency_s"] = round(latency, 3)
+            out[f"{name}_save_s"] = round(save, 3)
         latencies = []
         for i in range(args.latency_samples):
             data, target = os.urandom(1024), tool.b_root / f"latency{i}.txt"
@@ -329,8 +336,6 @@ def run_tool(kind: type[Tool], base: Path, args: Any) -> dict[str, float]:
             latencies.append(time.perf_counter() - t0)
             time.sleep(0.3)
         out["new_file_latency_s"] = round(statistics.median(latencies), 3)
-        out["overwrite_latency_s"] = round(out["overwrite_latency_s"], 3)
-        out["insert_latency_s"] = round(out["insert_latency_s"], 3)
     finally:
         tool.stop()
     return out
@@ -347,19 +352,25 @@ def main() -> None:
     p.add_argument("--big-mib", type=int, default=128)
     p.add_argument("--latency-samples", type=int, default=5)
     p.add_argument("--no-settle", action="store_true", help="start at once (see settle() in _common.py)")
+    p.add_argument("--first-settle", type=float, default=QUIET_S,
+                   help="seconds of quiet before the first run (see settle() in _common.py)")
     args = p.parse_args()
     if shutil.which("syncthing") is None:
         raise SystemExit("syncthing is not on PATH: apt-get install syncthing")
     runs: dict[str, list[dict[str, float]]] = {"syncthing": [], "ecosys": []}
-    for round_no in range(args.rounds):
-        order = [Syncthing, Ecosys] if round_no % 2 == 0 else [Ecosys, Syncthing]
-        for kind in order:
-            with tempfile.TemporaryDirectory(dir=os.environ.get("ECOSYS_BENCH_TMP")) as tmp:
-                figures = run_tool(kind, Path(tmp), args)
-            figures["round"] = round_no + 1
-            runs[kind.name].append(figures)
-            if not args.json:
-                print(kind.name, figures, flush=True)
+    if not args.no_settle:
+        settle(args.first_settle)
+    with kept_runs() as tmp:
+        for round_no in range(args.rounds):
+            order = [Syncthing, Ecosys] if round_no % 2 == 0 else [Ecosys, Syncthing]
+            for kind in order:
+                base = tmp / f"round{round_no + 1}-{kind.name}"
+                base.mkdir()
+                figures = run_tool(kind, base, args)
+                figures["round"] = round_no + 1
+                runs[kind.name].append(figures)
+                if not args.json:
+                    print(kind.name, figures, flush=True)
     results: dict[str, Any] = {"runs": runs, "syncthing_version": subprocess.run(
         ["syncthing", "--version"], capture_output=True, text=True).stdout.split(" ")[1]}
     keys = [k for k in runs["ecosys"][0] if k != "round"]
