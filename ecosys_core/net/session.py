@@ -3,7 +3,8 @@
 Three tasks per session: the reader dispatches frames (never waiting on the engine, so a delta being
 received keeps flowing), the worker runs engine calls one at a time in a thread, the sender writes
 answers first and then streams pending modifications, one at a time (the seed's per-device lock), with
-their delta in DATA frames pulled lazily from disk. A slow peer only slows its own session.
+their delta in DATA frames pulled lazily from disk. A fourth task streams the large deltas, one at a
+time, while the sender goes on with the small files behind them. A slow peer only slows its own session.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ UNLINKED_ALLOWED = frozenset({"HELLO", "PING", "ERROR", "LINK", "LINK_ACCEPTED",
                               "OTDL", "MOTDL", "DATA", "CANCEL", "OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE"})
 DATA_FRAME = 1 << 20
 SEND_GROUP = 64  # pending modifications prepared in one engine call
+STREAMS_QUEUED = 8  # large modifications waiting for the streamer before the sender waits too
 # What may be sent and not answered yet: the receiver's reader never waits on its engine, so without a
 # window a sender faster than the receiver's disk fills the receiver's inbox (a 100,000-file first sync
 # held most of its content there). Streamed deltas have their own bound (the receiver's stream queue).
@@ -104,7 +106,7 @@ class PeerSession:
         self.peer_port: int | None = None
         self.protocol = PROTOCOL_VERSIONS[-1]
         self._wlock = asyncio.Lock()
-        self._stream_slot = asyncio.Lock()  # one modification streams its DATA frames at a time
+        self._streams: asyncio.Queue[Modification] = asyncio.Queue(STREAMS_QUEUED)  # for the streamer
         self._answers: asyncio.Queue[Message | tuple[str, dict, bytes]] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._flush = False
@@ -130,6 +132,7 @@ class PeerSession:
                 return
             self._tasks = [asyncio.create_task(self.inbound.work(), name="worker"),
                            asyncio.create_task(self._send_loop(), name="sender"),
+                           asyncio.create_task(self._stream_loop(), name="streamer"),
                            asyncio.create_task(self._keepalive(), name="keepalive")]
             for task in self._tasks:
                 task.add_done_callback(self._helper_ended)
@@ -339,8 +342,9 @@ class PeerSession:
     async def _send_all(self, items: list[Message | tuple[str, dict, bytes]]) -> None:
         """Send ``items`` in order: the frames that carry all they have in one write (thousands of small
         files cost one drain per group, not one each). A modification whose delta is too large to
-        carry inline streams from a task of its own, one stream at a time, while the frames that follow
-        are sent between its DATA frames."""
+        carry inline goes to the streamer (:meth:`_stream_loop`), and the frames that follow are sent
+        meanwhile, between its DATA frames: a second large file waits its turn without holding back
+        the small ones behind it."""
         frames: list[bytes] = []
         for item in items:
             if isinstance(item, tuple):
@@ -351,8 +355,7 @@ class PeerSession:
                 if is_streaming(item):
                     await self._write(frames)
                     frames = []
-                    await self._stream_slot.acquire()
-                    self.side_task(self._stream_out(item), "stream")
+                    await self._streams.put(item)
                     continue
             frames.append(encode_frame(*message_header(item, self.host.me)))
         await self._write(frames)
@@ -363,8 +366,14 @@ class PeerSession:
                 self.conn.writelines(frames)
                 await self.conn.drain()
 
+    async def _stream_loop(self) -> None:
+        """Stream the large modifications the sender queued, one after the other (the DATA frames of one
+        modification carry no name: two at once would interleave)."""
+        while True:
+            await self._stream_out(await self._streams.get())
+
     async def _stream_out(self, message: Modification) -> None:
-        """Send ``message`` and its delta in DATA frames; holds the stream slot (taken by the caller)."""
+        """Send ``message`` and its delta in DATA frames."""
         header, _ = message_header(message, self.host.me)
         key = f"send:{message.path}"
         self.transfers[key] = {"direction": "send", "path": message.path, "done": 0, "total": message.size}
@@ -399,7 +408,6 @@ class PeerSession:
                     return
         finally:
             self.transfers.pop(key, None)
-            self._stream_slot.release()
 
     def side_task(self, coro: Any, name: str) -> None:
         """Run ``coro`` beside the worker and the sender, ending with the session like them."""

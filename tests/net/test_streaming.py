@@ -1,9 +1,11 @@
 """Small files keep flowing while a large one streams: between two real daemons, a note written while a
-256 MiB file is being received arrives before that file is complete, and both end up intact."""
+256 MiB file is being received arrives before that file is complete, a note queued behind two large
+files arrives before the second one, and all end up intact."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 from .daemons import receiving, shared_pair, wait_until, write_random
@@ -25,3 +27,21 @@ def test_a_small_file_is_not_held_back_by_a_large_one_streaming(tmp_path: Path):
                    what="the large file")
         assert sha256(b.root / "large.bin") == sha256(a.root / "large.bin")
         assert (b.root / "note.txt").read_text() == "written while the large file streams\n"
+
+
+def test_a_second_large_file_waits_its_turn_without_holding_back_the_small_ones(tmp_path: Path):
+    """One large file streams at a time; a second one found meanwhile waits its turn, but a note written
+    after it goes between the first one's DATA frames instead of waiting for that stream to end."""
+    with shared_pair(tmp_path, "docs") as (a, b):
+        write_random(a.root / "a-large.bin", 512)  # seconds of streaming: room for the note's own latency
+        wait_until(lambda: receiving(b, "a-large.bin"), 60, 0.01, "the first large file to stream")
+        write_random(tmp_path / "b-large.bin", 64)
+        (tmp_path / "b-large.bin").rename(a.root / "b-large.bin")
+        time.sleep(0.8)  # found, hashed and queued behind the first one
+        (a.root / "z-note.txt").write_text("written behind two large files\n")
+        wait_until(lambda: (b.root / "z-note.txt").exists(), 120, 0.01, "the note")
+        assert receiving(b, "a-large.bin"), "the note waited for the first large file's stream to end"
+        for name in ("a-large.bin", "b-large.bin"):
+            wait_until(lambda n=name: (b.root / n).exists() and not receiving(b, n), 240, what=name)
+            assert sha256(b.root / name) == sha256(a.root / name)
+        assert (b.root / "z-note.txt").read_text() == "written behind two large files\n"
