@@ -181,6 +181,8 @@ class LocalChanges:
             new = Entry(obs.path, bump(old.version if old else {}, self.me), obs.digest.hash, obs.size,
                         obs.mtime_ns, obs.mtime_ns, self.me, False)
             record(old, new)
+            if old is not None and old.hash:
+                self.objects.keep_warm(old.hash)  # the delta for this change is made against it
             self.remember_content(places.path(new.path), new, obs.digest.signature)
             report.changed += 1
         if not info.backup_mode:  # backup mode: local deletions are neither recorded nor sent

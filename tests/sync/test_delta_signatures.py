@@ -15,8 +15,11 @@ from pathlib import Path
 import blake3
 import pytest
 
+from ecosys_core.sync import chunking, objects
 from ecosys_core.sync.chunking import Copy, derive_signature, digest_file
 from ecosys_core.sync.delta import apply_delta, encode_against, encode_from_signatures
+
+from .harness import make_devices, meet
 
 SIZE = 3 << 20  # above BSDIFF_MAX: chunk deltas
 
@@ -136,7 +139,6 @@ def test_a_derived_signature_without_copies_is_a_whole_cut(tmp_path: Path):
 def test_a_received_edit_keeps_the_signature_a_pass_computes(tmp_path: Path):
     """Two real engines: B derives the signature of A's edited file, and a later edit made on B travels
     back as a small delta against it."""
-    from .harness import make_devices, meet
 
     a, b = make_devices(tmp_path, 2)
     try:
@@ -160,3 +162,34 @@ def test_a_received_edit_keeps_the_signature_a_pass_computes(tmp_path: Path):
     finally:
         a.close()
         b.close()
+
+
+def test_a_scan_keeps_the_previous_contents_signature_in_memory_for_the_delta(tmp_path: Path, monkeypatch):
+    """With room for two parsed signatures, editing the first of two large files keeps the previous
+    content's signature (the delta's base) in memory and lets the other file's go: making the delta
+    reads no signature back from disk."""
+    a, b = make_devices(tmp_path, 2)
+    first, second = os.urandom(4 << 20), os.urandom(4 << 20)
+    a.write("first.bin", first)
+    a.write("second.bin", second)
+    a.scan()
+    store = a.engine.objects
+    held = [store.signature(blake3.blake3(data).hexdigest()) for data in (first, second)]
+    assert all(held)
+    size = max(s.nbytes for s in held if s)  # room for two of them (and the new one's few more chunks), not three
+    monkeypatch.setattr(objects, "RECENT_SIGNATURES", 2 * size + size // 4)
+    meet(a, b)  # b holds both: the edit below travels as a delta against first.bin's content
+    edited = first[:1 << 20] + b"an edit" + first[(1 << 20) + 7:]
+    a.write("first.bin", edited)
+    read_back: list[int] = []
+    real = chunking.Signature.from_bytes.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type, data: bytes) -> chunking.Signature:
+        read_back.append(len(data))
+        return real(cls, data)
+
+    monkeypatch.setattr(chunking.Signature, "from_bytes", classmethod(counted))
+    a.scan()
+    outgoing = [m for m in a.engine.outgoing(b.device_id) if m.path == "first.bin"]
+    assert outgoing and outgoing[0].base_hash == blake3.blake3(first).hexdigest()
+    assert read_back == [], "the delta's base signature was pushed out by the new one and read back"
