@@ -273,7 +273,7 @@ def edit_arrived(path: Path, offset: int, data: bytes, size: int) -> Callable[[]
 def timed_edit(tool: Tool, edit: Callable[[Path], tuple[int, bytes, int]]) -> tuple[float, float, int]:
     """Apply ``edit`` to A's first big file; (seconds from the end of the save until B's copy shows it,
     seconds the save itself took, wire bytes meanwhile). The save is the editor's part: rewriting a
-    128 MiB file for an insert takes the bench 0.4-0.9 s before either tool can do anything."""
+    128 MiB file for an insert takes the bench 0.4-2 s here before either tool can do anything."""
     time.sleep(2)  # the previous step's acknowledgements are counted with it, not here
     before = tool.relay.bytes
     start = time.perf_counter()

@@ -1,10 +1,10 @@
 """One authenticated connection with a peer: HELLO, then frames both ways.
 
-Three tasks per session: the reader dispatches frames (never waiting on the engine, so a delta being
+Four tasks per session: the reader dispatches frames (never waiting on the engine, so a delta being
 received keeps flowing), the worker runs engine calls one at a time in a thread, the sender writes
-answers first and then streams pending modifications, one at a time (the seed's per-device lock), with
-their delta in DATA frames pulled lazily from disk. A fourth task streams the large deltas, one at a
-time, while the sender goes on with the small files behind them. A slow peer only slows its own session.
+answers first and then pending modifications, and the streamer sends the large ones, one at a time (the
+seed's per-device lock), with their delta in DATA frames pulled lazily from disk, while the sender goes
+on with the small files behind them. A slow peer only slows its own session.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Small files keep flowing while a large one streams: between two real daemons, a note written while a
-256 MiB file is being received arrives before that file is complete, a note queued behind two large
-files arrives before the second one, and all end up intact."""
+256 MiB file is being received arrives before that file is complete, a note written behind a second
+large file (waiting for the first one's stream) arrives while the first one still streams, and all end
+up intact."""
 
 from __future__ import annotations
 
