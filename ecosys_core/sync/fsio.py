@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
+from .direct_io import open_for_writing
+
 TEMP_PREFIX = ".ecosys-tmp-"
 
 
@@ -69,16 +71,17 @@ def _sync_dir_now(folder: Path) -> None:
 
 
 @contextmanager
-def atomic_writer(target: Path, folder: Path | None = None) -> Iterator[tuple[BinaryIO, Path]]:
+def atomic_writer(target: Path, folder: Path | None = None, size: int = 0) -> Iterator[tuple[BinaryIO, Path]]:
     """Yield ``(file, temp_path)`` for new content of ``target``, synced to disk when the block ends; the
     caller moves it into place with :func:`commit_temp` after checking it. On any error the temp file is
     removed. The temp file is made in ``folder`` (default: beside ``target``), which must be on the same
-    file system as ``target``."""
+    file system as ``target``. ``size``: the bytes about to be written, when known; a large file is then
+    written past the page cache (:mod:`direct_io`)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder or target.parent)
     temp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open_for_writing(fd, size) as fh:
             yield fh, temp
             fh.flush()
             os.fsync(fh.fileno())

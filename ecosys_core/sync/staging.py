@@ -99,7 +99,7 @@ def rebuild(target: Path, m: Modification, base: Path | None, *, folder: Path | 
     """``m``'s content in a durable temp file beside ``target`` (or in ``folder``, on its device), its
     hash checked (IntegrityError otherwise; DeltaError or OSError when the delta or the disk fails).
     ``signature`` follows the rebuild (see :class:`NewSignature`)."""
-    with atomic_writer(target, folder) as (fh, temp):
+    with atomic_writer(target, folder, m.size) as (fh, temp):
         if signature is not None:
             signature.rebuilt = True
         got = apply_delta(m.delta, base, fh, expected_size=m.size,
