@@ -156,6 +156,8 @@ class Node:
         self.watcher = TaskWatcher(self.engine, list_tasks(self.store), on_scan=self._scanned(loop),
                                    on_resumed=self._resumed(loop))
         self.watcher.start()
+        # a scan still reading large files lets the small ones it indexed go out meanwhile
+        self.engine.when_queued(self._queued(loop))
         for task in list_tasks(self.store):
             await self.run_blocking(self.engine.scan, task.secure_id)
         discovery = await self._start_discovery()
@@ -230,6 +232,14 @@ class Node:
                 loop.call_soon_threadsafe(self.peers.changed)
         return scanned
 
+
+    def _queued(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        def queued() -> None:  # in a scanning thread
+            try:
+                loop.call_soon_threadsafe(self.peers.changed)
+            except RuntimeError:  # the loop is closed: the daemon is stopping, nothing goes out anyway
+                pass
+        return queued
 
     def _resumed(self, loop: asyncio.AbstractEventLoop) -> Callable[[str, set[str]], None]:
         def resume(secure_id: str, peers: set[str]) -> None:

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from pluggy import HookRelay
 
@@ -97,6 +97,11 @@ class SyncEngine:
              patient: bool = True) -> ScanReport:
         """:meth:`LocalChanges.scan`: index this device's edits of the task and queue them."""
         return self.local.scan(secure_id, paths, folders=folders, patient=patient)
+
+    def when_queued(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` (in the scanning thread) when a scan has queued changes for the linked devices
+        and is still reading large files: what it queued can go out meanwhile."""
+        self.local.on_queued = callback
 
     def conflicts(self, secure_id: str, offset: int = 0, limit: int = 100) -> tuple[int, list[Conflict]]:
         """:func:`conflicts.list_conflicts`: the task's conflict copies, a page at a time."""

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -105,6 +106,8 @@ class LocalChanges:
         # (task, path) → (size, mtime_ns) of files modified within RACY_NS but hashed after they settled
         # (Observation.settled): fresh_entry trusts those without hashing them again
         self._settled: dict[tuple[str, str], tuple[int, int]] = {}
+        # called (in the scanning thread) when a scan has queued changes and goes on reading large files
+        self.on_queued: Callable[[], None] | None = None
 
     def scan(self, secure_id: str, paths: Iterable[str] | None = None, *, folders: Iterable[str] = (),
              patient: bool = True) -> ScanReport:
@@ -115,7 +118,35 @@ class LocalChanges:
         local change bumps this device's counter and is queued for the linked devices. Paths the task's
         ignore patterns name are left alone; when the patterns changed since the last whole scan, this
         scan is a whole one. Raises IgnoreFileError (nothing scanned) while they are broken; while the
-        task's app runs nothing is scanned (:meth:`SyncEngine.resumed` tells when it stopped)."""
+        task's app runs nothing is scanned (:meth:`SyncEngine.resumed` tells when it stopped).
+
+        Large files are read in helper threads; when smaller ones changed too, those are indexed and
+        queued first, :attr:`on_queued` is called so they can go out, and the large ones are indexed
+        once read, outside the engine lock meanwhile (a scan of 2,000 small files and two of 128 MiB
+        sent nothing for the half second the two took)."""
+        report, deferred, hashing = self._scan_part(secure_id, paths, folders, patient, defer=True)
+        if not deferred:
+            return report
+        if (report.changed or report.deleted) and self.on_queued is not None:
+            self.on_queued()
+        for future in hashing:
+            if future.exception() is not None:  # read again below, where its error is handled as usual
+                log.debug("reading a large file ahead failed: %s", future.exception())
+        later, _, _ = self._scan_part(secure_id, deferred, (), patient, defer=False)
+        return report + ScanReport(0, later.bytes_hashed, later.changed, later.deleted)
+
+    def _scan_part(self, secure_id: str, paths: Iterable[str] | None, folders: Iterable[str],
+                   patient: bool, defer: bool) -> tuple[ScanReport, list[str], list[Future]]:
+        """:meth:`scan` under the engine lock; with ``defer``, without waiting for the large files being
+        read when there are others: what it indexed, and the paths of those large files and their reads."""
+        deferred: list[str] = []
+        hashing: list[Future] = []
+
+        def later(result: ScanResult) -> ScanResult:
+            deferred.extend(result.deferred)
+            hashing.extend(result.hashing)
+            return result
+
         with self._lock, self.store.session() as session:
             task = find_task(session, secure_id)
             if task is None:
@@ -124,36 +155,41 @@ class LocalChanges:
             ignores = self.contexts.ignores(task.info)
             if self.contexts.running.reason(task.info) is not None:
                 self.contexts.hold(task.info)  # its app runs: its files are taken once it stops
-                return ScanReport()
+                return ScanReport(), [], []
             targets = linked_devices(session, task.id)
             excluded = home_excluded(places, self.store.home)
             folders = _outermost(folders)
             patterns_moved = self._patterns_seen.get(secure_id, ignores.generation) != ignores.generation
             if (paths is None and not folders) or "" in folders or patterns_moved:
                 batch = IndexBatch(session, task.id)
-                result = scan_tree(places, batch.fingerprints, batch.stats, excluded=excluded, ignores=ignores,
-                                   patient=patient)
+                result = later(scan_tree(places, batch.fingerprints, batch.stats, excluded=excluded,
+                                         ignores=ignores, patient=patient, defer=defer))
                 self._patterns_seen[secure_id] = ignores.generation
                 # Under the lock no write of ours is in flight: these are leftovers of a crash.
                 for temp in result.stale_temp:
                     temp.unlink(missing_ok=True)
-                return self._record(task, result, batch.get, batch.put, batch.queue, targets)
+                report = self._record(task, result, batch.get, batch.put, batch.queue, targets)
+                batch.flush()
+                return report, deferred, hashing
             report = ScanReport()
             for folder in folders:  # a folder made, moved or removed: what is below it, as a whole scan sees it
                 batch = IndexBatch(session, task.id, under=folder)
-                result = scan_tree(places, batch.fingerprints, batch.stats, under=folder, excluded=excluded,
-                                   ignores=ignores, patient=patient)
+                result = later(scan_tree(places, batch.fingerprints, batch.stats, under=folder, excluded=excluded,
+                                         ignores=ignores, patient=patient, defer=defer))
                 report += self._record(task, result, batch.get, batch.put, batch.queue, targets)
+                batch.flush()
             paths = [p for p in paths or () if not any(p.startswith(f + "/") for f in folders) and indexable_name(p)]
             known = {p: FileStat(e.size, e.mtime_ns, e.deleted, e.hash,
                                  self._settled.get((secure_id, p)) == (e.size, e.mtime_ns))
                      for p in paths if (e := get_entry(session, task.id, p)) is not None}
-            result = scan_paths(places, known, paths, excluded, ignores, patient)
+            result = later(scan_paths(places, known, paths, excluded, ignores, patient, defer=defer,
+                                      defer_alone=bool(report.changed or report.deleted)))
             if not (result.changed or result.touched or result.missing):
-                return report + ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed)
+                return report + ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed), \
+                    deferred, hashing
             return report + self._record(
                 task, result, lambda p: get_entry(session, task.id, p), lambda e: put_entry(session, task.id, e),
-                lambda *a: queue_pending(session, task.id, *a), targets)
+                lambda *a: queue_pending(session, task.id, *a), targets), deferred, hashing
 
     def _record(self, task: TaskRef, result: ScanResult, get: Callable[[str], Entry | None],
                 put: Callable[[Entry], None], queue: Callable[..., None], targets: list[str]) -> ScanReport:

@@ -109,6 +109,7 @@ class Outbox:
             entries = batch.entries()
             for entry in entries.values():
                 batch.queue(entry.path, None, entry.version, [peer])
+            batch.flush()
             return len(entries)
 
     def pending_counts(self, secure_id: str) -> dict[str, int]:

@@ -10,7 +10,7 @@ import os
 import stat as stat_mod
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
@@ -57,6 +57,10 @@ class ScanResult:
     files_seen: int = 0
     bytes_hashed: int = 0
     patient: bool = True  # False: a file being written is left (its next event scans it), not read again
+    # large files still being hashed when the rest was done (``defer``): scan these paths again once
+    # ``hashing`` is done, and what was read meanwhile is taken from :data:`_HASHED` instead of read again
+    deferred: list[str] = field(default_factory=list)
+    hashing: list[Future] = field(default_factory=list)
 
 
 def _ignored(name: str) -> bool:
@@ -177,23 +181,67 @@ STEADY_TRIES = 4
 STEADY_WAIT = 0.05
 
 
-def _observe(path: Path, rel: str, size: int, mtime_ns: int, known: FileStat | None, result: ScanResult) -> None:
-    if (known is not None and not known.deleted and known.size == size and known.mtime_ns == mtime_ns
-            and (known.settled or time.time_ns() - mtime_ns > RACY_NS)):
-        return
-    tries = STEADY_TRIES if result.patient else 1
+# What a deferred scan's helper threads read (see ScanResult.deferred), by path, until the scan that
+# deferred it asks again: (size, mtime_ns, monotonic time, digest, when the read began). Taken only while
+# the file's size and mtime are still those the read went with; anything older than HASHED_FOR is dropped.
+_HASHED: dict[str, tuple[int, int, float, FileDigest, int]] = {}
+HASHED_FOR = 120.0
+
+
+def _read_digest(path: Path, size: int, patient: bool) -> tuple[FileDigest, int] | None:
+    """``path``'s digest (a signature too above BSDIFF_MAX) and when the read that made it began; None
+    when it cannot be read now, or was being written and ``patient`` is False (see STEADY_TRIES)."""
+    tries = STEADY_TRIES if patient else 1
     for attempt in range(tries):
         started = time.time_ns()
         try:
             digest = digest_file(path, with_signature=size > BSDIFF_MAX)
         except OSError:
-            return  # vanished or unreadable right now; the next scan will see it
-        result.bytes_hashed += digest.size
+            return None  # vanished or unreadable right now; the next scan will see it
         if digest.steady or attempt == tries - 1:
             break
         time.sleep(STEADY_WAIT)
-    if not digest.steady and not result.patient:
-        return  # being written while read: left to the event its write ends with
+    if not digest.steady and not patient:
+        return None  # being written while read: left to the event its write ends with
+    return digest, started
+
+
+def _hash_ahead(path: Path, size: int, patient: bool) -> None:
+    """(In a helper thread.) Read ``path`` for the scan that will ask for it again (:data:`_HASHED`)."""
+    read = _read_digest(path, size, patient)
+    if read is not None:
+        digest, started = read
+        now = time.monotonic()
+        for key, kept in list(_HASHED.items()):  # reads nobody came back for (the scan failed meanwhile)
+            if now - kept[2] > HASHED_FOR:
+                _HASHED.pop(key, None)
+        _HASHED[os.fspath(path)] = (digest.size, digest.mtime_ns, now, digest, started)
+
+
+def _hashed_ahead(path: Path, size: int, mtime_ns: int) -> tuple[FileDigest, int] | None:
+    """What :func:`_hash_ahead` read of ``path`` if the file still has the size and mtime it had then."""
+    kept = _HASHED.pop(os.fspath(path), None)
+    if kept is None or (kept[0], kept[1]) != (size, mtime_ns) or time.monotonic() - kept[2] > HASHED_FOR:
+        return None
+    return kept[3], kept[4]
+
+
+def _unchanged(size: int, mtime_ns: int, known: FileStat | None) -> bool:
+    """True when the index's entry vouches for the file as it is: no need to read it."""
+    return (known is not None and not known.deleted and known.size == size and known.mtime_ns == mtime_ns
+            and (known.settled or time.time_ns() - mtime_ns > RACY_NS))
+
+
+def _observe(path: Path, rel: str, size: int, mtime_ns: int, known: FileStat | None, result: ScanResult) -> None:
+    if _unchanged(size, mtime_ns, known):
+        return
+    read = _hashed_ahead(path, size, mtime_ns) if _HASHED else None
+    if read is None:
+        read = _read_digest(path, size, result.patient)
+        if read is None:
+            return
+    digest, started = read
+    result.bytes_hashed += digest.size
     mtime_ns = digest.mtime_ns or mtime_ns  # the mtime that goes with what was read
     if known is not None and not known.deleted and known.hash == digest.hash:
         result.touched.append(Observation(rel, digest.size, mtime_ns, None, started))
@@ -207,10 +255,25 @@ def _observe(path: Path, rel: str, size: int, mtime_ns: int, known: FileStat | N
 HASH_THREADS = 2
 
 
-def _observe_all(files: list[tuple[Path, str, int, int, FileStat | None]], result: ScanResult) -> None:
+def _observe_all(files: list[tuple[Path, str, int, int, FileStat | None]], result: ScanResult,
+                 defer: bool = False, defer_alone: bool = False) -> None:
     """:func:`_observe` each of ``files`` (path, rel, size, mtime_ns, known; sorted by rel), the large
-    ones in helper threads; what changed is recorded in the order of ``files`` whichever finished first."""
+    ones in helper threads; what changed is recorded in the order of ``files`` whichever finished first.
+    ``defer``: do not wait for the large ones to be read when there are smaller ones to record meanwhile
+    (or, with ``defer_alone``, when the caller has recorded others); their paths go to
+    ``result.deferred`` and their reads to ``result.hashing``."""
     large = [f for f in files if f[2] >= PARALLEL_HASH_MIN]
+    to_read = [f for f in large if not _unchanged(f[2], f[3], f[4])] if defer else []
+    if to_read and (defer_alone or len(to_read) < len(files)) and (os.cpu_count() or 1) >= 2:
+        result.deferred = [f[1] for f in to_read]
+        ahead = set(result.deferred)
+        for f in files:
+            if f[1] not in ahead:
+                _observe(*f, result)
+        pool = ThreadPoolExecutor(min(HASH_THREADS, len(to_read)), thread_name_prefix="ecosys-hash")
+        result.hashing = [pool.submit(_hash_ahead, f[0], f[2], result.patient) for f in to_read]
+        pool.shutdown(wait=False)  # its threads end with their reads
+        return
     if not large or (os.cpu_count() or 1) < 2 or len(files) < 2:
         for f in files:
             _observe(*f, result)
@@ -259,7 +322,8 @@ def _walk_while_loading(places: Places, racy_after: int, load: Callable[[], Mapp
 
 def scan_tree(places: Places, fingerprints: Callable[[], Mapping[str, tuple[int, int]]],
               details: Callable[[], Mapping[str, FileStat]], under: str = "",
-              excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None, patient: bool = True) -> ScanResult:
+              excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None, patient: bool = True,
+              defer: bool = False) -> ScanResult:
     """Compare every file of a task's ``places`` (its folder) with the index; with ``under`` (a folder, '/'-separated),
     only that folder's subtree, as a walk of the whole tree would see it. Paths starting with one of
     ``excluded`` (folders as "a/b/") and paths ``ignores`` ignores are neither seen nor missing: they
@@ -269,7 +333,7 @@ def scan_tree(places: Places, fingerprints: Callable[[], Mapping[str, tuple[int,
     given); it is called in this thread while the tree is walked in another (the C walk and SQLite both
     run without the GIL). ``details`` returns every entry (tombstones included) and is called at most
     once, only when some file differs, so an unchanged tree costs one walk and two set operations.
-    ``patient``: see STEADY_TRIES.
+    ``patient``: see STEADY_TRIES. ``defer``: see :func:`_observe_all`.
     """
     # taken before the walk, so every file written within RACY_NS of its stat counts as racy
     racy_after = time.time_ns() - RACY_NS
@@ -293,7 +357,8 @@ def scan_tree(places: Places, fingerprints: Callable[[], Mapping[str, tuple[int,
     suspects = set(walk.racy) if same else {path for path, _ in found.items() - indexed.items()}.union(walk.racy)
     if suspects:
         known = details()
-        _observe_all([(places.path(rel), rel, *found[rel], known.get(rel)) for rel in sorted(suspects)], result)
+        _observe_all([(places.path(rel), rel, *found[rel], known.get(rel)) for rel in sorted(suspects)], result,
+                     defer)
     missing = set() if same else indexed.keys() - found.keys()
     if result.unreadable or excluded:  # not listed is not deleted: those files are kept until they can be read
         hidden = tuple(result.unreadable) + excluded
@@ -359,10 +424,12 @@ def walk_folder(root: Path, under: str, racy_after: int) -> TreeWalk:
 
 
 def scan_paths(places: Places, known: Mapping[str, FileStat], paths: Iterable[str],
-               excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None, patient: bool = True) -> ScanResult:
+               excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None, patient: bool = True,
+               defer: bool = False, defer_alone: bool = False) -> ScanResult:
     """Compare only ``paths`` (relative, '/'-separated) with ``known``, leaving out those under
     ``excluded`` and those ``ignores`` ignores. Only a path that is not there counts as deleted (not one that cannot be read now);
-    raises RootUnavailable without the task's folder. ``patient``: see STEADY_TRIES."""
+    raises RootUnavailable without the task's folder. ``patient``: see STEADY_TRIES; ``defer`` and
+    ``defer_alone``: see :func:`_observe_all`."""
     places.available()
     result = ScanResult(patient=patient)
     files: list[tuple[Path, str, int, int, FileStat | None]] = []
@@ -386,5 +453,5 @@ def scan_paths(places: Places, known: Mapping[str, FileStat], paths: Iterable[st
             continue
         result.files_seen += 1
         files.append((path, rel, st.st_size, st.st_mtime_ns, known.get(rel)))
-    _observe_all(files, result)
+    _observe_all(files, result, defer, defer_alone)
     return result

@@ -1,0 +1,120 @@
+"""A scan that finds small and large new files indexes and queues the small ones first, tells the daemon
+(so they can go out), and indexes the large ones once its helper threads have read them, outside the
+engine lock meanwhile (issue 17). Real engines, real SQLite files, real files."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from ecosys_core.store.index import find_task, queue_many, queue_pending
+from ecosys_core.sync import scanner
+
+from .harness import SECURE_ID, make_devices, meet
+
+LARGE = 2 << 20
+
+
+@pytest.fixture()
+def small_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scanner, "PARALLEL_HASH_MIN", 1 << 20)  # 2 MiB files count as large here
+
+
+def _pending_paths(device, peer: str) -> set[str]:
+    return {item.path for item in device.engine.pending(peer)}
+
+
+def test_small_files_are_queued_and_announced_before_the_large_ones_are_read(tmp_path: Path, small_threshold,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = make_devices(tmp_path, 2)
+    for i in range(20):
+        a.write(f"d{i % 3}/f{i}.txt", os.urandom(500 + i))
+    a.write("big0.bin", os.urandom(LARGE))
+    a.write("sub/big1.bin", os.urandom(LARGE))
+    release = threading.Event()
+    reads: list[str] = []
+    real = scanner._read_digest
+
+    def held_read(path: Path, size: int, patient: bool):
+        if size >= LARGE:
+            reads.append(path.name)
+            assert release.wait(10), "the scan waited for the large files before queueing the small ones"
+        return real(path, size, patient)
+
+    monkeypatch.setattr(scanner, "_read_digest", held_read)
+    seen: dict[str, set[str]] = {}
+
+    def queued() -> None:  # in the scanning thread, with the engine lock released
+        taken = threading.Thread(target=lambda: seen.update(pending=_pending_paths(a, b.device_id)))
+        taken.start()
+        taken.join(10)  # another thread gets the lock and the pending list: the lock is free
+        release.set()
+
+    a.engine.when_queued(queued)
+    report = a.scan()
+    assert seen["pending"] == {f"d{i % 3}/f{i}.txt" for i in range(20)}
+    assert report.changed == 22 and report.files_seen == 22
+    assert sorted(reads) == ["big0.bin", "big1.bin"]  # each large file read once, by a helper
+    assert _pending_paths(a, b.device_id) == seen["pending"] | {"big0.bin", "sub/big1.bin"}
+    meet(a, b)
+    assert b.files() == a.files()
+
+
+def test_a_large_file_changed_after_it_was_read_ahead_is_read_again(tmp_path: Path, small_threshold,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = make_devices(tmp_path, 2)
+    a.write("small.txt", b"small")
+    a.write("big.bin", os.urandom(LARGE))
+    newer = os.urandom(LARGE + 5)
+
+    def edit_before_the_second_pass() -> None:  # the user saves again while the scan is between its passes
+        (a.root / "big.bin").write_bytes(newer)
+        st = (a.root / "big.bin").stat()
+        os.utime(a.root / "big.bin", ns=(st.st_atime_ns, st.st_mtime_ns - 3_000_000_000))  # settled at once
+
+    a.engine.when_queued(edit_before_the_second_pass)
+    a.scan()
+    meet(a, b)
+    assert (b.root / "big.bin").read_bytes() == newer
+    assert a.engine.pending(b.device_id) == []  # all acknowledged
+
+
+def test_a_scan_with_only_large_changes_or_one_thread_defers_nothing(tmp_path: Path, small_threshold,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    a, _ = make_devices(tmp_path, 2)
+    a.write("big.bin", os.urandom(LARGE))
+    calls: list[int] = []
+    a.engine.when_queued(lambda: calls.append(1))
+    assert a.scan().changed == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    a.write("small.txt", b"x")
+    a.write("big2.bin", os.urandom(LARGE))
+    assert a.scan().changed == 2
+    assert calls == []
+    assert not scanner._HASHED  # nothing read ahead is left behind
+
+
+def test_queueing_in_bulk_records_what_queueing_one_by_one_records(tmp_path: Path) -> None:
+    (one,) = make_devices(tmp_path / "one", 1)
+    (bulk,) = make_devices(tmp_path / "bulk", 1)
+    items = [(f"p{i}", None, {"x": 1}, ["d1", "d2"]) for i in range(5)]
+    later = [("p1", None, {"x": 2}, ["d3"]), ("p9", None, {"x": 1}, [])]
+    rows = []
+    for device, bulk_mode in ((one, False), (bulk, True)):
+        with device.store.session() as session:
+            task = find_task(session, SECURE_ID)
+            for batch in (items, later):
+                if bulk_mode:
+                    queue_many(session, task.id, batch)
+                else:
+                    for item in batch:
+                        queue_pending(session, task.id, *item)
+            raw = session.connection().connection.driver_connection
+            rows.append(raw.execute(
+                "SELECT e.path, e.version, e.header, t.device_id FROM pending_events e JOIN pending_targets t "
+                "ON t.event_id = e.id ORDER BY e.id, t.device_id").fetchall())
+    assert rows[0] == rows[1]
+    assert ("p1", '{"x": 2}', '{"base_hash": "", "base_version": {}}', "d3") in rows[0]
