@@ -94,6 +94,19 @@ class Store:
                 self.generation += 1
 
     @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """Yield a session to read in, for a block that writes nothing: inside :meth:`batch` (same thread)
+        the batch's own session as it is, seeing the batch's writes (a savepoint would have nothing to
+        undo, and cost two statements and a flush: a received small file reads its entry so), else a
+        transaction of its own, as :meth:`session`."""
+        shared = getattr(self._local, "shared", None)
+        if shared is not None:
+            yield shared[0]
+            return
+        with self.session() as session:
+            yield session
+
+    @contextmanager
     def batch(self) -> Iterator[None]:
         """Within the block, this thread's :meth:`session` blocks share one transaction, each being a
         savepoint in it, and the whole is committed once when the block ends.

@@ -252,7 +252,7 @@ class LocalChanges:
     def fresh_entry(self, ctx: TaskContext, path: str) -> Entry | None:
         """The entry of ``path`` once the disk agrees with it (rescanning that path only if it does not):
         a local edit not yet indexed is a version too."""
-        with self.store.session() as session:
+        with self.store.reading() as session:
             entry = get_entry(session, ctx.id, path)
         try:
             st = os.lstat(ctx.places.path(path))
@@ -269,7 +269,7 @@ class LocalChanges:
         if clean:
             return entry
         self.scan(ctx.info.secure_id, [path])
-        with self.store.session() as session:
+        with self.store.reading() as session:
             return get_entry(session, ctx.id, path)
 
     def remember_content(self, path: Path, entry: Entry, signature: Signature | None) -> None:

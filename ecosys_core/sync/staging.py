@@ -170,7 +170,7 @@ class Staging:
         try:
             contents: dict[ReadyKey, tuple[Path, bytes]] = {}
             held = 0
-            with self.store.session() as session:
+            with self.store.reading() as session:
                 for m in messages:
                     if held >= STAGE_MAX or not stageable(m) or (key := (m.secure_id, m.path, m.hash)) in contents:
                         continue
