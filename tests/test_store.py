@@ -130,6 +130,29 @@ def test_a_batch_commits_once_and_a_failing_block_inside_is_undone_alone(tmp_pat
     store.close()
 
 
+def test_reading_inside_a_batch_sees_its_writes_without_a_savepoint_and_reads_alone_outside(tmp_path: Path):
+    from ecosys_core.store.index import Entry, get_entry, put_entry
+
+    store = open_store(tmp_path / "home" / "ecosys.db")
+    (tmp_path / "root").mkdir()
+    task = add_task(store, name="t", root=tmp_path / "root", kind=TaskKind.FOLDER)
+    with store.session() as session:
+        task_id = session.scalar(select(SyncTask.id).where(SyncTask.secure_id == task.secure_id))
+    with store.batch():
+        with store.session() as session:
+            put_entry(session, task_id, Entry("new", {"a": 1}, "h", 1, 1, 1, "a", False))
+        statements: list[str] = []
+        with store.reading() as session:
+            raw = session.connection().connection.driver_connection
+            raw.set_trace_callback(statements.append)
+            assert get_entry(session, task_id, "new") is not None  # the batch's own write, not committed yet
+            raw.set_trace_callback(None)
+        assert not any("SAVEPOINT" in s or "RELEASE" in s for s in statements), statements
+    with store.reading() as session:
+        assert get_entry(session, task_id, "new") is not None
+    store.close()
+
+
 def test_a_version_1_store_gets_member_lists_from_its_task_links(tmp_path: Path):
     """A store written before member lists (schema 1) keeps syncing with the devices it was linked with:
     each task link becomes a confirmed member added here."""
