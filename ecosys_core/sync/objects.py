@@ -88,7 +88,7 @@ class ObjectStore:
 
     def put_signature(self, digest: str, signature: Signature) -> None:
         """Keep the chunk signature of the content ``digest``."""
-        self._put("sig", digest, lambda fh: fh.write(signature.to_bytes()))
+        self._put("sig", digest, signature.write_to)
         self._keep_recent(digest, signature)
 
     def _keep_recent(self, digest: str, signature: Signature) -> None:

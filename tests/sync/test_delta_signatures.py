@@ -193,3 +193,18 @@ def test_a_scan_keeps_the_previous_contents_signature_in_memory_for_the_delta(tm
     outgoing = [m for m in a.engine.outgoing(b.device_id) if m.path == "first.bin"]
     assert outgoing and outgoing[0].base_hash == blake3.blake3(first).hexdigest()
     assert read_back == [], "the delta's base signature was pushed out by the new one and read back"
+
+
+def test_a_signature_written_a_slice_at_a_time_is_its_stored_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(chunking, "_WRITE_SLICE", 1000)  # many slices, the last one partial
+    signature = signature_of(tmp_path / "f", os.urandom(3 << 20))
+    assert len(signature) > 2500
+    out = io.BytesIO()
+    signature.write_to(out)
+    assert out.getvalue() == signature.to_bytes()
+    parsed = chunking.Signature.from_bytes(out.getvalue())
+    assert (parsed.params, parsed.size, list(parsed.lengths), parsed.digests) == \
+        (signature.params, signature.size, list(signature.lengths), signature.digests)
+    store = objects.ObjectStore(tmp_path / "objects")
+    store.put_signature("ab" * 32, signature)
+    assert (tmp_path / "objects" / "sig" / "ab" / ("ab" * 32)).read_bytes() == signature.to_bytes()
