@@ -101,14 +101,19 @@ def test_removing_a_task_cascades_to_index_and_pending_events(store, tmp_path: P
         assert s.scalars(select(FileEntry)).all() == [] and s.scalars(select(PendingTarget)).all() == []
 
 
-def test_a_batch_commits_once_and_a_failing_block_inside_is_undone_alone(tmp_path: Path):
-    from ecosys_core.store.index import Entry, get_entry, put_entry
-
+def _store_with_task(tmp_path: Path) -> tuple[database.Store, int]:
+    """A store under ``tmp_path`` holding one folder task, and that task's row id."""
     store = open_store(tmp_path / "home" / "ecosys.db")
     (tmp_path / "root").mkdir()
     task = add_task(store, name="t", root=tmp_path / "root", kind=TaskKind.FOLDER)
     with store.session() as session:
-        task_id = session.scalar(select(SyncTask.id).where(SyncTask.secure_id == task.secure_id))
+        return store, session.scalar(select(SyncTask.id).where(SyncTask.secure_id == task.secure_id))
+
+
+def test_a_batch_commits_once_and_a_failing_block_inside_is_undone_alone(tmp_path: Path):
+    from ecosys_core.store.index import Entry, get_entry, put_entry
+
+    store, task_id = _store_with_task(tmp_path)
 
     def entry(path: str) -> Entry:
         return Entry(path, {"a": 1}, "h", 1, 1, 1, "a", False)
@@ -133,11 +138,7 @@ def test_a_batch_commits_once_and_a_failing_block_inside_is_undone_alone(tmp_pat
 def test_reading_inside_a_batch_sees_its_writes_without_a_savepoint_and_reads_alone_outside(tmp_path: Path):
     from ecosys_core.store.index import Entry, get_entry, put_entry
 
-    store = open_store(tmp_path / "home" / "ecosys.db")
-    (tmp_path / "root").mkdir()
-    task = add_task(store, name="t", root=tmp_path / "root", kind=TaskKind.FOLDER)
-    with store.session() as session:
-        task_id = session.scalar(select(SyncTask.id).where(SyncTask.secure_id == task.secure_id))
+    store, task_id = _store_with_task(tmp_path)
     with store.batch():
         with store.session() as session:
             put_entry(session, task_id, Entry("new", {"a": 1}, "h", 1, 1, 1, "a", False))
