@@ -182,9 +182,11 @@ STEADY_WAIT = 0.05
 
 
 # What a deferred scan's helper threads read (see ScanResult.deferred), by path, until the scan that
-# deferred it asks again: (size, mtime_ns, monotonic time, digest, when the read began). Taken only while
-# the file's size and mtime are still those the read went with; anything older than HASHED_FOR is dropped.
-_HASHED: dict[str, tuple[int, int, float, FileDigest, int]] = {}
+# deferred it asks again: ((inode, ctime_ns) before the read, size, mtime_ns, monotonic time, digest, when
+# the read began). Taken only while the file is still that inode, untouched since (any write, rename or
+# attribute change moves the ctime), with the size and mtime the read went with; anything older than
+# HASHED_FOR is dropped.
+_HASHED: dict[str, tuple[tuple[int, int], int, int, float, FileDigest, int]] = {}
 HASHED_FOR = 120.0
 
 
@@ -208,22 +210,36 @@ def _read_digest(path: Path, size: int, patient: bool) -> tuple[FileDigest, int]
 
 def _hash_ahead(path: Path, size: int, patient: bool) -> None:
     """(In a helper thread.) Read ``path`` for the scan that will ask for it again (:data:`_HASHED`)."""
+    try:
+        before = _identity(path)
+    except OSError:
+        return
     read = _read_digest(path, size, patient)
     if read is not None:
         digest, started = read
         now = time.monotonic()
         for key, kept in list(_HASHED.items()):  # reads nobody came back for (the scan failed meanwhile)
-            if now - kept[2] > HASHED_FOR:
+            if now - kept[3] > HASHED_FOR:
                 _HASHED.pop(key, None)
-        _HASHED[os.fspath(path)] = (digest.size, digest.mtime_ns, now, digest, started)
+        _HASHED[os.fspath(path)] = (before, digest.size, digest.mtime_ns, now, digest, started)
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.lstat(path)
+    return st.st_ino, st.st_ctime_ns
 
 
 def _hashed_ahead(path: Path, size: int, mtime_ns: int) -> tuple[FileDigest, int] | None:
-    """What :func:`_hash_ahead` read of ``path`` if the file still has the size and mtime it had then."""
+    """What :func:`_hash_ahead` read of ``path`` if the file is still what it was then."""
     kept = _HASHED.pop(os.fspath(path), None)
-    if kept is None or (kept[0], kept[1]) != (size, mtime_ns) or time.monotonic() - kept[2] > HASHED_FOR:
+    if kept is None or (kept[1], kept[2]) != (size, mtime_ns) or time.monotonic() - kept[3] > HASHED_FOR:
         return None
-    return kept[3], kept[4]
+    try:
+        if _identity(path) != kept[0]:
+            return None
+    except OSError:
+        return None
+    return kept[4], kept[5]
 
 
 def _unchanged(size: int, mtime_ns: int, known: FileStat | None) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,29 @@ def test_queueing_in_bulk_records_what_queueing_one_by_one_records(tmp_path: Pat
                 "ON t.event_id = e.id ORDER BY e.id, t.device_id").fetchall())
     assert rows[0] == rows[1]
     assert ("p1", '{"x": 2}', '{"base_hash": "", "base_version": {}}', "d3") in rows[0]
+
+
+def test_a_large_file_replaced_by_one_of_the_same_size_and_mtime_is_read_again(tmp_path: Path, small_threshold
+                                                                               ) -> None:
+    # what cp -p or rsync -t do: other bytes, same size and mtime; only the inode and ctime tell
+    a, b = make_devices(tmp_path, 2)
+    a.write("small.txt", b"small")
+    a.write("big.bin", os.urandom(LARGE))
+    hour_ago = time.time_ns() - 3600 * 10**9  # long settled: the stamps alone would vouch for it
+    os.utime(a.root / "big.bin", ns=(hour_ago, hour_ago))
+    other = os.urandom(LARGE)
+
+    def replaced_keeping_the_stamps() -> None:
+        for _ in range(500):  # once the helper has read it ahead
+            if os.fspath(a.root / "big.bin") in scanner._HASHED:
+                break
+            time.sleep(0.01)
+        st = (a.root / "big.bin").stat()
+        (a.root / "big.new").write_bytes(other)
+        os.utime(a.root / "big.new", ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(a.root / "big.new", a.root / "big.bin")
+
+    a.engine.when_queued(replaced_keeping_the_stamps)
+    a.scan()
+    meet(a, b)
+    assert (b.root / "big.bin").read_bytes() == other
