@@ -16,6 +16,7 @@ import json
 import struct
 from typing import Any
 
+from ..malloc_arenas import give_back_soon
 from .protocol import MAX_FRAME, MAX_PAYLOAD, Frame, ProtocolError, check_header
 
 SCRATCH = 256 * 1024  # holds many small frames, or a frame's head (u32 + u16 + header ≤ 64 KiB)
@@ -122,6 +123,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._drainers.clear()
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
+        give_back_soon(asyncio.get_running_loop())  # what it held lies between objects that stay
 
     def pause_writing(self) -> None:
         self._writing_paused = True
