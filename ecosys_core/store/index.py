@@ -229,33 +229,13 @@ def queue_pending(session: Session, task_id: int, path: str, base: Entry | None,
     One event per path: a newer version supersedes the stored one (collapsed), while the base — what the
     targets were last known to have — stays the oldest, so a delta built from it never assumes too much.
     """
-    targets = set(targets)
-    if not targets:
-        return
-    raw = _raw(session)
-    found = raw.execute("SELECT id FROM pending_events WHERE task_id = ? AND path = ? AND flag = ?",
-                        (task_id, path, MODIFICATION)).fetchone()
-    if found is None:
-        header = {"base_hash": base.hash if base and not base.deleted else "",
-                  "base_version": dict(base.version) if base else {}}
-        cursor = raw.execute(
-            "INSERT INTO pending_events (task_id, path, flag, version, header, payload, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (task_id, path, MODIFICATION, json.dumps(dict(version)), json.dumps(header), b"",
-             utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")))
-        event_id = cursor.lastrowid
-    else:
-        event_id = found[0]
-        raw.execute("UPDATE pending_events SET version = ? WHERE id = ?", (json.dumps(dict(version)), event_id))
-    raw.executemany("INSERT OR IGNORE INTO pending_targets (event_id, device_id) VALUES (?, ?)",
-                    [(event_id, d) for d in sorted(targets)])
-
+    queue_many(session, task_id, [(path, base, version, targets)])
 
 
 def queue_many(session: Session, task_id: int,
                items: Iterable[tuple[str, Entry | None, dict[str, int], Iterable[str]]]) -> None:
     """:func:`queue_pending` for each ``(path, base, version, targets)`` of ``items`` (distinct paths), in
-    three statements whatever their number."""
+    two statements whatever their number."""
     items = [(path, base, version, sorted(set(targets))) for path, base, version, targets in items]
     items = [item for item in items if item[3]]
     if not items:

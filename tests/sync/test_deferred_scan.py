@@ -98,27 +98,26 @@ def test_a_scan_with_only_large_changes_or_one_thread_defers_nothing(tmp_path: P
     assert not scanner._HASHED  # nothing read ahead is left behind
 
 
-def test_queueing_in_bulk_records_what_queueing_one_by_one_records(tmp_path: Path) -> None:
-    (one,) = make_devices(tmp_path / "one", 1)
-    (bulk,) = make_devices(tmp_path / "bulk", 1)
-    items = [(f"p{i}", None, {"x": 1}, ["d1", "d2"]) for i in range(5)]
-    later = [("p1", None, {"x": 2}, ["d3"]), ("p9", None, {"x": 1}, [])]
-    rows = []
-    for device, bulk_mode in ((one, False), (bulk, True)):
-        with device.store.session() as session:
-            task = find_task(session, SECURE_ID)
-            for batch in (items, later):
-                if bulk_mode:
-                    queue_many(session, task.id, batch)
-                else:
-                    for item in batch:
-                        queue_pending(session, task.id, *item)
-            raw = session.connection().connection.driver_connection
-            rows.append(raw.execute(
-                "SELECT e.path, e.version, e.header, t.device_id FROM pending_events e JOIN pending_targets t "
-                "ON t.event_id = e.id ORDER BY e.id, t.device_id").fetchall())
-    assert rows[0] == rows[1]
-    assert ("p1", '{"x": 2}', '{"base_hash": "", "base_version": {}}', "d3") in rows[0]
+def test_queueing_in_bulk_keeps_an_events_oldest_base_and_takes_its_newest_version(tmp_path: Path) -> None:
+    from ecosys_core.store.index import Entry
+
+    (device,) = make_devices(tmp_path, 1)
+    old = Entry("p1", {"x": 1}, "h1", 1, 1, 1, "x", False)
+    with device.store.session() as session:
+        task = find_task(session, SECURE_ID)
+        queue_many(session, task.id, [(f"p{i}", old if i == 1 else None, {"x": 2}, ["d2", "d1"]) for i in range(5)])
+        queue_many(session, task.id, [("p1", None, {"x": 3}, ["d3"]), ("p9", None, {"x": 1}, [])])
+        queue_pending(session, task.id, "p2", old, {"x": 4}, ["d1"])
+        raw = session.connection().connection.driver_connection
+        rows = raw.execute("SELECT e.path, e.version, e.header, t.device_id FROM pending_events e "
+                           "JOIN pending_targets t ON t.event_id = e.id ORDER BY e.id, t.device_id").fetchall()
+    base = '{"base_hash": "h1", "base_version": {"x": 1}}'
+    none = '{"base_hash": "", "base_version": {}}'
+    assert rows == [("p0", '{"x": 2}', none, "d1"), ("p0", '{"x": 2}', none, "d2"),
+                    ("p1", '{"x": 3}', base, "d1"), ("p1", '{"x": 3}', base, "d2"), ("p1", '{"x": 3}', base, "d3"),
+                    ("p2", '{"x": 4}', none, "d1"), ("p2", '{"x": 4}', none, "d2"),
+                    ("p3", '{"x": 2}', none, "d1"), ("p3", '{"x": 2}', none, "d2"),
+                    ("p4", '{"x": 2}', none, "d1"), ("p4", '{"x": 2}', none, "d2")]  # p9: no target, no event
 
 
 def test_a_large_file_replaced_by_one_of_the_same_size_and_mtime_is_read_again(tmp_path: Path, small_threshold
