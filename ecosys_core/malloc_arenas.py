@@ -58,13 +58,16 @@ _last_trim = 0.0
 def give_back_free_memory() -> bool:
     """Return the heap's free pages to the system, unless that was done less than TRIM_INTERVAL ago;
     True when it was done now. A no-op (False) where the C library cannot (not glibc)."""
-    global _last_trim
-    now = time.monotonic()
-    if _malloc_trim is None or now - _last_trim < TRIM_INTERVAL:
+    if _malloc_trim is None or time.monotonic() - _last_trim < TRIM_INTERVAL:
         return False
-    _last_trim = now  # a race between two threads costs one extra trim, nothing else
-    _malloc_trim(0)
+    _trim_now()
     return True
+
+
+def _trim_now() -> None:
+    global _last_trim
+    _last_trim = time.monotonic()  # a race between two threads costs one extra trim, nothing else
+    _malloc_trim(0)  # type: ignore[misc]
 
 
 GIVE_BACK_DELAY = 0.25  # seconds after the first connection ends before the trim that follows it
@@ -82,9 +85,7 @@ def give_back_soon(loop: asyncio.AbstractEventLoop) -> None:
     _pending.add(id(loop))
 
     def trim() -> None:
-        global _last_trim
         _pending.discard(id(loop))
-        _last_trim = time.monotonic()
-        _malloc_trim(0)  # type: ignore[misc]
+        _trim_now()
 
     loop.call_later(GIVE_BACK_DELAY, trim)
