@@ -39,6 +39,7 @@ class Inbound:
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._stream: asyncio.Queue[bytes | None | Exception] | None = None
         self._stream_owner: str | None = None
+        self._members_waiting = 0  # member lists received and not applied yet
 
     # -- from the reader -------------------------------------------------------------------------
     async def on_message(self, frame: Frame) -> None:
@@ -53,6 +54,14 @@ class Inbound:
             message.delta = self._blocks(self._stream)
             self.session.transfers[f"recv:{message.path}"] = {"direction": "receive", "path": message.path,
                                                               "done": 0, "total": message.size}
+            if not self._members_waiting:
+                # Written ahead from now on, beside the batches still waiting in the inbox: its DATA frames
+                # follow it on the wire, and would otherwise wait for all of those to be applied (a member
+                # list still waiting could decide whether it is taken: then it waits its turn).
+                self.session.side_task(self._receive_streaming(message), "stream-in")
+                return
+        elif isinstance(message, Members):
+            self._members_waiting += 1
         await self._inbox.put(message)
 
     def discard_stream(self) -> None:
@@ -111,7 +120,10 @@ class Inbound:
             if is_streaming(batch[-1]):
                 self.session.side_task(self._receive_streaming(batch.pop()), "stream-in")
             if batch:
-                await self._apply(batch)
+                try:
+                    await self._apply(batch)
+                finally:
+                    self._members_waiting -= sum(isinstance(m, Members) for m in batch)
 
     async def _drain(self, message: Message) -> None:
         """Consume what the engine left of a delta stream, so the reader never blocks on it."""

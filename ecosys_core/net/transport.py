@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import socket
 import ssl
 from typing import Awaitable, Callable, ClassVar
 
-
 from .identity import Identity, cert_der, readable_id
 from .protocol import Frame, ProtocolError, preamble, read_preamble
+from .tls_socket import TLSSocketTransport, direct_tls_supported, handshake
 from .wire import FrameProtocol
 
 HANDSHAKE_TIMEOUT = 10.0
@@ -121,12 +123,51 @@ class Incoming(FrameProtocol):
             self.transport.close()
 
 
+def _take_socket(raw: asyncio.BaseTransport, protocol: FrameProtocol) -> socket.socket:
+    """The connected socket under ``raw``, taken over from asyncio for TLS on the socket itself
+    (``tls_socket``): a duplicate of its descriptor; the raw transport is then dropped without a word
+    to the peer. ProtocolError if the peer already sent more than its preamble."""
+    raw.pause_reading()
+    protocol.hand_over()
+    taken = socket.socket(fileno=os.dup(raw.get_extra_info("socket").fileno()))
+    raw.set_protocol(asyncio.Protocol())  # the raw side's end is not the connection's
+    raw.abort()
+    return taken
+
+
+async def _tls_on_socket(sock: socket.socket, context: ssl.SSLContext, peer_cert: bytes, *, server_side: bool,
+                         address: str, ours: bytes = b"") -> Connection:
+    """Send ``ours`` (the server's preamble), then run TLS over ``sock`` ourselves (see ``tls_socket``)."""
+    try:
+        sock.setblocking(False)
+        if ours:
+            await asyncio.get_running_loop().sock_sendall(sock, ours)
+        channel = await handshake(sock, context, server_side=server_side)
+    except BaseException:
+        sock.close()
+        raise
+    protocol = FrameProtocol()
+    protocol.start_frames()
+    transport = TLSSocketTransport(channel, protocol)
+    try:
+        return Connection(protocol, transport, _verified_peer(transport, peer_cert), address)
+    except BaseException:
+        transport.abort()
+        raise
+
+
 async def accept(incoming: Incoming, identity: Identity) -> Connection:
     """Server side of the handshake on a connection from :func:`listen`."""
     loop = asyncio.get_running_loop()
     raw = incoming.transport
     assert raw is not None
     peer_cert = await asyncio.wait_for(read_preamble(incoming), HANDSHAKE_TIMEOUT)
+    if direct_tls_supported(loop):
+        peer = raw.get_extra_info("peername")
+        return await asyncio.wait_for(
+            _tls_on_socket(_take_socket(raw, incoming), _context(identity, peer_cert, server=True), peer_cert,
+                           server_side=True, address=f"{peer[0]}:{peer[1]}" if peer else "?",
+                           ours=preamble(cert_der(identity.cert_path))), HANDSHAKE_TIMEOUT)
     # No await between sending our preamble and starting TLS: the client's first TLS bytes only come
     # after it has read the preamble, so none can arrive as raw bytes.
     raw.write(preamble(cert_der(identity.cert_path)))  # type: ignore[attr-defined]
@@ -149,6 +190,10 @@ async def connect(host: str, port: int, identity: Identity, expected_id: str | N
         peer_cert = await asyncio.wait_for(read_preamble(protocol), HANDSHAKE_TIMEOUT)
         if expected_id is not None and hashlib.sha256(peer_cert).hexdigest() != expected_id:
             raise Refused(f"{host}:{port} is not device {readable_id(expected_id)}")
+        if direct_tls_supported(loop):
+            return await asyncio.wait_for(
+                _tls_on_socket(_take_socket(raw, protocol), _context(identity, peer_cert, server=False), peer_cert,
+                               server_side=False, address=f"{host}:{port}"), HANDSHAKE_TIMEOUT)
         protocol.start_frames()
         tls = await asyncio.wait_for(loop.start_tls(raw, protocol, _context(identity, peer_cert, server=False)),
                                      HANDSHAKE_TIMEOUT)

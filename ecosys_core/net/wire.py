@@ -207,6 +207,16 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._start += n
         return data
 
+    def hand_over(self) -> None:
+        """(Before :meth:`start_frames`.) The socket goes to another transport (``tls_socket``) with
+        another protocol: let go of the buffers. ProtocolError if raw bytes are left unread (the peer
+        sent more than its preamble before it was answered)."""
+        if self._end != self._start:
+            raise ProtocolError("unexpected bytes before TLS")
+        self._scratch = bytearray(0)
+        self._start = self._end = 0
+        self._ended = True
+
     def start_frames(self) -> None:
         """From now on the bytes received are frames (TLS has started; nothing raw may be left)."""
         if self._end != self._start:

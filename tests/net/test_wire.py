@@ -1,6 +1,7 @@
 """The frame protocol under real TLS on 127.0.0.1: frames of every size arrive whole and in order, a
 reader that falls behind pauses the socket instead of buffering without bound, and malformed input ends
-the stream with a ProtocolError after the good frames before it."""
+the stream with a ProtocolError after the good frames before it. Each runs over both TLS paths: TLS on
+the socket itself (``tls_socket``, selector loops) and asyncio's own (the proactor loop's, on Windows)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,17 @@ from typing import Awaitable, Callable
 
 import pytest
 
-from ecosys_core.net import wire
+from ecosys_core.net import transport, wire
 from ecosys_core.net.identity import load_or_create_identity
 from ecosys_core.net.protocol import MAX_PAYLOAD, ProtocolError, encode_frame
 from ecosys_core.net.transport import Connection, Incoming, accept, connect, listen
+
+
+@pytest.fixture(params=["tls on the socket", "asyncio tls"])
+def tls_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "asyncio tls":
+        monkeypatch.setattr(transport, "direct_tls_supported", lambda loop: False)
+    return request.param
 
 
 def run_pair(tmp_path: Path, server_side: Callable[[Connection], Awaitable[object]],
@@ -52,7 +60,7 @@ def run_pair(tmp_path: Path, server_side: Callable[[Connection], Awaitable[objec
 ME = "ab" * 32
 
 
-def test_frames_of_every_size_arrive_whole_and_in_order(tmp_path: Path):
+def test_frames_of_every_size_arrive_whole_and_in_order(tmp_path: Path, tls_path: str):
     sizes = [0, 1, 100, wire.DIRECT - 1, wire.DIRECT, wire.DIRECT + 1, wire.SCRATCH - 10, wire.SCRATCH + 10,
              1 << 20, MAX_PAYLOAD] + [7, 5000] * 50
     payloads = [os.urandom(n) for n in sizes]
@@ -77,7 +85,7 @@ def test_frames_of_every_size_arrive_whole_and_in_order(tmp_path: Path):
     assert got == payloads
 
 
-def test_a_reader_that_falls_behind_pauses_the_socket(tmp_path: Path):
+def test_a_reader_that_falls_behind_pauses_the_socket(tmp_path: Path, tls_path: str):
     frame = encode_frame({"flag": "DATA", "device_id": ME}, os.urandom(1 << 20))
     count = 48  # 48 MiB sent; at most QUEUE_HIGH plus what the kernel and TLS buffer may wait unread
 
@@ -112,7 +120,7 @@ def raw_head(header: dict, payload: bytes = b"", extra: int = 0) -> bytes:
     raw_head({"flag": "NOPE", "device_id": ME}),  # unknown flag
     raw_head({"flag": "DATA", "device_id": ME}, extra=MAX_PAYLOAD + 1),  # payload too large
 ])
-def test_a_malformed_frame_ends_the_stream_after_the_good_ones(tmp_path: Path, bad: bytes):
+def test_a_malformed_frame_ends_the_stream_after_the_good_ones(tmp_path: Path, bad: bytes, tls_path: str):
     good = encode_frame({"flag": "PING", "device_id": ME})
 
     async def receive(conn: Connection) -> tuple[str, str]:
@@ -131,7 +139,7 @@ def test_a_malformed_frame_ends_the_stream_after_the_good_ones(tmp_path: Path, b
     assert first == "PING" and error
 
 
-def test_the_end_of_the_stream_is_reported_after_the_last_frame(tmp_path: Path):
+def test_the_end_of_the_stream_is_reported_after_the_last_frame(tmp_path: Path, tls_path: str):
     async def receive(conn: Connection) -> list[str]:
         flags = [(await conn.read_frame()).flag]
         with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
@@ -144,6 +152,39 @@ def test_the_end_of_the_stream_is_reported_after_the_last_frame(tmp_path: Path):
         await conn.close()
 
     assert run_pair(tmp_path, receive, send) == ["PING"]
+
+
+def test_what_was_written_before_close_all_arrives(tmp_path: Path, tls_path: str):
+    """Closing at once after writing (no drain) still delivers every frame, then the end."""
+    frames = [encode_frame({"flag": "DATA", "device_id": ME, "path": f"p{i}"}, os.urandom(1 << 20))
+              for i in range(24)]
+
+    async def receive(conn: Connection) -> list[str]:
+        paths = [(await conn.read_frame()).header["path"] for _ in frames]
+        with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+            await conn.read_frame()
+        return paths
+
+    async def send(conn: Connection) -> None:
+        conn.writelines(frames)
+        await conn.close()
+
+    assert run_pair(tmp_path, receive, send) == [f"p{i}" for i in range(24)]
+
+
+def test_small_frames_written_together_arrive_each_whole(tmp_path: Path, tls_path: str):
+    """A group of small frames (joined into few TLS records on the way) arrives as the same frames."""
+    frames = [encode_frame({"flag": "DATA", "device_id": ME, "path": f"p{i}"}, os.urandom(i % 9000))
+              for i in range(3000)]
+
+    async def receive(conn: Connection) -> list[tuple[str, int]]:
+        return [((f := await conn.read_frame()).header["path"], len(f.payload)) for _ in frames]
+
+    async def send(conn: Connection) -> None:
+        conn.writelines(frames)
+        await conn.drain()
+
+    assert run_pair(tmp_path, receive, send) == [(f"p{i}", i % 9000) for i in range(3000)]
 
 
 def test_every_flag_in_the_code_is_documented_in_the_protocol():
