@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import struct
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -16,7 +17,7 @@ import pytest
 
 from ecosys_core.net import transport, wire
 from ecosys_core.net.identity import load_or_create_identity
-from ecosys_core.net.protocol import MAX_PAYLOAD, ProtocolError, encode_frame
+from ecosys_core.net.protocol import MAX_PAYLOAD, ProtocolError, encode_frame, read_preamble
 from ecosys_core.net.transport import Connection, Incoming, accept, connect, listen
 
 
@@ -185,6 +186,62 @@ def test_small_frames_written_together_arrive_each_whole(tmp_path: Path, tls_pat
         await conn.drain()
 
     assert run_pair(tmp_path, receive, send) == [(f"p{i}", i % 9000) for i in range(3000)]
+
+
+def _refused_handshake(tmp_path: Path, client: Callable[[int, bytes], Awaitable[None]]) -> BaseException:
+    """What :func:`accept` raised for a raw client doing ``client(port, its_preamble)``."""
+    from ecosys_core.net.identity import cert_der
+    from ecosys_core.net.protocol import preamble
+
+    server_id = load_or_create_identity(tmp_path / "server")
+    client_id = load_or_create_identity(tmp_path / "client")
+
+    async def scenario() -> BaseException:
+        failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+        async def serve(incoming: Incoming) -> None:
+            try:
+                conn = await accept(incoming, server_id)
+            except Exception as exc:  # what the daemon logs and drops
+                incoming.abort()
+                failed.set_result(exc)
+                return
+            await conn.close()
+
+        server = await listen("127.0.0.1", 0, serve)
+        try:
+            await client(server.sockets[0].getsockname()[1], preamble(cert_der(client_id.cert_path)))
+            return await asyncio.wait_for(failed, 15)
+        finally:
+            server.close()
+
+    return asyncio.run(scenario())
+
+
+def test_bytes_sent_before_the_answer_to_the_preamble_are_refused(tmp_path: Path, tls_path: str):
+    async def client(port: int, ours: bytes) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(ours + b"\x16\x03\x01 not yet")  # TLS bytes before the server's preamble came
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.close()
+
+    error = _refused_handshake(tmp_path, client)
+    assert isinstance(error, ProtocolError) and "before TLS" in str(error)
+
+
+def test_a_peer_hanging_up_in_the_handshake_ends_only_that_connection(tmp_path: Path, tls_path: str):
+    async def client(port: int, ours: bytes) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(ours)
+        await writer.drain()
+        await read_preamble(reader)  # the server's
+        writer.write(b"\x16\x03\x01\x00")  # the start of a ClientHello, then nothing
+        await writer.drain()
+        writer.close()
+
+    error = _refused_handshake(tmp_path, client)
+    assert isinstance(error, (ConnectionError, OSError, asyncio.IncompleteReadError, ssl.SSLError))
 
 
 def test_every_flag_in_the_code_is_documented_in_the_protocol():
