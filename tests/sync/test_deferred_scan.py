@@ -144,3 +144,45 @@ def test_a_large_file_replaced_by_one_of_the_same_size_and_mtime_is_read_again(t
     a.scan()
     meet(a, b)
     assert (b.root / "big.bin").read_bytes() == other
+
+
+def test_a_scan_meeting_a_large_file_being_read_ahead_takes_that_read(tmp_path: Path, small_threshold,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher's scan of files an initial scan is still reading waits for those reads instead of
+    making its own: each large file is read once."""
+    a, b = make_devices(tmp_path, 2)
+    a.write("small.txt", b"small")
+    for name in ("big0.bin", "big1.bin"):
+        a.write(name, os.urandom(LARGE))
+        st = (a.root / name).stat()
+        os.utime(a.root / name, ns=(st.st_atime_ns, st.st_mtime_ns - 3_000_000_000))  # settled
+    release = threading.Event()
+    reads: list[str] = []
+    real = scanner._read_digest
+
+    def held_read(path: Path, size: int, patient: bool):
+        if size >= LARGE:
+            reads.append(path.name)
+            release.wait(10)
+        return real(path, size, patient)
+
+    monkeypatch.setattr(scanner, "_read_digest", held_read)
+    second: list = []
+
+    def another_scan_meanwhile() -> None:  # the large files are being read by the first scan's helpers
+        if second or release.is_set():
+            return  # (the second scan's own call)
+        other = threading.Thread(target=lambda: second.append(a.scan()))
+        other.start()
+        time.sleep(0.3)  # it waits for those reads
+        assert other.is_alive()
+        release.set()
+        other.join(20)
+
+    a.engine.when_queued(another_scan_meanwhile)
+    a.scan()
+    assert sorted(reads) == ["big0.bin", "big1.bin"]
+    assert second and second[0].changed == 2
+    assert _pending_paths(a, b.device_id) == {"small.txt", "big0.bin", "big1.bin"}
+    meet(a, b)
+    assert b.files() == a.files()
