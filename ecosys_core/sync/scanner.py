@@ -61,6 +61,9 @@ class ScanResult:
     # ``hashing`` is done, and what was read meanwhile is taken from :data:`_HASHED` instead of read again
     deferred: list[str] = field(default_factory=list)
     hashing: list[Future] = field(default_factory=list)
+    # smaller files (path, rel, size) past the ``first`` this scan was to record (``defer``): not read
+    # yet; read them (:func:`read_ahead`) and scan them next
+    postponed: list[tuple[Path, str, int]] = field(default_factory=list)
 
 
 def _ignored(name: str) -> bool:
@@ -223,6 +226,23 @@ def _hash_ahead(path: Path, size: int, patient: bool, done: threading.Event) -> 
         done.set()
 
 
+def read_ahead(files: list[tuple[Path, str, int]], patient: bool = True) -> None:
+    """Read each of ``files`` (path, rel, size) for the scan that asks for them next, outside its lock
+    (the smaller files a scan postponed, see :func:`_observe_all`): that scan then takes each read
+    if the file is still what it was (:func:`_hashed_ahead`)."""
+    _forget_stale_reads()
+    for path, _, size in files:
+        _read_ahead(path, size, patient)
+
+
+def _forget_stale_reads() -> None:
+    """Drop the reads nobody came back for (their scan failed meanwhile)."""
+    now = time.monotonic()
+    for key, kept in list(_HASHED.items()):
+        if now - kept[3] > HASHED_FOR:
+            _HASHED.pop(key, None)
+
+
 def _read_ahead(path: Path, size: int, patient: bool) -> None:
     try:
         before = _identity(path)
@@ -231,11 +251,7 @@ def _read_ahead(path: Path, size: int, patient: bool) -> None:
     read = _read_digest(path, size, patient)
     if read is not None:
         digest, started = read
-        now = time.monotonic()
-        for key, kept in list(_HASHED.items()):  # reads nobody came back for (the scan failed meanwhile)
-            if now - kept[3] > HASHED_FOR:
-                _HASHED.pop(key, None)
-        _HASHED[os.fspath(path)] = (before, digest.size, digest.mtime_ns, now, digest, started)
+        _HASHED[os.fspath(path)] = (before, digest.size, digest.mtime_ns, time.monotonic(), digest, started)
 
 
 def _identity(path: Path) -> tuple[int, int]:
@@ -290,25 +306,33 @@ HASH_THREADS = 2
 
 
 def _observe_all(files: list[tuple[Path, str, int, int, FileStat | None]], result: ScanResult,
-                 defer: bool = False, defer_alone: bool = False) -> None:
+                 defer: bool = False, defer_alone: bool = False, first: int = 0) -> None:
     """:func:`_observe` each of ``files`` (path, rel, size, mtime_ns, known; sorted by rel), the large
     ones in helper threads; what changed is recorded in the order of ``files`` whichever finished first.
     ``defer``: do not wait for the large ones to be read when there are smaller ones to record meanwhile
     (or, with ``defer_alone``, when the caller has recorded others); their paths go to
-    ``result.deferred`` and their reads to ``result.hashing``."""
+    ``result.deferred`` and their reads to ``result.hashing``. With ``first`` too, only the first
+    ``first`` smaller ones are read; the paths of the others go to ``result.postponed``."""
     large = [f for f in files if f[2] >= PARALLEL_HASH_MIN]
     to_read = [f for f in large if not _unchanged(f[2], f[3], f[4])] if defer else []
-    if to_read and (defer_alone or len(to_read) < len(files)) and (os.cpu_count() or 1) >= 2:
-        result.deferred = [f[1] for f in to_read]
-        ahead = set(result.deferred)
+    defer_large = bool(to_read) and (defer_alone or len(to_read) < len(files)) and (os.cpu_count() or 1) >= 2
+    smaller = [f for f in files if f[2] < PARALLEL_HASH_MIN] if defer and first else []
+    postponed = smaller[first:] if len(smaller) > first else []
+    if defer_large or postponed:
+        result.deferred = [f[1] for f in to_read] if defer_large else []
+        result.postponed = [(f[0], f[1], f[2]) for f in postponed]
+        later = set(result.deferred).union(f[1] for f in postponed)
         for f in files:
-            if f[1] not in ahead:
+            if f[1] not in later:
                 _observe(*f, result)
+        if not defer_large:
+            return
+        _forget_stale_reads()
         pool = ThreadPoolExecutor(min(HASH_THREADS, len(to_read)), thread_name_prefix="ecosys-hash")
         result.hashing = []
         for f in to_read:
-            if os.fspath(f[0]) in _HASHING:  # another scan's helper reads it already: the next pass waits for that
-                continue
+            if os.fspath(f[0]) in _HASHING or os.fspath(f[0]) in _HASHED:  # read or being read for another
+                continue  # scan (or an earlier pass of this one): the pass that records it takes that read
             _HASHING[os.fspath(f[0])] = done = threading.Event()
             result.hashing.append(pool.submit(_hash_ahead, f[0], f[2], result.patient, done))
         pool.shutdown(wait=False)  # its threads end with their reads
@@ -362,7 +386,7 @@ def _walk_while_loading(places: Places, racy_after: int, load: Callable[[], Mapp
 def scan_tree(places: Places, fingerprints: Callable[[], Mapping[str, tuple[int, int]]],
               details: Callable[[], Mapping[str, FileStat]], under: str = "",
               excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None, patient: bool = True,
-              defer: bool = False) -> ScanResult:
+              defer: bool = False, first: int = 0) -> ScanResult:
     """Compare every file of a task's ``places`` (its folder) with the index; with ``under`` (a folder, '/'-separated),
     only that folder's subtree, as a walk of the whole tree would see it. Paths starting with one of
     ``excluded`` (folders as "a/b/") and paths ``ignores`` ignores are neither seen nor missing: they
@@ -372,7 +396,7 @@ def scan_tree(places: Places, fingerprints: Callable[[], Mapping[str, tuple[int,
     given); it is called in this thread while the tree is walked in another (the C walk and SQLite both
     run without the GIL). ``details`` returns every entry (tombstones included) and is called at most
     once, only when some file differs, so an unchanged tree costs one walk and two set operations.
-    ``patient``: see STEADY_TRIES. ``defer``: see :func:`_observe_all`.
+    ``patient``: see STEADY_TRIES. ``defer`` and ``first``: see :func:`_observe_all`.
     """
     # taken before the walk, so every file written within RACY_NS of its stat counts as racy
     racy_after = time.time_ns() - RACY_NS
@@ -397,7 +421,7 @@ def scan_tree(places: Places, fingerprints: Callable[[], Mapping[str, tuple[int,
     if suspects:
         known = details()
         _observe_all([(places.path(rel), rel, *found[rel], known.get(rel)) for rel in sorted(suspects)], result,
-                     defer)
+                     defer, first=first)
     missing = set() if same else indexed.keys() - found.keys()
     if result.unreadable or excluded:  # not listed is not deleted: those files are kept until they can be read
         hidden = tuple(result.unreadable) + excluded
@@ -464,11 +488,11 @@ def walk_folder(root: Path, under: str, racy_after: int) -> TreeWalk:
 
 def scan_paths(places: Places, known: Mapping[str, FileStat], paths: Iterable[str],
                excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None, patient: bool = True,
-               defer: bool = False, defer_alone: bool = False) -> ScanResult:
+               defer: bool = False, defer_alone: bool = False, first: int = 0) -> ScanResult:
     """Compare only ``paths`` (relative, '/'-separated) with ``known``, leaving out those under
     ``excluded`` and those ``ignores`` ignores. Only a path that is not there counts as deleted (not one that cannot be read now);
-    raises RootUnavailable without the task's folder. ``patient``: see STEADY_TRIES; ``defer`` and
-    ``defer_alone``: see :func:`_observe_all`."""
+    raises RootUnavailable without the task's folder. ``patient``: see STEADY_TRIES; ``defer``,
+    ``defer_alone`` and ``first``: see :func:`_observe_all`."""
     places.available()
     result = ScanResult(patient=patient)
     files: list[tuple[Path, str, int, int, FileStat | None]] = []
@@ -492,5 +516,5 @@ def scan_paths(places: Places, known: Mapping[str, FileStat], paths: Iterable[st
             continue
         result.files_seen += 1
         files.append((path, rel, st.st_size, st.st_mtime_ns, known.get(rel)))
-    _observe_all(files, result, defer, defer_alone)
+    _observe_all(files, result, defer, defer_alone, first)
     return result

@@ -186,3 +186,25 @@ def test_a_scan_meeting_a_large_file_being_read_ahead_takes_that_read(tmp_path: 
     assert _pending_paths(a, b.device_id) == {"small.txt", "big0.bin", "big1.bin"}
     meet(a, b)
     assert b.files() == a.files()
+
+
+def test_a_scan_of_many_new_files_lets_the_first_go_out_before_it_reads_the_rest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ecosys_core.sync import local
+
+    monkeypatch.setattr(local, "FIRST_RECORDED", 10)
+    a, b = make_devices(tmp_path, 2)
+    names = [f"d{i % 4}/f{i:03d}.txt" for i in range(70)]
+    for i, name in enumerate(names):
+        a.write(name, os.urandom(100 + i))
+    seen: list[set[str]] = []
+    a.engine.when_queued(lambda: seen.append(_pending_paths(a, b.device_id)))
+    report = a.scan()
+    # 10 first, then 40 more (four times as many): each step queued and announced before the next is read
+    assert [len(s) for s in seen] == [10, 50]
+    assert not scanner._HASHED  # every read made ahead was taken
+    assert seen[0] <= seen[1] <= set(names)
+    assert report.changed == 70 and report.files_seen == 70
+    assert _pending_paths(a, b.device_id) == set(names)
+    meet(a, b)
+    assert b.files() == a.files()
