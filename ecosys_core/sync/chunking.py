@@ -290,7 +290,7 @@ class FileDigest:
 PARALLEL_HASH_MIN = 8 << 20
 
 
-class _HashBeside:
+class HashBeside:
     """BLAKE3 of the blocks given to :meth:`update`, taken in a helper thread while the caller cuts and
     digests the same blocks for the signature: both run without the GIL, so a large file's hash and
     signature take about the longer of the two, not their sum (docs/decisions.md, "Stop 27")."""
@@ -322,6 +322,26 @@ class _HashBeside:
         return self._hasher.hexdigest()
 
 
+class _HashHere:
+    """BLAKE3 in the caller's thread, with :class:`HashBeside`'s interface."""
+
+    def __init__(self) -> None:
+        self._hasher = blake3.blake3()
+
+    def update(self, block: bytes | memoryview) -> None:
+        self._hasher.update(block)
+
+    def finish(self) -> str:
+        return self._hasher.hexdigest()
+
+
+def content_hasher(size: int, signed: bool) -> HashBeside | _HashHere:
+    """A BLAKE3 for a content of ``size`` bytes read once: in a helper thread when its signature is
+    taken in the same pass (``signed``) and it is large, so the two run side by side; ``finish`` gives
+    the hex digest (call it once, also on error)."""
+    return HashBeside() if signed and size >= PARALLEL_HASH_MIN else _HashHere()
+
+
 def digest_file(path: Path, *, with_signature: bool) -> FileDigest:
     """Hash ``path`` in one streaming pass, also computing its chunk signature if ``with_signature``."""
     size = 0
@@ -329,8 +349,7 @@ def digest_file(path: Path, *, with_signature: bool) -> FileDigest:
         before = os.fstat(fh.fileno())
         expected = before.st_size
         builder = SignatureBuilder(expected) if with_signature else None
-        hasher: _HashBeside | blake3.blake3 = (_HashBeside() if builder is not None and expected >= PARALLEL_HASH_MIN
-                                               else blake3.blake3())
+        hasher = content_hasher(expected, builder is not None)
         read = max(READ_BLOCK, 4 * chunk_params(expected)[2])
         try:
             while block := fh.read(read):
@@ -339,7 +358,7 @@ def digest_file(path: Path, *, with_signature: bool) -> FileDigest:
                 if builder is not None:
                     builder.feed(block)
         finally:
-            digest = hasher.finish() if isinstance(hasher, _HashBeside) else hasher.hexdigest()
+            digest = hasher.finish()
         after = os.fstat(fh.fileno())
     steady = size == after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns
     return FileDigest(size, digest, builder.signature() if builder is not None else None,

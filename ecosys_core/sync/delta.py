@@ -28,7 +28,7 @@ import bsdiff4.core
 import pyzstd
 
 from ..errors import IntegrityError
-from .chunking import DIGEST_SIZE, READ_BLOCK, Copy, Signature, chunk_digest, iter_chunks
+from .chunking import DIGEST_SIZE, READ_BLOCK, Copy, Signature, chunk_digest, content_hasher, iter_chunks
 
 BSDIFF_MAX = 1 << 20
 MAX_LITERAL = 4 << 20
@@ -268,7 +268,9 @@ class _Decoder:
         self.reader = _Reader(blocks)
         self.out, self.observe, self.copies = out, observe, copies
         self.expected_size = expected_size
-        self.hasher = blake3.blake3()
+        # a large content's BLAKE3 in a helper thread while this one cuts and digests it for its signature
+        self.hasher = content_hasher(expected_size, observe is not None)
+        self._hashed = False
         self.written = 0
         self.base_fh = open(base, "rb") if base is not None else None
         self.base_size = os.fstat(self.base_fh.fileno()).st_size if self.base_fh else 0
@@ -342,9 +344,16 @@ class _Decoder:
             raise DeltaError("bytes after the end of the delta")
         if self.written != self.expected_size:
             raise DeltaError(f"delta produced {self.written} bytes, {self.expected_size} announced")
-        return self.hasher.hexdigest()
+        self._hashed = True
+        return self.hasher.finish()
 
     def close(self) -> None:
+        if not self._hashed:  # a failed delta: the helper thread, if any, must still end
+            self._hashed = True
+            try:
+                self.hasher.finish()
+            except Exception:  # the delta's own error is the one raised
+                pass
         if self.base_fh:
             self.base_fh.close()
 

@@ -79,13 +79,13 @@ def test_a_large_files_hash_taken_beside_its_signature_is_the_one_taken_inline(t
     path = tmp_path / "big.bin"
     path.write_bytes(os.urandom(9 << 20))
     threads = []
-    real = chunking._HashBeside.__init__
+    real = chunking.HashBeside.__init__
 
     def counted(self):  # type: ignore[no-untyped-def]
         threads.append(1)
         real(self)
 
-    monkeypatch.setattr(chunking._HashBeside, "__init__", counted)
+    monkeypatch.setattr(chunking.HashBeside, "__init__", counted)
     beside = chunking.digest_file(path, with_signature=True)
     monkeypatch.setattr(chunking, "PARALLEL_HASH_MIN", 1 << 40)
     inline = chunking.digest_file(path, with_signature=True)
