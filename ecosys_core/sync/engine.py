@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -311,8 +312,8 @@ class SyncEngine:
         # The new content's signature is read through a descriptor opened before the rename (what was
         # written, whatever replaces the path since), once the change is visible: it only serves later
         # deltas, and took 60-80 ms at 128 MiB before the rename. Where an open file cannot be renamed
-        # (Windows), it is read before.
-        with held_open(temp) as written:
+        # (Windows), it is read before. A content without a signature (small) has nothing to hold open.
+        with held_open(temp) if signature is not None else nullcontext(None) as written:
             kept = signature.result(temp) if signature is not None and written is None else None
             renamed_ns = time.time_ns()
             st = commit_temp(temp, target, remote.modified_ns)

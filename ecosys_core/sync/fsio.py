@@ -217,11 +217,22 @@ def _sync_file_systems(folder_fds: list[int | None]) -> bool:
 def same_device(staging: Path, folder: Path) -> bool:
     """True when a file in ``staging`` can be renamed into ``folder`` (created if missing): same device."""
     try:
-        staging.mkdir(parents=True, exist_ok=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        return os.stat(folder).st_dev == os.stat(staging).st_dev
+        return _device_of(folder) == _device_of(staging)
     except OSError:
         return False
+
+
+def _device_of(folder: Path) -> int:
+    """The device of ``folder``, made first if missing: one ``stat`` when it is there (as it nearly
+    always is), where ``mkdir(exist_ok=True)`` costs a failed ``mkdir``, an exception and a ``stat``."""
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+        st = os.stat(folder)
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(folder))
+    return st.st_dev
 
 
 def clear_staging(staging: Path) -> None:

@@ -303,6 +303,11 @@ def _observe(path: Path, rel: str, size: int, mtime_ns: int, known: FileStat | N
 # others: BLAKE3, the chunk cuts and the reads run without the GIL, so two large files and a tree of
 # small ones use both cores (docs/decisions.md, "Stop 27").
 HASH_THREADS = 2
+# A scan asked to record only its ``first`` changed files does so when it found at most this many: the
+# reads of the others are then made ahead and held (:func:`read_ahead`) a step at a time, which left a
+# 100,000-file first scan's daemon at 150 MiB once idle instead of 98 (bench/scale.py); a tree that
+# large is read in one pass, as before.
+POSTPONE_MAX = 16384
 
 
 def _observe_all(files: list[tuple[Path, str, int, int, FileStat | None]], result: ScanResult,
@@ -312,12 +317,13 @@ def _observe_all(files: list[tuple[Path, str, int, int, FileStat | None]], resul
     ``defer``: do not wait for the large ones to be read when there are smaller ones to record meanwhile
     (or, with ``defer_alone``, when the caller has recorded others); their paths go to
     ``result.deferred`` and their reads to ``result.hashing``. With ``first`` too, only the first
-    ``first`` smaller ones are read; the paths of the others go to ``result.postponed``."""
+    ``first`` smaller ones are read (if there are at most ``POSTPONE_MAX``); the others go to
+    ``result.postponed``."""
     large = [f for f in files if f[2] >= PARALLEL_HASH_MIN]
     to_read = [f for f in large if not _unchanged(f[2], f[3], f[4])] if defer else []
     defer_large = bool(to_read) and (defer_alone or len(to_read) < len(files)) and (os.cpu_count() or 1) >= 2
     smaller = [f for f in files if f[2] < PARALLEL_HASH_MIN] if defer and first else []
-    postponed = smaller[first:] if len(smaller) > first else []
+    postponed = smaller[first:] if first < len(smaller) <= POSTPONE_MAX else []
     if defer_large or postponed:
         result.deferred = [f[1] for f in to_read] if defer_large else []
         result.postponed = [(f[0], f[1], f[2]) for f in postponed]

@@ -192,3 +192,12 @@ def test_an_outdated_change_is_answered_without_decoding_its_delta(tmp_path: Pat
     replayed = replace(first[0], delta=_MustNotBeRead([b"ignored"]))
     results = b.engine.receive_many(a.device_id, [replayed])
     assert isinstance(results[0], list) and isinstance(results[0][0], ModificationDone)
+
+
+def test_a_target_folder_is_made_when_missing_and_a_file_in_its_place_is_not_a_folder(tmp_path: Path) -> None:
+    staging = tmp_path / "home" / "staging"
+    assert fsio.same_device(staging, tmp_path / "task" / "new" / "deep")
+    assert (tmp_path / "task" / "new" / "deep").is_dir() and staging.is_dir()
+    (tmp_path / "task" / "file").write_bytes(b"x")
+    assert not fsio.same_device(staging, tmp_path / "task" / "file")
+    assert (tmp_path / "task" / "file").read_bytes() == b"x"
