@@ -24,6 +24,24 @@ def small_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scanner, "PARALLEL_HASH_MIN", 1 << 20)  # 2 MiB files count as large here
 
 
+def _held_large_reads(monkeypatch: pytest.MonkeyPatch, release: threading.Event,
+                      complaint: str | None = None) -> list[str]:
+    """Make each read of a LARGE file wait for ``release`` (failing with ``complaint``, when given, if it
+    does not come within 10 s); returns the names of the large files read, in order, as they are read."""
+    reads: list[str] = []
+    real = scanner._read_digest
+
+    def held_read(path: Path, size: int, patient: bool):
+        if size >= LARGE:
+            reads.append(path.name)
+            released = release.wait(10)
+            assert released or complaint is None, complaint
+        return real(path, size, patient)
+
+    monkeypatch.setattr(scanner, "_read_digest", held_read)
+    return reads
+
+
 def _pending_paths(device, peer: str) -> set[str]:
     return {item.path for item in device.engine.pending(peer)}
 
@@ -36,16 +54,7 @@ def test_small_files_are_queued_and_announced_before_the_large_ones_are_read(tmp
     a.write("big0.bin", os.urandom(LARGE))
     a.write("sub/big1.bin", os.urandom(LARGE))
     release = threading.Event()
-    reads: list[str] = []
-    real = scanner._read_digest
-
-    def held_read(path: Path, size: int, patient: bool):
-        if size >= LARGE:
-            reads.append(path.name)
-            assert release.wait(10), "the scan waited for the large files before queueing the small ones"
-        return real(path, size, patient)
-
-    monkeypatch.setattr(scanner, "_read_digest", held_read)
+    reads = _held_large_reads(monkeypatch, release, "the scan waited for the large files before queueing the small ones")
     seen: dict[str, set[str]] = {}
 
     def queued() -> None:  # in the scanning thread, with the engine lock released
@@ -157,16 +166,7 @@ def test_a_scan_meeting_a_large_file_being_read_ahead_takes_that_read(tmp_path: 
         st = (a.root / name).stat()
         os.utime(a.root / name, ns=(st.st_atime_ns, st.st_mtime_ns - 3_000_000_000))  # settled
     release = threading.Event()
-    reads: list[str] = []
-    real = scanner._read_digest
-
-    def held_read(path: Path, size: int, patient: bool):
-        if size >= LARGE:
-            reads.append(path.name)
-            release.wait(10)
-        return real(path, size, patient)
-
-    monkeypatch.setattr(scanner, "_read_digest", held_read)
+    reads = _held_large_reads(monkeypatch, release)
     second: list = []
 
     def another_scan_meanwhile() -> None:  # the large files are being read by the first scan's helpers
