@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -50,6 +51,9 @@ log = logging.getLogger("ecosys.daemon")
 LARGAGE_FLAGS = frozenset({"OTDL", "MOTDL", "OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE", "CANCEL", "DATA"})
 
 
+SWITCH_INTERVAL = 0.001  # seconds a thread may hold the GIL while another waits for it
+
+
 class Node:
     """One running device, built from its home: the parts, and :meth:`run` to serve until stopped."""
 
@@ -57,6 +61,10 @@ class Node:
                  mdns: bool = True, interfaces: list[str] | None = None,
                  gui_address: tuple[str, int] | None = ("127.0.0.1", DEFAULT_PORT)) -> None:
         share_one_arena()  # before any worker thread allocates
+        # The event loop (frames, acknowledgements) waits for the GIL behind the engine's and the watcher's
+        # threads: at 1 ms instead of 5, the bulk of the side-by-side bench took 0.03-0.2 s less in 7 of 8
+        # alternated pairs, and equal in the eighth (docs/decisions.md, "Stop 30").
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.home = home.ensure()
         self.lock = HomeLock(home.root)
         self.lock.acquire()  # before anything is touched: a second daemon leaves the first one's state alone

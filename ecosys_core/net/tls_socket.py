@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import mmap
 import socket
 import ssl
 from dataclasses import dataclass
@@ -97,7 +98,9 @@ class TLSSocketTransport(asyncio.Transport):
             pass
         if channel.sock.family in (socket.AF_INET, socket.AF_INET6):
             channel.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # frames go out as written, as asyncio's do
-        self._scratch: bytearray | None = bytearray(RECEIVE)
+        # An anonymous mapping: its pages are only resident once bytes arrived in them (an idle
+        # connection's small frames touch one or two), and they go back to the system at close.
+        self._scratch: mmap.mmap | None = mmap.mmap(-1, RECEIVE)
         self._pending: collections.deque[memoryview] = collections.deque()
         self._pending_size = 0
         self._writing = False  # the writer callback is registered
@@ -353,7 +356,12 @@ class TLSSocketTransport(asyncio.Transport):
             self._loop.remove_writer(self._fd)
         self._pending.clear()
         self._pending_size = 0
-        self._scratch = None
+        scratch, self._scratch = self._scratch, None
+        if scratch is not None:
+            try:
+                scratch.close()
+            except BufferError:  # a view of it still alive: it goes with the view
+                pass
         self._tls = None  # OpenSSL's own buffers go with it
         sock, self._sock = self._sock, None
         self._extra.pop("socket", None)
