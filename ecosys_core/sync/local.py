@@ -12,9 +12,9 @@ import os
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, TypeVar
 
 from pluggy import HookRelay
 
@@ -97,6 +97,26 @@ def _outermost(folders: Iterable[str]) -> list[str]:
     return out
 
 
+_Leaving = TypeVar("_Leaving", ScanResult, "_Left")
+
+
+@dataclass
+class _Left:
+    """What a part of a scan left for later: the large files being read (their paths and the reads) and
+    the smaller files not read yet (path, rel, size)."""
+
+    deferred: list[str] = field(default_factory=list)
+    hashing: list[Future] = field(default_factory=list)
+    postponed: list[tuple[Path, str, int]] = field(default_factory=list)
+
+    def take(self, result: _Leaving) -> _Leaving:
+        """Add what ``result`` left; return ``result``."""
+        self.deferred += result.deferred
+        self.hashing += result.hashing
+        self.postponed += result.postponed
+        return result
+
+
 class LocalChanges:
     """Records this device's own edits in the index (scans) and keeps the objects deltas need."""
 
@@ -132,47 +152,36 @@ class LocalChanges:
         sent nothing for the half second the two took). Of many changed files, the first
         ``FIRST_RECORDED`` are indexed and queued (and :attr:`on_queued` called) before the next are read,
         four times as many at each step, outside the engine lock (:func:`scanner.read_ahead`)."""
-        report, deferred, hashing, postponed = self._scan_part(secure_id, paths, folders, patient, defer=True,
-                                                               first=FIRST_RECORDED)
+        report, left = self._scan_part(secure_id, paths, folders, patient, defer=True, first=FIRST_RECORDED)
         step = FIRST_RECORDED
-        while postponed:  # what was queued goes out while the next are read, outside the engine lock
-            if (report.changed or report.deleted) and self.on_queued is not None:
-                self.on_queued()
+        while left.postponed:  # what was queued goes out while the next are read, outside the engine lock
+            self._announce(report)
             step = min(step * 4, POSTPONED_STEP_MAX)
-            chunk, postponed = postponed[:step], postponed[step:]
+            chunk, left.postponed = left.postponed[:step], left.postponed[step:]
             read_ahead(chunk, patient)
-            more, more_deferred, more_hashing, _ = self._scan_part(secure_id, [rel for _, rel, _ in chunk], (),
-                                                                   patient, defer=True)
+            more, more_left = self._scan_part(secure_id, [rel for _, rel, _ in chunk], (), patient, defer=True)
             report += ScanReport(0, more.bytes_hashed, more.changed, more.deleted)
-            deferred += more_deferred
-            hashing += more_hashing
-        if not deferred:
+            left.take(more_left)
+        if not left.deferred:
             return report
-        if (report.changed or report.deleted) and self.on_queued is not None:
-            self.on_queued()
-        for future in hashing:
+        self._announce(report)
+        for future in left.hashing:
             if future.exception() is not None:  # read again below, where its error is handled as usual
                 log.debug("reading a large file ahead failed: %s", future.exception())
-        later, _, _, _ = self._scan_part(secure_id, deferred, (), patient, defer=False)
+        later, _ = self._scan_part(secure_id, left.deferred, (), patient, defer=False)
         return report + ScanReport(0, later.bytes_hashed, later.changed, later.deleted)
 
+    def _announce(self, report: ScanReport) -> None:
+        """Tell :attr:`on_queued` that ``report``'s changes are queued, while the scan goes on."""
+        if (report.changed or report.deleted) and self.on_queued is not None:
+            self.on_queued()
+
     def _scan_part(self, secure_id: str, paths: Iterable[str] | None, folders: Iterable[str],
-                   patient: bool, defer: bool, first: int = 0
-                   ) -> tuple[ScanReport, list[str], list[Future], list[tuple[Path, str, int]]]:
+                   patient: bool, defer: bool, first: int = 0) -> tuple[ScanReport, "_Left"]:
         """:meth:`scan` under the engine lock; with ``defer``, without waiting for the large files being
         read when there are others, and reading only the ``first`` smaller changed files (0: all): what
-        it indexed, the paths of those large files and their reads, and the smaller files left for later
-        (path, rel, size)."""
-        deferred: list[str] = []
-        hashing: list[Future] = []
-        postponed: list[tuple[Path, str, int]] = []
-
-        def later(result: ScanResult) -> ScanResult:
-            deferred.extend(result.deferred)
-            hashing.extend(result.hashing)
-            postponed.extend(result.postponed)
-            return result
-
+        it indexed, and what it left for later (:class:`_Left`)."""
+        left = _Left()
         with self._lock, self.store.session() as session:
             task = find_task(session, secure_id)
             if task is None:
@@ -181,41 +190,41 @@ class LocalChanges:
             ignores = self.contexts.ignores(task.info)
             if self.contexts.running.reason(task.info) is not None:
                 self.contexts.hold(task.info)  # its app runs: its files are taken once it stops
-                return ScanReport(), [], [], []
+                return ScanReport(), left
             targets = linked_devices(session, task.id)
             excluded = home_excluded(places, self.store.home)
             folders = _outermost(folders)
             patterns_moved = self._patterns_seen.get(secure_id, ignores.generation) != ignores.generation
             if (paths is None and not folders) or "" in folders or patterns_moved:
                 batch = IndexBatch(session, task.id)
-                result = later(scan_tree(places, batch.fingerprints, batch.stats, excluded=excluded,
-                                         ignores=ignores, patient=patient, defer=defer, first=first))
+                result = left.take(scan_tree(places, batch.fingerprints, batch.stats, excluded=excluded,
+                                             ignores=ignores, patient=patient, defer=defer, first=first))
                 self._patterns_seen[secure_id] = ignores.generation
                 # Under the lock no write of ours is in flight: these are leftovers of a crash.
                 for temp in result.stale_temp:
                     temp.unlink(missing_ok=True)
                 report = self._record(task, result, batch.get, batch.put, batch.queue, targets)
                 batch.flush()
-                return report, deferred, hashing, postponed
+                return report, left
             report = ScanReport()
             for folder in folders:  # a folder made, moved or removed: what is below it, as a whole scan sees it
                 batch = IndexBatch(session, task.id, under=folder)
-                result = later(scan_tree(places, batch.fingerprints, batch.stats, under=folder, excluded=excluded,
-                                         ignores=ignores, patient=patient, defer=defer, first=first))
+                result = left.take(scan_tree(places, batch.fingerprints, batch.stats, under=folder,
+                                             excluded=excluded, ignores=ignores, patient=patient, defer=defer,
+                                             first=first))
                 report += self._record(task, result, batch.get, batch.put, batch.queue, targets)
                 batch.flush()
             paths = [p for p in paths or () if not any(p.startswith(f + "/") for f in folders) and indexable_name(p)]
             known = {p: FileStat(e.size, e.mtime_ns, e.deleted, e.hash,
                                  self._settled.get((secure_id, p)) == (e.size, e.mtime_ns))
                      for p in paths if (e := get_entry(session, task.id, p)) is not None}
-            result = later(scan_paths(places, known, paths, excluded, ignores, patient, defer=defer,
-                                      defer_alone=bool(report.changed or report.deleted), first=first))
+            result = left.take(scan_paths(places, known, paths, excluded, ignores, patient, defer=defer,
+                                          defer_alone=bool(report.changed or report.deleted), first=first))
             if not (result.changed or result.touched or result.missing):
-                return report + ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed), \
-                    deferred, hashing, postponed
+                return report + ScanReport(files_seen=result.files_seen, bytes_hashed=result.bytes_hashed), left
             return report + self._record(
                 task, result, lambda p: get_entry(session, task.id, p), lambda e: put_entry(session, task.id, e),
-                lambda *a: queue_pending(session, task.id, *a), targets), deferred, hashing, postponed
+                lambda *a: queue_pending(session, task.id, *a), targets), left
 
     def _record(self, task: TaskRef, result: ScanResult, get: Callable[[str], Entry | None],
                 put: Callable[[Entry], None], queue: Callable[..., None], targets: list[str]) -> ScanReport:

@@ -230,14 +230,17 @@ def test_bytes_sent_before_the_answer_to_the_preamble_are_refused(tmp_path: Path
     assert isinstance(error, ProtocolError) and "before TLS" in str(error)
 
 
-def test_a_peer_hanging_up_in_the_handshake_ends_only_that_connection(tmp_path: Path, tls_path: str):
+@pytest.mark.parametrize("instead", [b"\x16\x03\x01\x00",  # the start of a ClientHello, then the end
+                                     b"GET / HTTP/1.1\r\n\r\n" + bytes(range(256))])  # not TLS at all
+def test_a_peer_failing_the_handshake_ends_only_that_connection(tmp_path: Path, tls_path: str, instead: bytes):
     async def client(port: int, ours: bytes) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(ours)
         await writer.drain()
         await read_preamble(reader)  # the server's
-        writer.write(b"\x16\x03\x01\x00")  # the start of a ClientHello, then nothing
+        writer.write(instead)
         await writer.drain()
+        await asyncio.sleep(0.2)
         writer.close()
 
     error = _refused_handshake(tmp_path, client)
