@@ -19,6 +19,7 @@ def message_header(message: Message, me: str) -> tuple[dict[str, Any], bytes]:
             "modified_ns": message.modified_ns, "modified_by": message.modified_by, "deleted": message.deleted,
             "base_hash": message.base_hash, "reply": message.reply,
             "more": message.delta is not None and inline is None,
+            **({"signed": True} if message.signed and inline is None else {}),
         }, inline or b""
     if isinstance(message, ModificationDone):
         return {"flag": "MODIFICATION_DONE", "device_id": me, "secure_id": message.secure_id,
@@ -44,7 +45,8 @@ def header_message(header: dict[str, Any], payload: bytes) -> Message:
             raise ProtocolError("a modification carries its delta inline or in DATA frames, not both")
         return Modification(header["secure_id"], header["path"], header["version"], header["hash"], header["size"],
                             header["modified_ns"], header["modified_by"], header["deleted"],
-                            header.get("base_hash", ""), [payload] if payload else None, header.get("reply", False))
+                            header.get("base_hash", ""), [payload] if payload else None, header.get("reply", False),
+                            bool(header.get("more") and header.get("signed")))
     if flag == "MODIFICATION_DONE":
         _need(header, "secure_id", "path", "version")
         return ModificationDone(header["secure_id"], header["path"], header["version"])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from ..errors import ChangeRefused
 from ..sync.delta import DeltaError
-from ..sync.messages import Members, Message, Modification, NeedState, is_streaming
+from ..sync.messages import Members, Message, Modification, NeedState, SignatureTrailer, is_streaming
 from .codec import header_message
 from .protocol import Frame, ProtocolError
 
@@ -39,6 +39,7 @@ class Inbound:
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._stream: asyncio.Queue[bytes | None | Exception] | None = None
         self._stream_owner: str | None = None
+        self._stream_signed = False  # its last DATA frame carries the content's signature
         self._members_waiting = 0  # member lists received and not applied yet
 
     # -- from the reader -------------------------------------------------------------------------
@@ -51,6 +52,7 @@ class Inbound:
                 raise ProtocolError("a modification started inside another one")
             self._stream = asyncio.Queue(maxsize=2)
             self._stream_owner = message.path
+            self._stream_signed = message.signed
             message.delta = self._blocks(self._stream)
             self.session.transfers[f"recv:{message.path}"] = {"direction": "receive", "path": message.path,
                                                               "done": 0, "total": message.size}
@@ -78,11 +80,14 @@ class Inbound:
                 self._stream = self._stream_owner = None
             return
         transfer = self.session.transfers.get(f"recv:{self._stream_owner}")
-        if frame.payload:
+        end = frame.header.get("end")
+        if end and frame.payload and self._stream_signed:  # the content's signature, after its delta
+            await stream.put(SignatureTrailer(frame.payload))
+        elif frame.payload:
             if transfer:
                 transfer["done"] += len(frame.payload)
             await stream.put(frame.payload)
-        if frame.header.get("end"):
+        if end:
             await stream.put(DeltaError(frame.header["error"]) if "error" in frame.header else None)
             self.session.transfers.pop(f"recv:{self._stream_owner}", None)
             self._stream = self._stream_owner = None

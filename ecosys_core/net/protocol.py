@@ -13,7 +13,10 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-PROTOCOL_VERSIONS = (2,)  # 2: largage carries file contents in manifest order, not a tar
+# 2: largage carries file contents in manifest order, not a tar; 3: a whole content streamed in DATA
+# frames may end with its chunk signature (MODIFICATION's ``signed``, the payload of the last DATA)
+PROTOCOL_VERSIONS = (2, 3)
+SIGNED_STREAMS = 3
 MAX_HEADER = 64 * 1024
 MAX_PAYLOAD = 4 * 1024 * 1024
 MAX_FRAME = 2 + MAX_HEADER + MAX_PAYLOAD
@@ -31,7 +34,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
     "new_path": (str,), "name": (str,), "kind": (str,), "source": (str,), "created_at": (str,),
     "versions": (list,), "version": (dict,), "protocol": (int,), "port": (int,),
     "hash": (str,), "base_hash": (str,), "have_hash": (str,), "size": (int,), "modified_ns": (int,),
-    "modified_by": (str,), "deleted": (bool,), "reply": (bool,), "more": (bool,), "end": (bool,),
+    "modified_by": (str,), "deleted": (bool,), "reply": (bool,), "more": (bool,), "end": (bool,), "signed": (bool,),
     "files": (list,), "members": (list,), "devices": (list,), "introducer": (bool,), "total": (int,), "offer_id": (str,), "error": (str,), "message": (str,),
 }
 # Ranges of integer fields (docs/PROTOCOL.md, "Limits"): checked here, at the frame boundary, so a value

@@ -18,10 +18,10 @@ from typing import Any, Awaitable, Callable, Iterator, Protocol, Sequence
 from ..background import spawn
 from ..device_ids import printable, short_id_text
 from ..sync.membership import digest
-from ..sync.messages import Message, Modification, is_streaming
+from ..sync.messages import Message, Modification, SignatureTrailer, is_streaming
 from .codec import inline_delta, message_header
 from .inbound import Inbound
-from .protocol import MAX_PAYLOAD, PROTOCOL_VERSIONS, Frame, ProtocolError, encode_frame
+from .protocol import MAX_PAYLOAD, PROTOCOL_VERSIONS, SIGNED_STREAMS, Frame, ProtocolError, encode_frame
 from .transport import Connection
 
 log = logging.getLogger("ecosys.session")
@@ -374,6 +374,8 @@ class PeerSession:
 
     async def _stream_out(self, message: Modification) -> None:
         """Send ``message`` and its delta in DATA frames."""
+        if self.protocol < SIGNED_STREAMS:
+            message.signed = False  # its signature trailer is not sent: the peer cuts the content itself
         header, _ = message_header(message, self.host.me)
         key = f"send:{message.path}"
         self.transfers[key] = {"direction": "send", "path": message.path, "done": 0, "total": message.size}
@@ -383,11 +385,15 @@ class PeerSession:
             data = {"flag": "DATA", "device_id": self.host.me}
             buffer = bytearray()
             error = None
+            trailer = b""
             while True:
                 try:
                     block = await self.host.run_blocking(next, blocks, None)
                 except Exception as exc:  # the file changed or vanished while being read
                     block, error = None, f"{type(exc).__name__}: {exc}"
+                if isinstance(block, SignatureTrailer):  # goes in the last DATA frame, if it fits one
+                    trailer = block if message.signed and len(block) <= MAX_PAYLOAD else b""
+                    continue
                 if block:
                     self.transfers[key]["done"] += len(block)
                     if not buffer and DATA_FRAME <= len(block) <= MAX_PAYLOAD:
@@ -404,7 +410,7 @@ class PeerSession:
                     end = {"flag": "DATA", "device_id": self.host.me, "end": True}
                     if error:
                         end["error"] = error[:300]
-                    await self._write([encode_frame(end)])
+                    await self._write([encode_frame(end, b"" if error else trailer)])
                     return
         finally:
             self.transfers.pop(key, None)

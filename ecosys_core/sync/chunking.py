@@ -153,7 +153,8 @@ class Signature:
             raise ValueError("chunk parameters Ecosys does not use")
         if len(data) != 28 + _ENTRY_SIZE * count or count > 4 * _MAX_ENTRIES:
             raise ValueError("truncated chunk signature")
-        data = bytes(data)
+        if not isinstance(data, bytes):  # (a received one is bytes already: 2.6 MB for a 128 MiB content)
+            data = bytes(data)
         raw = bytearray(4 * count)
         for k in range(4):
             raw[k::4] = data[28 + k::_ENTRY_SIZE]

@@ -8,6 +8,9 @@ Stream format (all integers big-endian), ended by ``E``:
 - ``B`` u32 n, n bytes ........ a bsdiff4 patch of the whole base (small files only)
 - ``E`` ....................... end
 
+A stream may carry one :class:`messages.SignatureTrailer` after its end: the new content's chunk
+signature, kept by whoever rebuilds it (``apply_delta``'s ``trailer``).
+
 Three encoders: the whole content (no base), bsdiff4 against the old bytes (files up to
 ``BSDIFF_MAX``, where bsdiff is cheap: docs/decisions.md), and content-defined chunks against the
 base's :class:`Signature` (any size, bounded memory). The decoder streams, checks every bound, and
@@ -29,6 +32,7 @@ import pyzstd
 
 from ..errors import IntegrityError
 from .chunking import DIGEST_SIZE, READ_BLOCK, Copy, Signature, chunk_digest, content_hasher, iter_chunks
+from .messages import SignatureTrailer
 
 BSDIFF_MAX = 1 << 20
 MAX_LITERAL = 4 << 20
@@ -183,12 +187,14 @@ def _operations(pieces: Iterable[tuple[int, int] | bytes | memoryview]) -> Itera
 class _Reader:
     """Exact reads over an iterator of byte blocks. A read that lies within one block is a view of it, not
     a copy: a literal usually arrives whole in one DATA frame, and a large file is otherwise copied three
-    more times on its way to the disk. Only a read that straddles blocks joins them."""
+    more times on its way to the disk. Only a read that straddles blocks joins them. A
+    :class:`SignatureTrailer` may only come after the delta's end (:meth:`drain` keeps it)."""
 
     def __init__(self, blocks: Iterable[bytes]) -> None:
         self._it = iter(blocks)
         self._block = memoryview(b"")
         self._pos = 0
+        self.trailer: SignatureTrailer | None = None
 
     def read(self, n: int) -> bytes | memoryview:
         block, pos = self._block, self._pos
@@ -198,10 +204,10 @@ class _Reader:
         parts = [block[pos:]]
         got = len(block) - pos
         while got < n:
-            try:
-                block = memoryview(next(self._it))
-            except StopIteration:
-                raise DeltaError("delta ends too early") from None
+            raw = next(self._it, None)
+            if raw is None or isinstance(raw, SignatureTrailer):
+                raise DeltaError("delta ends too early")
+            block = memoryview(raw)
             take = min(n - got, len(block))
             parts.append(block[:take])
             got += take
@@ -209,10 +215,15 @@ class _Reader:
         return b"".join(parts)
 
     def drain(self) -> bool:
-        """True when nothing follows."""
+        """True when nothing follows but, perhaps, one signature trailer (then kept in :attr:`trailer`)."""
         if self._pos < len(self._block):
             return False
-        return all(not block for block in self._it)
+        for block in self._it:
+            if isinstance(block, SignatureTrailer) and self.trailer is None:
+                self.trailer = block
+            elif block:
+                return False
+        return True
 
 
 def _bounded_bz2(data: bytes, limit: int) -> bytes:
@@ -359,7 +370,8 @@ class _Decoder:
 
 
 def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, expected_size: int,
-                observe: Callable[[bytes | memoryview], None] | None = None, copies: list[Copy] | None = None) -> str:
+                observe: Callable[[bytes | memoryview], None] | None = None, copies: list[Copy] | None = None,
+                trailer: Callable[[SignatureTrailer], None] | None = None) -> str:
     """Write the content described by ``blocks`` (against file ``base``) into ``out``; return its BLAKE3.
 
     Raises DeltaError when the delta is malformed, reaches outside the base, or grows past
@@ -367,10 +379,14 @@ def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, ex
     memory stays bounded whatever the delta claims. The caller verifies the returned hash before
     anything is moved into place. ``observe`` sees every byte written (to build a chunk signature in
     the same pass); ``copies`` gets every range copied from the base (to derive the new content's
-    signature from the base's: :func:`chunking.derive_signature`).
+    signature from the base's: :func:`chunking.derive_signature`); ``trailer`` gets the signature trailer
+    the stream ended with, if any (dropped without it).
     """
     decoder = _Decoder(blocks, base, out, expected_size, observe, copies)
     try:
-        return decoder.run()
+        content_hash = decoder.run()
     finally:
         decoder.close()
+    if decoder.reader.trailer is not None and trailer is not None:
+        trailer(decoder.reader.trailer)
+    return content_hash

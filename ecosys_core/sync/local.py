@@ -12,9 +12,10 @@ import os
 import threading
 import time
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from pluggy import HookRelay
 
@@ -38,7 +39,7 @@ from .context import TaskContext, TaskContexts, short_id
 from .delta import BSDIFF_MAX
 from .objects import ObjectStore
 from .places import Places
-from .scanner import RACY_NS, Observation, ScanResult, indexable_name, read_ahead, scan_paths, scan_tree, settled_after
+from .scanner import POSTPONE_MAX, RACY_NS, Observation, ScanResult, indexable_name, read_ahead, scan_paths, scan_tree, settled_after
 
 log = logging.getLogger(__name__)
 # A scan that finds more changed files than this records and queues that many, lets them go out, then reads
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 # began, once all 2,000 were read, and the receiving side, the slower one, waited for it until then.
 FIRST_RECORDED = 256
 POSTPONED_STEP_MAX = 4096
+WHOLE_SCAN_WAIT = 120.0  # seconds a watcher's scan waits for a whole scan of its task before going on
 SHADOW_MIN = 16 << 10  # smaller files travel whole: a delta would not be smaller
 
 
@@ -117,6 +119,17 @@ class _Left:
         return result
 
 
+def _budget_left(first: int | None, result: ScanResult, left: _Left) -> int | None:
+    """What is left of a scan's ``first`` once ``result`` (one of its folders) recorded its changes: the
+    moved-in folders of a new tree come to a watcher's scan as one folder each (fifty of forty files in
+    the bench), and a budget per folder read the whole tree under the engine lock (0.17 s in which
+    nothing could be sent). None (no limit) once it postponed ``POSTPONE_MAX`` files: the rest of a tree
+    that large is read as it comes, as :func:`scanner._observe_all` does within one folder."""
+    if first is None or len(left.postponed) >= POSTPONE_MAX:
+        return None
+    return max(0, first - len(result.changed))
+
+
 class LocalChanges:
     """Records this device's own edits in the index (scans) and keeps the objects deltas need."""
 
@@ -134,6 +147,7 @@ class LocalChanges:
         self._settled: dict[tuple[str, str], tuple[int, int]] = {}
         # called (in the scanning thread) when a scan has queued changes and goes on reading large files
         self.on_queued: Callable[[], None] | None = None
+        self._whole_scans: dict[str, threading.Event] = {}  # per task: set when its running whole scan ends
 
     def scan(self, secure_id: str, paths: Iterable[str] | None = None, *, folders: Iterable[str] = (),
              patient: bool = True) -> ScanReport:
@@ -151,7 +165,35 @@ class LocalChanges:
         once read, outside the engine lock meanwhile (a scan of 2,000 small files and two of 128 MiB
         sent nothing for the half second the two took). Of many changed files, the first
         ``FIRST_RECORDED`` are indexed and queued (and :attr:`on_queued` called) before the next are read,
-        four times as many at each step, outside the engine lock (:func:`scanner.read_ahead`)."""
+        four times as many at each step, outside the engine lock (:func:`scanner.read_ahead`).
+
+        A watcher's scan (``patient=False``; its thread never holds the engine lock) of a task whose whole
+        scan is running in another thread waits for that one to end, at most ``WHOLE_SCAN_WAIT`` seconds:
+        the folders moved into a task come to it while that scan reads them, and it read them a second
+        time, under the engine lock, by parts, while the sender waited for the lock to send them."""
+        if paths is None and not folders:
+            with self._whole_scan(secure_id):
+                return self._scan_steps(secure_id, paths, folders, patient)
+        running = self._whole_scans.get(secure_id)
+        if running is not None and not patient:
+            running.wait(WHOLE_SCAN_WAIT)
+        return self._scan_steps(secure_id, paths, folders, patient)
+
+    @contextmanager
+    def _whole_scan(self, secure_id: str) -> Iterator[None]:
+        """Mark a whole scan of ``secure_id`` as running in this block (the first of two at once marks it)."""
+        done = threading.Event()
+        mine = self._whole_scans.setdefault(secure_id, done) is done
+        try:
+            yield
+        finally:
+            if mine:
+                del self._whole_scans[secure_id]
+                done.set()
+
+    def _scan_steps(self, secure_id: str, paths: Iterable[str] | None, folders: Iterable[str],
+                    patient: bool) -> ScanReport:
+        """:meth:`scan`'s work: its parts, the first ones under the engine lock while the rest is read."""
         report, left = self._scan_part(secure_id, paths, folders, patient, defer=True, first=FIRST_RECORDED)
         step = FIRST_RECORDED
         while left.postponed:  # what was queued goes out while the next are read, outside the engine lock
@@ -177,10 +219,10 @@ class LocalChanges:
             self.on_queued()
 
     def _scan_part(self, secure_id: str, paths: Iterable[str] | None, folders: Iterable[str],
-                   patient: bool, defer: bool, first: int = 0) -> tuple[ScanReport, "_Left"]:
+                   patient: bool, defer: bool, first: int | None = None) -> tuple[ScanReport, "_Left"]:
         """:meth:`scan` under the engine lock; with ``defer``, without waiting for the large files being
-        read when there are others, and reading only the ``first`` smaller changed files (0: all): what
-        it indexed, and what it left for later (:class:`_Left`)."""
+        read when there are others, and reading only the ``first`` smaller changed files (None: all),
+        however many folders it scans: what it indexed, and what it left for later (:class:`_Left`)."""
         left = _Left()
         with self._lock, self.store.session() as session:
             task = find_task(session, secure_id)
@@ -214,6 +256,7 @@ class LocalChanges:
                                              first=first))
                 report += self._record(task, result, batch.get, batch.put, batch.queue, targets)
                 batch.flush()
+                first = _budget_left(first, result, left)
             paths = [p for p in paths or () if not any(p.startswith(f + "/") for f in folders) and indexable_name(p)]
             known = {p: FileStat(e.size, e.mtime_ns, e.deleted, e.hash,
                                  self._settled.get((secure_id, p)) == (e.size, e.mtime_ns))

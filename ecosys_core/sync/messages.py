@@ -14,6 +14,8 @@ class Modification:
     ``delta`` rebuilds that content from the content hashing to ``base_hash`` ("" means from nothing);
     it is a lazy stream of byte blocks (sync.delta's format), None for a deletion or when only the
     version changed. ``reply`` marks an answer to NEED_STATE, so a failure there is not asked again.
+    ``signed``: the delta (a whole content) ends with the content's chunk signature, a
+    :class:`SignatureTrailer`, so the receiver keeps it instead of cutting the content again.
     """
 
     secure_id: str
@@ -27,8 +29,15 @@ class Modification:
     base_hash: str = ""
     delta: Iterable[bytes] | None = field(default=None, repr=False)
     reply: bool = False
+    signed: bool = False
 
     flag = "MODIFICATION"
+
+
+class SignatureTrailer(bytes):
+    """The last block of a signed modification's delta stream: not delta bytes but the content's chunk
+    signature (``Signature.to_bytes``), as its sender kept it. Only a chunk signature's use is at stake in
+    trusting it: what a delta built from it rebuilds is checked against its BLAKE3 hash like any other."""
 
 
 @dataclass

@@ -118,6 +118,13 @@ class ObjectStore:
         """True when a signature for ``digest`` is kept (not read: cheap)."""
         return self._path("sig", digest).is_file()
 
+    def signature_bytes(self, digest: str) -> bytes | None:
+        """The kept signature for ``digest`` as stored (``Signature.to_bytes``, not checked), or None."""
+        try:
+            return self._path("sig", digest).read_bytes()
+        except OSError:
+            return None
+
     def signature(self, digest: str) -> Signature | None:
         """The kept signature for ``digest``, or None (also when the file is damaged)."""
         with self._recent_lock:

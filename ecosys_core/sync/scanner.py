@@ -229,10 +229,16 @@ def _hash_ahead(path: Path, size: int, patient: bool, done: threading.Event) -> 
 def read_ahead(files: list[tuple[Path, str, int]], patient: bool = True) -> None:
     """Read each of ``files`` (path, rel, size) for the scan that asks for them next, outside its lock
     (the smaller files a scan postponed, see :func:`_observe_all`): that scan then takes each read
-    if the file is still what it was (:func:`_hashed_ahead`)."""
+    if the file is still what it was (:func:`_hashed_ahead`). A file another scan is reading ahead, or
+    has read, is left to that read: a watcher's scan of moved-in folders runs beside the scan of the
+    whole tree, and both postpone the same files."""
     _forget_stale_reads()
     for path, _, size in files:
-        _read_ahead(path, size, patient)
+        key = os.fspath(path)
+        if key in _HASHING or key in _HASHED:
+            continue
+        _HASHING[key] = done = threading.Event()
+        _hash_ahead(path, size, patient, done)
 
 
 def _forget_stale_reads() -> None:
@@ -311,19 +317,19 @@ POSTPONE_MAX = 16384
 
 
 def _observe_all(files: list[tuple[Path, str, int, int, FileStat | None]], result: ScanResult,
-                 defer: bool = False, defer_alone: bool = False, first: int = 0) -> None:
+                 defer: bool = False, defer_alone: bool = False, first: int | None = None) -> None:
     """:func:`_observe` each of ``files`` (path, rel, size, mtime_ns, known; sorted by rel), the large
     ones in helper threads; what changed is recorded in the order of ``files`` whichever finished first.
     ``defer``: do not wait for the large ones to be read when there are smaller ones to record meanwhile
     (or, with ``defer_alone``, when the caller has recorded others); their paths go to
-    ``result.deferred`` and their reads to ``result.hashing``. With ``first`` too, only the first
-    ``first`` smaller ones are read (if there are at most ``POSTPONE_MAX``); the others go to
-    ``result.postponed``."""
+    ``result.deferred`` and their reads to ``result.hashing``. With ``first`` too (None: no limit), only
+    the first ``first`` smaller ones are read (if there are at most ``POSTPONE_MAX``; 0: none of them);
+    the others go to ``result.postponed``."""
     large = [f for f in files if f[2] >= PARALLEL_HASH_MIN]
     to_read = [f for f in large if not _unchanged(f[2], f[3], f[4])] if defer else []
     defer_large = bool(to_read) and (defer_alone or len(to_read) < len(files)) and (os.cpu_count() or 1) >= 2
-    smaller = [f for f in files if f[2] < PARALLEL_HASH_MIN] if defer and first else []
-    postponed = smaller[first:] if first < len(smaller) <= POSTPONE_MAX else []
+    smaller = [f for f in files if f[2] < PARALLEL_HASH_MIN] if defer and first is not None else []
+    postponed = smaller[first:] if smaller and first is not None and first < len(smaller) <= POSTPONE_MAX else []
     if defer_large or postponed:
         result.deferred = [f[1] for f in to_read] if defer_large else []
         result.postponed = [(f[0], f[1], f[2]) for f in postponed]
@@ -392,7 +398,7 @@ def _walk_while_loading(places: Places, racy_after: int, load: Callable[[], Mapp
 def scan_tree(places: Places, fingerprints: Callable[[], Mapping[str, tuple[int, int]]],
               details: Callable[[], Mapping[str, FileStat]], under: str = "",
               excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None, patient: bool = True,
-              defer: bool = False, first: int = 0) -> ScanResult:
+              defer: bool = False, first: int | None = None) -> ScanResult:
     """Compare every file of a task's ``places`` (its folder) with the index; with ``under`` (a folder, '/'-separated),
     only that folder's subtree, as a walk of the whole tree would see it. Paths starting with one of
     ``excluded`` (folders as "a/b/") and paths ``ignores`` ignores are neither seen nor missing: they
@@ -494,7 +500,7 @@ def walk_folder(root: Path, under: str, racy_after: int) -> TreeWalk:
 
 def scan_paths(places: Places, known: Mapping[str, FileStat], paths: Iterable[str],
                excluded: tuple[str, ...] = (), ignores: TaskIgnores | None = None, patient: bool = True,
-               defer: bool = False, defer_alone: bool = False, first: int = 0) -> ScanResult:
+               defer: bool = False, defer_alone: bool = False, first: int | None = None) -> ScanResult:
     """Compare only ``paths`` (relative, '/'-separated) with ``known``, leaving out those under
     ``excluded`` and those ``ignores`` ignores. Only a path that is not there counts as deleted (not one that cannot be read now);
     raises RootUnavailable without the task's folder. ``patient``: see STEADY_TRIES; ``defer``,

@@ -13,7 +13,7 @@ import logging
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, ContextManager, Iterator, Sequence
 
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,7 @@ from ..safe_paths import InsideChecker
 from ..store import Store
 from ..store.index import Entry, get_entry
 from ..store.versions import Order, compare
-from .chunking import Copy, Signature, SignatureBuilder, chunk_params, derive_signature
+from .chunking import READ_BLOCK, Copy, Signature, SignatureBuilder, chunk_params, derive_signature
 from .context import TaskContexts
 from .delta import BSDIFF_MAX, DeltaError, apply_delta
 from .fsio import atomic_writer, same_device, write_temps
@@ -50,15 +50,18 @@ def base_of(objects: ObjectStore, target: Path, local: Entry | None, m: Modifica
 
 class NewSignature:
     """The chunk signature of a large content being rebuilt, for later deltas against it: derived from the
-    base's kept signature and the ranges the delta copies (a few reads), or, when the base's signature is
-    not kept, built from every byte as it is written (a chunking pass)."""
+    base's kept signature and the ranges the delta copies (a few reads); the sender's, when a whole
+    content's stream ends with it (``Modification.signed``); or else built from every byte as it is
+    written (a chunking pass)."""
 
     def __init__(self, objects: ObjectStore, m: Modification) -> None:
         base = objects.signature(m.base_hash) if m.base_hash else None
         self.base = base if base is not None and base.params == chunk_params(m.size) else None
         self.size = m.size
         self.copies: list[Copy] | None = [] if self.base is not None else None
-        self.builder = SignatureBuilder(m.size) if self.base is None else None
+        self.signed = self.base is None and m.signed
+        self.builder = SignatureBuilder(m.size) if self.base is None and not self.signed else None
+        self.given: bytes | None = None  # the signature a signed stream ended with
         self.rebuilt = False  # False: nothing was rebuilt through this one
 
     def adopt(self, other: "NewSignature") -> None:
@@ -66,10 +69,16 @@ class NewSignature:
         signature is taken once it is in place)."""
         self.base, self.size, self.copies = other.base, other.size, other.copies
         self.builder, self.rebuilt = other.builder, other.rebuilt
+        self.signed, self.given = other.signed, other.given
 
     @property
     def observe(self) -> Callable[[bytes | memoryview], None] | None:
         return self.builder.feed if self.builder is not None else None
+
+    def keep_trailer(self, trailer: bytes) -> None:
+        """Take the signature a signed stream ended with (``apply_delta``'s ``trailer``)."""
+        if self.signed:
+            self.given = trailer
 
     def result(self, temp: Path | BinaryIO) -> Signature | None:
         """The signature of the content rebuilt in ``temp`` (a path, or the file open for reading; None
@@ -78,15 +87,45 @@ class NewSignature:
             return None
         if self.builder is not None:
             return self.builder.signature() if self.builder.seen == self.size else None
-        assert self.base is not None and self.copies is not None
+        if self.base is None:
+            return self._sent(temp)
+        assert self.copies is not None
         try:
-            with (open(temp, "rb") if isinstance(temp, Path) else nullcontext(temp)) as fh:
+            with _reading(temp) as fh:
                 def read(at: int, n: int) -> bytes:
                     fh.seek(at)
                     return fh.read(n)
                 return derive_signature(self.base, self.copies, self.size, read)
         except (OSError, ValueError):
             return None
+
+    def _sent(self, temp: Path | BinaryIO) -> Signature | None:
+        """The sender's signature when it describes a content of this size; otherwise (none came, or it
+        does not parse) the content in ``temp`` is cut here after all."""
+        given, self.given = self.given, None
+        if given is not None:
+            try:
+                signature = Signature.from_bytes(given)
+            except ValueError:
+                signature = None
+            del given
+            if signature is not None and signature.size == self.size and signature.params == chunk_params(self.size):
+                return signature
+            log.warning("a sender's chunk signature does not describe its content; cutting the content here")
+        try:
+            with _reading(temp) as fh:
+                fh.seek(0)
+                builder = SignatureBuilder(self.size)
+                while block := fh.read(READ_BLOCK):
+                    builder.feed(block)
+        except OSError:
+            return None
+        return builder.signature() if builder.seen == self.size else None
+
+
+def _reading(temp: Path | BinaryIO) -> ContextManager[BinaryIO]:
+    """``temp`` open for reading: opened here (and closed after) when it is a path."""
+    return open(temp, "rb") if isinstance(temp, Path) else nullcontext(temp)
 
 
 def new_signature(objects: ObjectStore, m: Modification) -> NewSignature | None:
@@ -104,7 +143,8 @@ def rebuild(target: Path, m: Modification, base: Path | None, *, folder: Path | 
             signature.rebuilt = True
         got = apply_delta(m.delta, base, fh, expected_size=m.size,
                           observe=signature.observe if signature is not None else None,
-                          copies=signature.copies if signature is not None else None)
+                          copies=signature.copies if signature is not None else None,
+                          trailer=signature.keep_trailer if signature is not None else None)
         if got != m.hash:
             raise IntegrityError(f"{m.path}: content hashes to {got[:12]}…, {m.hash[:12]}… announced")
     return temp

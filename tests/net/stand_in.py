@@ -34,9 +34,11 @@ class StandInHost:
         pass
 
 
-async def session_with(host: StandInHost, host_identity: Any, peer_identity: Any, peer_name: str) -> tuple[Any, Any]:
+async def session_with(host: StandInHost, host_identity: Any, peer_identity: Any, peer_name: str,
+                       versions: tuple[int, ...] = PROTOCOL_VERSIONS) -> tuple[Any, Any]:
     """Serve ``host`` through a real session on 127.0.0.1 and connect to it as ``peer_identity``, HELLO
-    sent; return (server, connection). The session tasks are kept in ``host.sessions``."""
+    (with protocol ``versions``) sent; return (server, connection). The session tasks are kept in
+    ``host.sessions``."""
     async def serve(incoming: Incoming) -> None:
         conn = await accept(incoming, host_identity)
         host.sessions.append(asyncio.current_task())  # type: ignore[arg-type]
@@ -45,6 +47,6 @@ async def session_with(host: StandInHost, host_identity: Any, peer_identity: Any
     server = await listen("127.0.0.1", 0, serve)
     conn = await connect("127.0.0.1", server.sockets[0].getsockname()[1], peer_identity, host_identity.device_id)
     conn.write(encode_frame({"flag": "HELLO", "device_id": peer_identity.device_id, "name": peer_name,
-                             "versions": list(PROTOCOL_VERSIONS)}))
+                             "versions": list(versions)}))
     await conn.drain()
     return server, conn

@@ -1,13 +1,15 @@
 """Small files keep flowing while a large one streams: between two real daemons, a note written while a
 256 MiB file is being received arrives before that file is complete, a note written behind a second
 large file (waiting for the first one's stream) arrives while the first one still streams, and all end
-up intact."""
+up intact; the receiver keeps the chunk signature the sender's stream ended with (protocol 3)."""
 
 from __future__ import annotations
 
 import hashlib
 import time
 from pathlib import Path
+
+from ecosys_core.sync.chunking import digest_file
 
 from .daemons import receiving, shared_pair, wait_until, write_random
 
@@ -28,6 +30,11 @@ def test_a_small_file_is_not_held_back_by_a_large_one_streaming(tmp_path: Path):
                    what="the large file")
         assert sha256(b.root / "large.bin") == sha256(a.root / "large.bin")
         assert (b.root / "note.txt").read_text() == "written while the large file streams\n"
+        content = digest_file(b.root / "large.bin", with_signature=True)
+        assert content.signature is not None
+        kept = b.home / "objects" / "sig" / content.hash[:2] / content.hash
+        wait_until(kept.is_file, 30, what="the received content's signature")
+        assert kept.read_bytes() == content.signature.to_bytes()
 
 
 def test_a_second_large_file_waits_its_turn_without_holding_back_the_small_ones(tmp_path: Path):

@@ -208,3 +208,61 @@ def test_a_scan_of_many_new_files_lets_the_first_go_out_before_it_reads_the_rest
     assert _pending_paths(a, b.device_id) == set(names)
     meet(a, b)
     assert b.files() == a.files()
+
+
+def test_a_scan_of_moved_in_folders_reads_only_its_first_files_across_all_of_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A watcher's scan gets a moved-in tree as one folder each: its first FIRST_RECORDED files are the
+    first of all of them, not of each (fifty folders of forty files were all read under the lock)."""
+    from ecosys_core.sync import local
+
+    monkeypatch.setattr(local, "FIRST_RECORDED", 10)
+    a, b = make_devices(tmp_path, 2)
+    names = [f"d{i % 4}/f{i:03d}.txt" for i in range(70)]
+    for i, name in enumerate(names):
+        a.write(name, os.urandom(100 + i))
+    seen: list[set[str]] = []
+    a.engine.when_queued(lambda: seen.append(_pending_paths(a, b.device_id)))
+    report = a.engine.scan(SECURE_ID, folders=[f"d{k}" for k in range(4)])
+    assert [len(s) for s in seen] == [10, 50]
+    assert report.changed == 70
+    assert _pending_paths(a, b.device_id) == set(names)
+
+
+def test_a_watcher_scan_waits_for_the_whole_scan_running_and_reads_nothing_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folders moved into a task reach its watcher while a whole scan reads them: the watcher's scan
+    (impatient) waits for that scan to end instead of reading the same files under the engine lock,
+    then finds them indexed. Every file is read once."""
+    from ecosys_core.sync import local
+
+    monkeypatch.setattr(local, "FIRST_RECORDED", 10)
+    a, b = make_devices(tmp_path, 2)
+    names = [f"d{i % 4}/f{i:03d}.txt" for i in range(70)]
+    for i, name in enumerate(names):
+        a.write(name, os.urandom(100 + i))
+        st = (a.root / name).stat()
+        os.utime(a.root / name, ns=(st.st_atime_ns, st.st_mtime_ns - 3_000_000_000))  # settled: not racy
+    reads: list[str] = []
+    real = scanner._read_digest
+    monkeypatch.setattr(scanner, "_read_digest", lambda path, size, patient: (reads.append(path.name),
+                                                                              real(path, size, patient))[1])
+    watcher: list = []
+    waited: list[bool] = []
+
+    def whole_scan_queued() -> None:  # in the whole scan's thread, between its parts
+        if not watcher:
+            thread = threading.Thread(target=lambda: watcher.append(
+                a.engine.scan(SECURE_ID, folders=[f"d{k}" for k in range(4)], patient=False)))
+            watcher.append(thread)
+            thread.start()
+            time.sleep(0.3)
+            waited.append(thread.is_alive())
+
+    a.engine.when_queued(whole_scan_queued)
+    assert a.scan().changed == 70
+    watcher[0].join(20)
+    assert waited == [True], "the watcher's scan did not wait for the whole scan"
+    assert watcher[1].changed == 0
+    assert sorted(reads) == sorted(name.rsplit("/", 1)[1] for name in names)  # each file read once
+    assert _pending_paths(a, b.device_id) == set(names)

@@ -70,3 +70,30 @@ def test_a_signature_with_chunk_parameters_ecosys_does_not_use_is_refused():
     hostile = good[:4] + struct.pack(">III", 1, 2**31, 2**32 - 1) + good[16:]
     with pytest.raises(ValueError, match="parameters"):
         Signature.from_bytes(hostile)
+
+
+def test_a_signature_trailer_is_taken_only_after_the_delta_ends():
+    """A stream may end with the content's signature (a SignatureTrailer, protocol 3): after the end
+    operation it is handed over; inside the delta, twice, or followed by more bytes it is refused."""
+    import os
+
+    import blake3
+
+    from ecosys_core.sync.delta import encode_full
+    from ecosys_core.sync.messages import SignatureTrailer
+
+    data = os.urandom(3000)
+    delta = b"".join(encode_full(io.BytesIO(data)))
+    trailer = SignatureTrailer(b"the content's signature")
+    taken: list[bytes] = []
+    out = io.BytesIO()
+    assert apply_delta([delta, trailer], None, out, expected_size=len(data), trailer=taken.append) \
+        == blake3.blake3(data).hexdigest()
+    assert taken == [trailer] and out.getvalue() == data
+    assert apply_delta([delta, trailer], None, io.BytesIO(), expected_size=len(data))  # no taker: dropped
+    for blocks, error in (([delta[:100], trailer, delta[100:]], "ends too early"),
+                          ([delta, trailer, trailer], "after the end"),
+                          ([delta, trailer, b"x"], "after the end")):
+        with pytest.raises(DeltaError, match=error):
+            apply_delta(blocks, None, io.BytesIO(), expected_size=len(data), trailer=taken.append)
+    assert taken == [trailer]

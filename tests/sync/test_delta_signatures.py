@@ -208,3 +208,50 @@ def test_a_signature_written_a_slice_at_a_time_is_its_stored_form(tmp_path: Path
     store = objects.ObjectStore(tmp_path / "objects")
     store.put_signature("ab" * 32, signature)
     assert (tmp_path / "objects" / "sig" / "ab" / ("ab" * 32)).read_bytes() == signature.to_bytes()
+
+
+def test_a_whole_content_keeps_the_signature_its_sender_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A large file new to B comes whole, its stream ending with the signature A's scan kept: B keeps
+    that one and never cuts the content itself (protocol 3)."""
+    from ecosys_core.sync import staging
+
+    a, b = make_devices(tmp_path, 2)
+    try:
+        data = random.Random(8).randbytes(SIZE)
+        a.write("big.bin", data)
+        a.scan()
+
+        class NoCutting(chunking.SignatureBuilder):
+            def feed(self, data: bytes | memoryview) -> None:
+                raise AssertionError("the receiver cut a content whose signature came with it")
+
+        monkeypatch.setattr(staging, "SignatureBuilder", NoCutting)
+        meet(a, b)
+        assert (b.root / "big.bin").read_bytes() == data
+        digest = digest_file(b.root / "big.bin", with_signature=True)
+        assert b.engine.objects.signature(digest.hash) == digest.signature
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("sent", ["garbage", "another content's", "none"])
+def test_a_sent_signature_that_does_not_fit_its_content_is_replaced_by_a_cut(tmp_path: Path, sent: str,
+                                                                              monkeypatch: pytest.MonkeyPatch):
+    """What a sender's signature says is checked against the content's size and chunking; one that does
+    not parse or fit (or that never came) leaves B cutting the content itself, which arrives whole."""
+    a, b = make_devices(tmp_path, 2)
+    try:
+        data = random.Random(9).randbytes(SIZE)
+        a.write("big.bin", data)
+        a.scan()
+        other = signature_of(tmp_path / "other.bin", random.Random(10).randbytes(SIZE + 5000)).to_bytes()
+        replacement = {"garbage": b"ECS2 not a signature", "another content's": other, "none": None}[sent]
+        monkeypatch.setattr(a.engine.objects, "signature_bytes", lambda digest: replacement)
+        meet(a, b)
+        assert (b.root / "big.bin").read_bytes() == data
+        digest = digest_file(b.root / "big.bin", with_signature=True)
+        assert b.engine.objects.signature(digest.hash) == digest.signature
+    finally:
+        a.close()
+        b.close()

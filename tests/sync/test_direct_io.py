@@ -74,3 +74,31 @@ def test_a_large_atomic_write_is_durable_and_whole_and_a_failed_one_leaves_nothi
             out.write(data[:BLOCK + 3])
             raise RuntimeError("the delta failed")
     assert not temp2.exists()
+
+
+def test_a_disk_error_in_the_writing_thread_reaches_the_caller_and_leaves_nothing(tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # A full block is written by a helper thread while the next one fills; its error must still fail
+    # the file. No disk can be made to fail here, so os.write fails from the second block on (ENOSPC).
+    import errno
+
+    real_write = os.write
+    blocks: list[int] = []
+
+    def failing_write(fd: int, data) -> int:
+        blocks.append(len(data))
+        if len(blocks) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct_io, "_set_direct", lambda fd, on: False)  # no fallback to try: the error stays
+    monkeypatch.setattr(direct_io.os, "write", failing_write)
+    target = tmp_path / "big.bin"
+    with pytest.raises(OSError) as failed:
+        with atomic_writer(target, size=direct_io.DIRECT_MIN) as (out, temp):
+            assert isinstance(out, DirectWriter)
+            for _ in range(8):
+                out.write(os.urandom(BLOCK))
+    assert failed.value.errno == errno.ENOSPC
+    assert not temp.exists() and not target.exists()
+    assert len(blocks) <= 3  # the writes stopped at the failed block and the one being filled
