@@ -118,6 +118,11 @@ class ObjectStore:
         """True when a signature for ``digest`` is kept (not read: cheap)."""
         return self._path("sig", digest).is_file()
 
+    def put_signature_bytes(self, digest: str, data: bytes) -> None:
+        """Keep ``data``, a signature in its stored form (checked by the caller), for the content
+        ``digest``; it is parsed when a delta first needs it."""
+        self._put("sig", digest, lambda fh: fh.write(data))
+
     def signature_bytes(self, digest: str) -> bytes | None:
         """The kept signature for ``digest`` as stored (``Signature.to_bytes``, not checked), or None."""
         try:

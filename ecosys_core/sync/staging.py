@@ -22,7 +22,15 @@ from ..safe_paths import InsideChecker
 from ..store import Store
 from ..store.index import Entry, get_entry
 from ..store.versions import Order, compare
-from .chunking import READ_BLOCK, Copy, Signature, SignatureBuilder, chunk_params, derive_signature
+from .chunking import (
+    READ_BLOCK,
+    Copy,
+    Signature,
+    SignatureBuilder,
+    check_signature_bytes,
+    chunk_params,
+    derive_signature,
+)
 from .context import TaskContexts
 from .delta import BSDIFF_MAX, DeltaError, apply_delta
 from .fsio import atomic_writer, same_device, write_temps
@@ -62,6 +70,7 @@ class NewSignature:
         self.signed = self.base is None and m.signed
         self.builder = SignatureBuilder(m.size) if self.base is None and not self.signed else None
         self.given: bytes | None = None  # the signature a signed stream ended with
+        self.objects, self.content = objects, m.hash  # where a given signature is kept, for which content
         self.rebuilt = False  # False: nothing was rebuilt through this one
 
     def adopt(self, other: "NewSignature") -> None:
@@ -82,7 +91,7 @@ class NewSignature:
 
     def result(self, temp: Path | BinaryIO) -> Signature | None:
         """The signature of the content rebuilt in ``temp`` (a path, or the file open for reading; None
-        when nothing was rebuilt here)."""
+        when nothing was rebuilt here, or when the sender's signature was kept as it came)."""
         if not self.rebuilt:
             return None
         if self.builder is not None:
@@ -100,18 +109,21 @@ class NewSignature:
             return None
 
     def _sent(self, temp: Path | BinaryIO) -> Signature | None:
-        """The sender's signature when it describes a content of this size; otherwise (none came, or it
-        does not parse) the content in ``temp`` is cut here after all."""
+        """None once the sender's signature is kept as it came, when it describes a content of this
+        size (parsed only when a delta needs it: parsing it now was the receiver's peak of memory);
+        otherwise (none came, or it does not fit) the content in ``temp`` is cut here after all."""
         given, self.given = self.given, None
         if given is not None:
             try:
-                signature = Signature.from_bytes(given)
-            except ValueError:
-                signature = None
-            del given
-            if signature is not None and signature.size == self.size and signature.params == chunk_params(self.size):
-                return signature
-            log.warning("a sender's chunk signature does not describe its content; cutting the content here")
+                check_signature_bytes(given, self.size)
+            except ValueError as exc:
+                log.warning("a sender's chunk signature was not kept (%s); cutting the content here", exc)
+            else:
+                try:
+                    self.objects.put_signature_bytes(self.content, given)
+                except OSError:  # a cache: later deltas are only larger without it
+                    pass
+                return None
         try:
             with _reading(temp) as fh:
                 fh.seek(0)

@@ -6,12 +6,16 @@ up intact; the receiver keeps the chunk signature the sender's stream ended with
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 from ecosys_core.sync.chunking import digest_file
 
 from .daemons import receiving, shared_pair, wait_until, write_random
+
+
+def pending(d) -> int:
+    """Changes ``d`` has queued for its peers, all tasks together."""
+    return sum(sum(task["pending"].values()) for task in d.status()["tasks"])
 
 
 def sha256(path: Path) -> str:
@@ -45,7 +49,8 @@ def test_a_second_large_file_waits_its_turn_without_holding_back_the_small_ones(
         wait_until(lambda: receiving(b, "a-large.bin"), 60, 0.01, "the first large file to stream")
         write_random(tmp_path / "b-large.bin", 64)
         (tmp_path / "b-large.bin").rename(a.root / "b-large.bin")
-        time.sleep(0.8)  # found, hashed and queued behind the first one
+        # found, hashed and queued behind the first one (a fixed wait here let the first stream end first)
+        wait_until(lambda: pending(a) >= 2, 30, 0.01, "the second large file to be queued")
         (a.root / "z-note.txt").write_text("written behind two large files\n")
         wait_until(lambda: (b.root / "z-note.txt").exists(), 120, 0.01, "the note")
         assert receiving(b, "a-large.bin"), "the note waited for the first large file's stream to end"
