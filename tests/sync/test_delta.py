@@ -93,3 +93,18 @@ def test_a_copy_reads_the_base(tmp_path: Path):
     stream = b"C" + struct.pack(">QI", 1 << 20, 2 << 20) + literal(b"!") + b"E"
     data, _, _ = rebuild(split(stream, [3, 13, 14]), base, (2 << 20) + 1)
     assert data == base.read_bytes()[1 << 20:] + b"!"
+
+
+def test_literals_compressed_one_after_another_each_decode_alone():
+    """Each thread reuses one zstd compressor: every literal is still a whole frame of its own, the bytes
+    a fresh compressor makes."""
+    import pyzstd
+
+    texts = [f"line {i} of a text file\n".encode() * (50 + i) for i in range(5)]
+    deltas = [b"".join(encode_full(io.BytesIO(text))) for text in texts]
+    for text, delta in zip(texts, deltas):
+        assert delta[:1] == b"Z"
+        assert delta[9:-1] == pyzstd.compress(text, 3)
+        out = io.BytesIO()
+        apply_delta([delta], None, out, expected_size=len(text))
+        assert out.getvalue() == text
