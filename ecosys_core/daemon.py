@@ -51,7 +51,7 @@ log = logging.getLogger("ecosys.daemon")
 LARGAGE_FLAGS = frozenset({"OTDL", "MOTDL", "OFFER_ACCEPTED", "OFFER_REFUSED", "OFFER_DONE", "CANCEL", "DATA"})
 
 
-SWITCH_INTERVAL = 0.001  # seconds a thread may hold the GIL while another waits for it
+SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the GIL while another waits for it
 
 
 class Node:
@@ -63,7 +63,8 @@ class Node:
         share_one_arena()  # before any worker thread allocates
         # The event loop (frames, acknowledgements) waits for the GIL behind the engine's and the watcher's
         # threads: at 1 ms instead of 5, the bulk of the side-by-side bench took 0.03-0.2 s less in 7 of 8
-        # alternated pairs, and equal in the eighth (docs/decisions.md, "Stop 30").
+        # alternated pairs (docs/decisions.md, "Stop 30"); at 0.5 ms instead of 1, 0.12 s less on average
+        # over 7 pairs, faster in 5 ("Stop 31").
         sys.setswitchinterval(SWITCH_INTERVAL)
         self.home = home.ensure()
         self.lock = HomeLock(home.root)
