@@ -39,7 +39,17 @@ from .context import TaskContext, TaskContexts, short_id
 from .delta import BSDIFF_MAX
 from .objects import ObjectStore
 from .places import Places
-from .scanner import POSTPONE_MAX, RACY_NS, Observation, ScanResult, indexable_name, read_ahead, scan_paths, scan_tree, settled_after
+from .scanner import (
+    POSTPONE_MAX,
+    RACY_NS,
+    Observation,
+    ScanResult,
+    indexable_name,
+    read_ahead,
+    scan_paths,
+    scan_tree,
+    settled_after,
+)
 
 log = logging.getLogger(__name__)
 # A scan that finds more changed files than this records and queues that many, lets them go out, then reads
