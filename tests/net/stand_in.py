@@ -4,7 +4,8 @@ does must be provoked at one exact place: linked to everyone, asks for a flush o
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import concurrent.futures
+from typing import Any, Callable
 
 from ecosys_core.net.protocol import PROTOCOL_VERSIONS, encode_frame
 from ecosys_core.net.session import PeerSession
@@ -32,6 +33,30 @@ class StandInHost:
 
     async def on_frame(self, session: PeerSession, frame: Any) -> None:
         pass
+
+
+class ThreadedHost(StandInHost):
+    """A stand-in whose blocking calls (to ``sync``, the engine stand-in given) run in two worker
+    threads, as the daemon's do; shut ``pool`` down after the test."""
+
+    def __init__(self, me: str, name: str, sync: Any) -> None:
+        super().__init__(me, name)
+        self.sync = sync
+        self.pool = concurrent.futures.ThreadPoolExecutor(2)
+
+    async def run_blocking(self, fn: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+
+class QuietEngine:
+    """The engine calls a session makes that the stand-ins below answer alike: nothing owed back, no
+    member lists."""
+
+    def owes_back(self, peer: str) -> bool:
+        return False
+
+    def membership_for(self, peer: str) -> list:
+        return []
 
 
 async def session_with(host: StandInHost, host_identity: Any, peer_identity: Any, peer_name: str,

@@ -6,8 +6,7 @@ small files (a real one would need them on disk and indexed, and the window is w
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from ecosys_core.net.identity import load_or_create_identity
 from ecosys_core.net.protocol import encode_frame
 from ecosys_core.sync.messages import Modification, ModificationDone
 
-from .stand_in import StandInHost, session_with
+from .stand_in import QuietEngine, ThreadedHost, session_with
 
 FILES, SIZE = 3000, 8192
 
@@ -28,7 +27,7 @@ class Item:
         self.cursor = (0, number + 1)
 
 
-class OwingEngine:
+class OwingEngine(QuietEngine):
     """Owes FILES small files to any peer until each is answered."""
 
     def __init__(self) -> None:
@@ -47,21 +46,6 @@ class OwingEngine:
             self.owed.discard(m.path)
         return [[] for _ in messages]
 
-    def owes_back(self, peer: str) -> bool:
-        return False
-
-    def membership_for(self, peer: str) -> list:
-        return []
-
-
-class Node(StandInHost):
-    def __init__(self, me: str) -> None:
-        super().__init__(me, "sender")
-        self.sync = OwingEngine()
-        self.pool = concurrent.futures.ThreadPoolExecutor(2)
-
-    async def run_blocking(self, fn: Callable, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
 
 def test_unanswered_changes_stay_within_the_window_and_answers_open_it(tmp_path: Path, monkeypatch):
@@ -69,7 +53,7 @@ def test_unanswered_changes_stay_within_the_window_and_answers_open_it(tmp_path:
     monkeypatch.setattr(session_module, "WINDOW_BYTES", 1 << 30)
     sender_id = load_or_create_identity(tmp_path / "sender")
     reader_id = load_or_create_identity(tmp_path / "reader")
-    node = Node(sender_id.device_id)
+    node = ThreadedHost(sender_id.device_id, "sender", OwingEngine())
 
     async def scenario() -> tuple[int, int]:
         server, conn = await session_with(node, sender_id, reader_id, "reader")

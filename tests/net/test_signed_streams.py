@@ -6,10 +6,9 @@ use on a real receiver is tested in tests/sync/test_delta_signatures.py and test
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import io
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from ecosys_core.net.identity import load_or_create_identity
 from ecosys_core.sync.delta import apply_delta, encode_full
 from ecosys_core.sync.messages import Modification, SignatureTrailer
 
-from .stand_in import StandInHost, session_with
+from .stand_in import QuietEngine, ThreadedHost, session_with
 
 CONTENT = os.urandom(3 << 20)
 SIGNATURE = SignatureTrailer(b"ECS2" + os.urandom(500))
@@ -29,7 +28,7 @@ class Item:
     secure_id, path, base_hash, version, cursor = "task", "big.bin", "", {"a": 1}, (0, 1)
 
 
-class OwingOneStream:
+class OwingOneStream(QuietEngine):
     """Owes one large content, streamed whole and signed, until it is answered."""
 
     def __init__(self) -> None:
@@ -50,21 +49,6 @@ class OwingOneStream:
         self.owed = False
         return [[] for _ in messages]
 
-    def owes_back(self, peer: str) -> bool:
-        return False
-
-    def membership_for(self, peer: str) -> list:
-        return []
-
-
-class Node(StandInHost):
-    def __init__(self, me: str) -> None:
-        super().__init__(me, "sender")
-        self.sync = OwingOneStream()
-        self.pool = concurrent.futures.ThreadPoolExecutor(2)
-
-    async def run_blocking(self, fn: Callable, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
 
 @pytest.mark.parametrize("versions", [(2, 3), (2,)], ids=["protocol 3", "protocol 2 only"])
@@ -72,7 +56,7 @@ def test_a_streamed_whole_content_ends_with_its_signature_only_for_a_peer_that_s
         tmp_path: Path, versions: tuple[int, ...]) -> None:
     sender_id = load_or_create_identity(tmp_path / "sender")
     reader_id = load_or_create_identity(tmp_path / "reader")
-    node = Node(sender_id.device_id)
+    node = ThreadedHost(sender_id.device_id, "sender", OwingOneStream())
 
     async def scenario() -> tuple[dict, list[bytes], bytes]:
         server, conn = await session_with(node, sender_id, reader_id, "reader", versions)
@@ -99,7 +83,7 @@ def test_a_streamed_whole_content_ends_with_its_signature_only_for_a_peer_that_s
         assert "signed" not in header and last == b""
 
 
-class Receiving:
+class Receiving(QuietEngine):
     """Takes streamed contents as the real engine's prebuild does (``apply_delta``), noting each
     content and the signature trailer it ended with."""
 
@@ -120,11 +104,6 @@ class Receiving:
     def pending(self, peer: str, after: tuple[int, int] = (0, 0), limit: int | None = None) -> list:
         return []
 
-    def owes_back(self, peer: str) -> bool:
-        return False
-
-    def membership_for(self, peer: str) -> list:
-        return []
 
 
 @pytest.mark.parametrize("signed", [True, False])
@@ -135,8 +114,7 @@ def test_the_receiver_takes_the_last_data_frame_of_a_signed_stream_as_its_signat
 
     receiver_id = load_or_create_identity(tmp_path / "receiver")
     sender_id = load_or_create_identity(tmp_path / "sender")
-    node = Node(receiver_id.device_id)
-    node.sync = Receiving()  # type: ignore[assignment]
+    node = ThreadedHost(receiver_id.device_id, "receiver", Receiving())
     delta = b"".join(encode_full(io.BytesIO(CONTENT)))
     # unsigned, a last frame's payload is delta bytes like any other (protocol 2)
     last = bytes(SIGNATURE) if signed else delta[-1000:]
@@ -155,7 +133,7 @@ def test_the_receiver_takes_the_last_data_frame_of_a_signed_stream_as_its_signat
             conn.writelines(frames)
             await conn.drain()
             for _ in range(500):
-                if node.sync.got:  # type: ignore[attr-defined]
+                if node.sync.got:
                     break
                 await asyncio.sleep(0.01)
         finally:
@@ -164,4 +142,4 @@ def test_the_receiver_takes_the_last_data_frame_of_a_signed_stream_as_its_signat
 
     asyncio.run(scenario())
     node.pool.shutdown()
-    assert node.sync.got == [(CONTENT, SIGNATURE if signed else None)]  # type: ignore[attr-defined]
+    assert node.sync.got == [(CONTENT, SIGNATURE if signed else None)]

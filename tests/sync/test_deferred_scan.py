@@ -42,6 +42,14 @@ def _held_large_reads(monkeypatch: pytest.MonkeyPatch, release: threading.Event,
     return reads
 
 
+def _many_small_files(device) -> list[str]:
+    """Write 70 small files in four folders on ``device``; their paths."""
+    names = [f"d{i % 4}/f{i:03d}.txt" for i in range(70)]
+    for i, name in enumerate(names):
+        device.write(name, os.urandom(100 + i))
+    return names
+
+
 def _pending_paths(device, peer: str) -> set[str]:
     return {item.path for item in device.engine.pending(peer)}
 
@@ -194,9 +202,7 @@ def test_a_scan_of_many_new_files_lets_the_first_go_out_before_it_reads_the_rest
 
     monkeypatch.setattr(local, "FIRST_RECORDED", 10)
     a, b = make_devices(tmp_path, 2)
-    names = [f"d{i % 4}/f{i:03d}.txt" for i in range(70)]
-    for i, name in enumerate(names):
-        a.write(name, os.urandom(100 + i))
+    names = _many_small_files(a)
     seen: list[set[str]] = []
     a.engine.when_queued(lambda: seen.append(_pending_paths(a, b.device_id)))
     report = a.scan()
@@ -218,9 +224,7 @@ def test_a_scan_of_moved_in_folders_reads_only_its_first_files_across_all_of_the
 
     monkeypatch.setattr(local, "FIRST_RECORDED", 10)
     a, b = make_devices(tmp_path, 2)
-    names = [f"d{i % 4}/f{i:03d}.txt" for i in range(70)]
-    for i, name in enumerate(names):
-        a.write(name, os.urandom(100 + i))
+    names = _many_small_files(a)
     seen: list[set[str]] = []
     a.engine.when_queued(lambda: seen.append(_pending_paths(a, b.device_id)))
     report = a.engine.scan(SECURE_ID, folders=[f"d{k}" for k in range(4)])
@@ -238,9 +242,8 @@ def test_a_watcher_scan_waits_for_the_whole_scan_running_and_reads_nothing_again
 
     monkeypatch.setattr(local, "FIRST_RECORDED", 10)
     a, b = make_devices(tmp_path, 2)
-    names = [f"d{i % 4}/f{i:03d}.txt" for i in range(70)]
-    for i, name in enumerate(names):
-        a.write(name, os.urandom(100 + i))
+    names = _many_small_files(a)
+    for name in names:
         st = (a.root / name).stat()
         os.utime(a.root / name, ns=(st.st_atime_ns, st.st_mtime_ns - 3_000_000_000))  # settled: not racy
     reads: list[str] = []

@@ -210,22 +210,15 @@ def test_a_signature_written_a_slice_at_a_time_is_its_stored_form(tmp_path: Path
     assert (tmp_path / "objects" / "sig" / "ab" / ("ab" * 32)).read_bytes() == signature.to_bytes()
 
 
-def test_a_whole_content_keeps_the_signature_its_sender_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A large file new to B comes whole, its stream ending with the signature A's scan kept: B keeps
-    that one and never cuts the content itself (protocol 3)."""
-    from ecosys_core.sync import staging
-
+def _whole_content_to_b(tmp_path: Path, seed: int, before_meeting) -> None:
+    """A scans a new large file and meets B, which has none: after ``before_meeting(a)``, B holds the
+    content and keeps its signature, the one a pass over the file computes."""
     a, b = make_devices(tmp_path, 2)
     try:
-        data = random.Random(8).randbytes(SIZE)
+        data = random.Random(seed).randbytes(SIZE)
         a.write("big.bin", data)
         a.scan()
-
-        class NoCutting(chunking.SignatureBuilder):
-            def feed(self, data: bytes | memoryview) -> None:
-                raise AssertionError("the receiver cut a content whose signature came with it")
-
-        monkeypatch.setattr(staging, "SignatureBuilder", NoCutting)
+        before_meeting(a)
         meet(a, b)
         assert (b.root / "big.bin").read_bytes() == data
         digest = digest_file(b.root / "big.bin", with_signature=True)
@@ -233,6 +226,18 @@ def test_a_whole_content_keeps_the_signature_its_sender_sent(tmp_path: Path, mon
     finally:
         a.close()
         b.close()
+
+
+def test_a_whole_content_keeps_the_signature_its_sender_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A large file new to B comes whole, its stream ending with the signature A's scan kept: B keeps
+    that one and never cuts the content itself (protocol 3)."""
+    from ecosys_core.sync import staging
+
+    class NoCutting(chunking.SignatureBuilder):
+        def feed(self, data: bytes | memoryview) -> None:
+            raise AssertionError("the receiver cut a content whose signature came with it")
+
+    _whole_content_to_b(tmp_path, 8, lambda a: monkeypatch.setattr(staging, "SignatureBuilder", NoCutting))
 
 
 @pytest.mark.parametrize("sent", ["garbage", "another content's", "none"])
@@ -240,18 +245,7 @@ def test_a_sent_signature_that_does_not_fit_its_content_is_replaced_by_a_cut(tmp
                                                                               monkeypatch: pytest.MonkeyPatch):
     """What a sender's signature says is checked against the content's size and chunking; one that does
     not parse or fit (or that never came) leaves B cutting the content itself, which arrives whole."""
-    a, b = make_devices(tmp_path, 2)
-    try:
-        data = random.Random(9).randbytes(SIZE)
-        a.write("big.bin", data)
-        a.scan()
-        other = signature_of(tmp_path / "other.bin", random.Random(10).randbytes(SIZE + 5000)).to_bytes()
-        replacement = {"garbage": b"ECS2 not a signature", "another content's": other, "none": None}[sent]
-        monkeypatch.setattr(a.engine.objects, "signature_bytes", lambda digest: replacement)
-        meet(a, b)
-        assert (b.root / "big.bin").read_bytes() == data
-        digest = digest_file(b.root / "big.bin", with_signature=True)
-        assert b.engine.objects.signature(digest.hash) == digest.signature
-    finally:
-        a.close()
-        b.close()
+    other = signature_of(tmp_path / "other.bin", random.Random(10).randbytes(SIZE + 5000)).to_bytes()
+    replacement = {"garbage": b"ECS2 not a signature", "another content's": other, "none": None}[sent]
+    _whole_content_to_b(tmp_path, 9, lambda a: monkeypatch.setattr(a.engine.objects, "signature_bytes",
+                                                                 lambda digest: replacement))
