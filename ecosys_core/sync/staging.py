@@ -13,7 +13,7 @@ import logging
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import BinaryIO, Callable, ContextManager, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 from sqlalchemy.orm import Session
 
@@ -22,15 +22,7 @@ from ..safe_paths import InsideChecker
 from ..store import Store
 from ..store.index import Entry, get_entry
 from ..store.versions import Order, compare
-from .chunking import (
-    READ_BLOCK,
-    Copy,
-    Signature,
-    SignatureBuilder,
-    check_signature_bytes,
-    chunk_params,
-    derive_signature,
-)
+from .chunking import Copy, Signature, SignatureBuilder, check_signature_bytes, chunk_params, derive_signature
 from .context import TaskContexts
 from .delta import BSDIFF_MAX, DeltaError, apply_delta
 from .fsio import atomic_writer, same_device, write_temps
@@ -91,16 +83,17 @@ class NewSignature:
 
     def result(self, temp: Path | BinaryIO) -> Signature | None:
         """The signature of the content rebuilt in ``temp`` (a path, or the file open for reading; None
-        when nothing was rebuilt here, or when the sender's signature was kept as it came)."""
+        when nothing was rebuilt here, or for the sender's signature, kept as it came or left to the
+        engine to cut)."""
         if not self.rebuilt:
             return None
         if self.builder is not None:
             return self.builder.signature() if self.builder.seen == self.size else None
         if self.base is None:
-            return self._sent(temp)
+            return self._sent()
         assert self.copies is not None
         try:
-            with _reading(temp) as fh:
+            with (open(temp, "rb") if isinstance(temp, Path) else nullcontext(temp)) as fh:
                 def read(at: int, n: int) -> bytes:
                     fh.seek(at)
                     return fh.read(n)
@@ -108,36 +101,22 @@ class NewSignature:
         except (OSError, ValueError):
             return None
 
-    def _sent(self, temp: Path | BinaryIO) -> Signature | None:
-        """None once the sender's signature is kept as it came, when it describes a content of this
-        size (parsed only when a delta needs it: parsing it now was the receiver's peak of memory);
-        otherwise (none came, or it does not fit) the content in ``temp`` is cut here after all."""
+    def _sent(self) -> None:
+        """Keep the sender's signature as it came when it describes a content of this size (parsed only
+        when a delta needs it: parsing it now was the receiver's peak of memory). None either way: one
+        that did not come or does not fit is cut from the file in place, as any content without a kept
+        signature is (``LocalChanges.remember_content``)."""
         given, self.given = self.given, None
-        if given is not None:
-            try:
-                check_signature_bytes(given, self.size)
-            except ValueError as exc:
-                log.warning("a sender's chunk signature was not kept (%s); cutting the content here", exc)
-            else:
-                try:
-                    self.objects.put_signature_bytes(self.content, given)
-                except OSError:  # a cache: later deltas are only larger without it
-                    pass
-                return None
-        try:
-            with _reading(temp) as fh:
-                fh.seek(0)
-                builder = SignatureBuilder(self.size)
-                while block := fh.read(READ_BLOCK):
-                    builder.feed(block)
-        except OSError:
+        if given is None:
             return None
-        return builder.signature() if builder.seen == self.size else None
-
-
-def _reading(temp: Path | BinaryIO) -> ContextManager[BinaryIO]:
-    """``temp`` open for reading: opened here (and closed after) when it is a path."""
-    return open(temp, "rb") if isinstance(temp, Path) else nullcontext(temp)
+        try:
+            check_signature_bytes(given, self.size)
+            self.objects.put_signature_bytes(self.content, given)
+        except ValueError as exc:
+            log.warning("a sender's chunk signature was not kept (%s); the content is cut here", exc)
+        except OSError:  # a cache: later deltas are only larger without it
+            pass
+        return None
 
 
 def new_signature(objects: ObjectStore, m: Modification) -> NewSignature | None:
