@@ -101,10 +101,16 @@ def check_header(header: Any) -> dict[str, Any]:
 
 def encode_frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
     """Encode one frame (the header is checked too, so we never send what we would refuse)."""
+    return frame_head(header, len(payload)) + payload
+
+
+def frame_head(header: dict[str, Any], payload_size: int) -> bytes:
+    """What comes before a payload of ``payload_size`` bytes in a frame: :func:`encode_frame` without
+    the payload, for a sender that writes a large payload after it as it is, not copied behind it."""
     raw = json.dumps(check_header(header), separators=(",", ":"), ensure_ascii=False).encode()
-    if len(raw) > MAX_HEADER or len(payload) > MAX_PAYLOAD:
+    if len(raw) > MAX_HEADER or payload_size > MAX_PAYLOAD:
         raise ProtocolError("frame too large")
-    return struct.pack(">IH", 2 + len(raw) + len(payload), len(raw)) + raw + payload
+    return struct.pack(">IH", 2 + len(raw) + payload_size, len(raw)) + raw
 
 
 def decode_frame(body: bytes) -> Frame:

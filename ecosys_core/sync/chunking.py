@@ -30,6 +30,8 @@ import blake3
 import xxhash
 from fastcdc.fastcdc_cy import fastcdc_cy
 
+from .grid import GridBuilder
+
 READ_BLOCK = 1 << 20
 _MAX_ENTRIES = 131_072
 _SIG_MAGIC = b"ECS2"  # ECS1 had BLAKE3 chunk digests
@@ -291,7 +293,7 @@ class SignatureBuilder:
 
 @dataclass
 class FileDigest:
-    """What one read of a file tells: size, BLAKE3 hex, and the chunk signature when asked for; the
+    """What one read of a file tells: size, BLAKE3 hex, and the chunk signature and grid digests when asked for; the
     mtime the file had when the read began, and whether its size and mtime were the same when it ended
     (``steady``; False: it was being written meanwhile, and what was read may be no state it ever had)."""
 
@@ -300,6 +302,7 @@ class FileDigest:
     signature: Signature | None
     mtime_ns: int = 0
     steady: bool = True
+    grid: bytes | bytearray | None = None  # grid digests (:mod:`grid`), taken with the signature
 
 
 # Files this large are hashed with help from other threads: their BLAKE3 beside their signature here,
@@ -310,10 +313,12 @@ PARALLEL_HASH_MIN = 8 << 20
 class HashBeside:
     """BLAKE3 of the blocks given to :meth:`update`, taken in a helper thread while the caller cuts and
     digests the same blocks for the signature: both run without the GIL, so a large file's hash and
-    signature take about the longer of the two, not their sum (docs/decisions.md, "Stop 27")."""
+    signature take about the longer of the two, not their sum (docs/decisions.md, "Stop 27"). ``also``
+    sees each block there too, after the hash (the grid digests: the cutting thread is the busier)."""
 
-    def __init__(self) -> None:
+    def __init__(self, also: Callable[[bytes], None] | None = None) -> None:
         self._hasher = blake3.blake3()
+        self._also = also
         self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)  # at most 4 blocks ahead
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ecosys-blake3", daemon=True)
@@ -324,6 +329,8 @@ class HashBeside:
             if self._error is None:  # after an error, still take the blocks: the caller never waits on a full queue
                 try:
                     self._hasher.update(block)
+                    if self._also is not None:
+                        self._also(block)
                 except BaseException as exc:  # raised by finish, in the caller's thread
                     self._error = exc
 
@@ -342,31 +349,37 @@ class HashBeside:
 class _HashHere:
     """BLAKE3 in the caller's thread, with :class:`HashBeside`'s interface."""
 
-    def __init__(self) -> None:
+    def __init__(self, also: Callable[[bytes], None] | None = None) -> None:
         self._hasher = blake3.blake3()
+        self._also = also
 
     def update(self, block: bytes | memoryview) -> None:
         self._hasher.update(block)
+        if self._also is not None:
+            self._also(block)
 
     def finish(self) -> str:
         return self._hasher.hexdigest()
 
 
-def content_hasher(size: int, signed: bool) -> HashBeside | _HashHere:
+def content_hasher(size: int, signed: bool,
+                   also: Callable[[bytes], None] | None = None) -> HashBeside | _HashHere:
     """A BLAKE3 for a content of ``size`` bytes read once: in a helper thread when its signature is
     taken in the same pass (``signed``) and it is large, so the two run side by side; ``finish`` gives
-    the hex digest (call it once, also on error)."""
-    return HashBeside() if signed and size >= PARALLEL_HASH_MIN else _HashHere()
+    the hex digest (call it once, also on error). ``also`` sees every block where the hash does."""
+    return HashBeside(also) if signed and size >= PARALLEL_HASH_MIN else _HashHere(also)
 
 
 def digest_file(path: Path, *, with_signature: bool) -> FileDigest:
-    """Hash ``path`` in one streaming pass, also computing its chunk signature if ``with_signature``."""
+    """Hash ``path`` in one streaming pass, also computing its chunk signature and grid digests if
+    ``with_signature``."""
     size = 0
     with open(path, "rb") as fh:
         before = os.fstat(fh.fileno())
         expected = before.st_size
         builder = SignatureBuilder(expected) if with_signature else None
-        hasher = content_hasher(expected, builder is not None)
+        grid = GridBuilder() if with_signature else None
+        hasher = content_hasher(expected, builder is not None, grid.feed if grid is not None else None)
         read = max(READ_BLOCK, 4 * chunk_params(expected)[2])
         try:
             while block := fh.read(read):
@@ -379,7 +392,7 @@ def digest_file(path: Path, *, with_signature: bool) -> FileDigest:
         after = os.fstat(fh.fileno())
     steady = size == after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns
     return FileDigest(size, digest, builder.signature() if builder is not None else None,
-                      before.st_mtime_ns, steady)
+                      before.st_mtime_ns, steady, grid.result() if grid is not None else None)
 
 
 class Copy(NamedTuple):

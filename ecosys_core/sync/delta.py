@@ -33,10 +33,12 @@ import pyzstd
 
 from ..errors import IntegrityError
 from .chunking import DIGEST_SIZE, READ_BLOCK, Copy, Signature, chunk_digest, content_hasher, iter_chunks
+from .grid import GRID, refine
 from .messages import SignatureTrailer
 
 BSDIFF_MAX = 1 << 20
 MAX_LITERAL = 4 << 20
+REFINE_MAX = 64 << 10  # bytes of changed chunks in a row searched for the base's grid blocks
 _ZSTD_LEVEL = 3
 
 
@@ -68,13 +70,27 @@ def _literal(data: bytes, compress: bool = True) -> bytes:
     return b"L" + struct.pack(">I", len(data)) + data
 
 
-def encode_full(stream: BinaryIO) -> Iterator[bytes]:
+def encode_full(stream: BinaryIO) -> Iterator[bytes | bytearray]:
     """The whole content of ``stream`` as literals, compressed while compressing pays (media and
-    archives stop being tried after two blocks that would not shrink)."""
+    archives stop being tried after two blocks that would not shrink). Once it stops trying, each block
+    is read behind the room for its operation's head, so the literal is the read itself, not a copy of it."""
     misses = 0
-    while block := stream.read(READ_BLOCK):
-        literal = _literal(block, compress=misses < 2)
+    while misses < 2:
+        block = stream.read(READ_BLOCK)
+        if not block:
+            yield b"E"
+            return
+        literal = _literal(block)
         misses = misses + 1 if literal[:1] == b"L" else 0
+        yield literal
+    while True:
+        literal = bytearray(5 + READ_BLOCK)
+        n = stream.readinto(memoryview(literal)[5:])
+        if not n:
+            break
+        if n < READ_BLOCK:
+            del literal[5 + n:]
+        literal[:5] = b"L" + struct.pack(">I", n)
         yield literal
     yield b"E"
 
@@ -98,12 +114,17 @@ def encode_against(stream: BinaryIO, base: Signature) -> Iterator[bytes]:
     return _operations(pieces())
 
 
-def encode_from_signatures(stream: BinaryIO, new: Signature, base: Signature) -> Iterator[bytes]:
+def encode_from_signatures(stream: BinaryIO, new: Signature, base: Signature,
+                           base_blocks: Callable[[int, int], dict[int, int]] | None = None) -> Iterator[bytes]:
     """``stream``'s content, which ``new`` describes (its chunks cut with ``base``'s parameters), as
     copies of the base's chunks plus literals read for the chunks the base lacks: only those are read,
     so a small edit of a large file costs a few reads, not a pass over it. If the file changed since
     ``new`` was taken, the result is wrong and the receiver's hash check refuses it (then the whole
-    content is asked for)."""
+    content is asked for).
+
+    ``base_blocks(start, end)``: the base's grid blocks in bytes ``[start, end)`` (:meth:`ObjectStore.grid_blocks`),
+    when its grid is kept. Where few chunks differ, the chunks the base lacks are then searched for those
+    blocks, so only the blocks an edit touched travel (:func:`grid.refine`)."""
     if new.params != base.params:
         raise ValueError("signatures cut with different parameters")
     # An edit leaves the chunks before and after it alone: those are one copy each, and only the
@@ -112,10 +133,19 @@ def encode_from_signatures(stream: BinaryIO, new: Signature, base: Signature) ->
     tail = _common_run(new, base, backwards=True, limit=min(len(new), len(base)) - head)
     middle = range(head, len(new) - tail)
     head_bytes, tail_bytes = sum(new.lengths[:head]), sum(new.lengths[len(new) - tail:])
+    blocks: dict[int, int] = {}
     if len(middle) > 1024:
         known = base.index()
     else:
         known = base.part(head, len(base) - tail).index(start=sum(base.lengths[:head]))
+        if base_blocks is not None:
+            blocks = base_blocks(head_bytes - GRID, base.size - tail_bytes + GRID)
+
+    def literal(start: int, end: int) -> Iterator[tuple[int, int] | bytes]:
+        if blocks and end - start <= REFINE_MAX:
+            yield from _refined(stream, start, end, new.size, blocks)
+        else:
+            yield from _read_range(stream, start, end)
 
     def pieces() -> Iterator[tuple[int, int] | bytes]:
         if head_bytes:
@@ -125,19 +155,35 @@ def encode_from_signatures(stream: BinaryIO, new: Signature, base: Signature) ->
             length, hit = new.lengths[i], known.get(new.digest(i))
             if hit is not None and hit[1] == length:
                 if end > start:
-                    yield from _read_range(stream, start, end)
+                    yield from literal(start, end)
                 start = end = offset + length
                 yield hit
             else:
                 end = offset + length
             offset += length
         if end > start:
-            yield from _read_range(stream, start, end)
+            yield from literal(start, end)
         if tail_bytes:
             yield base.size - tail_bytes, tail_bytes
 
     return _operations(pieces())
 
+
+def _refined(stream: BinaryIO, start: int, end: int, size: int, blocks: dict[int, int]) -> Iterator[tuple[int, int] | bytes]:
+    """New bytes ``[start, end)`` as copies of the base's grid blocks where found, literals elsewhere.
+    The search reaches a block less than one past each end, so a block the edges cut through is
+    found too; what it finds there is clipped to ``[start, end)``."""
+    lo, hi = max(0, start - GRID + 1), min(size, end + GRID - 1)
+    region = b"".join(_read_range(stream, lo, hi))
+    for piece in refine(region, lo, blocks):
+        at, length = piece[0], piece[-1]
+        first, last = max(at, start), min(at + length, end)
+        if first >= last:
+            continue
+        if len(piece) == 3:
+            yield piece[1] + first - at, last - first
+        else:
+            yield region[first - lo:last - lo]
 
 def _common_run(a: Signature, b: Signature, *, backwards: bool, limit: int | None = None) -> int:
     """How many chunks ``a`` and ``b`` share at their start (or end): same lengths, same digests. Found

@@ -307,7 +307,7 @@ class LocalChanges:
             record(old, new)
             if old is not None and old.hash:
                 self.objects.keep_warm(old.hash)  # the delta for this change is made against it
-            self.remember_content(places.path(new.path), new, obs.digest.signature)
+            self.remember_content(places.path(new.path), new, obs.digest.signature, obs.digest.grid)
             report.changed += 1
         if not info.backup_mode:  # backup mode: local deletions are neither recorded nor sent
             for path in result.missing:
@@ -360,9 +360,11 @@ class LocalChanges:
         with self.store.reading() as session:
             return get_entry(session, ctx.id, path)
 
-    def remember_content(self, path: Path, entry: Entry, signature: Signature | None) -> None:
-        """Keep what later deltas from ``entry``'s content (the file at ``path``) need: a shadow copy or
-        a chunk signature."""
+    def remember_content(self, path: Path, entry: Entry, signature: Signature | None,
+                         grid: bytes | bytearray | None = None) -> None:
+        """Keep what later deltas from ``entry``'s content (the file at ``path``) need: a shadow copy, or
+        a chunk signature and grid digests (:mod:`grid`; without ``signature``, both are taken here
+        unless a signature is kept already)."""
         try:
             if entry.size < SHADOW_MIN:
                 return
@@ -370,10 +372,13 @@ class LocalChanges:
                 self.objects.put_shadow(entry.hash, path)
             else:
                 if signature is None and self.objects.has_signature(entry.hash):
-                    return  # kept already (a prebuilt stream stores it)
+                    return  # kept already (a prebuilt stream stores it, and the grid beside it)
                 if signature is None:
-                    signature = digest_file(path, with_signature=True).signature
+                    digest = digest_file(path, with_signature=True)
+                    signature, grid = digest.signature, digest.grid
                 if signature is not None:
                     self.objects.put_signature(entry.hash, signature)
+                if grid is not None:
+                    self.objects.put_grid(entry.hash, grid)
         except OSError as exc:  # a cache: failing to fill it only makes later deltas bigger
             log.debug("cannot keep object for %s: %s", entry.path, exc)

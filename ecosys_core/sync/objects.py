@@ -4,8 +4,10 @@
   edit can be sent as a bsdiff4 patch against what peers have.
 - ``sig/``: the chunk signature of each large file's indexed content (~2 % of its size), so a later
   edit can be sent as chunk copies plus the changed bytes.
+- ``grid/``: the grid digests of each large file's indexed content (0.8 % of its size, :mod:`grid`), so
+  those changed bytes are the blocks an edit touched, not the whole chunks around them.
 
-Both are caches: when one is missing the engine falls back to asking the receiver for its signature, or
+All are caches: when one is missing the engine falls back to asking the receiver for its signature, or
 to the whole content. Total size stays under ``budget`` bytes (default 320 MiB): least recently used
 objects go first.
 """
@@ -20,6 +22,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from .chunking import Signature
+from .grid import DIGEST, GRID
 
 DEFAULT_BUDGET = 320 << 20
 RECENT_SIGNATURES = 6 << 20  # bytes of the last signatures used, kept parsed in memory
@@ -144,6 +147,27 @@ class ObjectStore:
             return None
         self._keep_recent(digest, signature)
         return signature
+
+    def put_grid(self, digest: str, data: bytes | bytearray) -> None:
+        """Keep ``data``, the grid digests (:mod:`grid`) of the content ``digest``."""
+        self._put("grid", digest, lambda fh: fh.write(data))
+
+    def grid_blocks(self, digest: str, start: int, end: int) -> dict[int, int]:
+        """Grid digest → offset in the content ``digest`` of its blocks that lie in bytes ``[start, end)``
+        (the first block for a digest met twice); empty when its grid is not kept. Only those are read."""
+        first, last = -(-max(start, 0) // GRID), end // GRID
+        if last <= first:
+            return {}
+        try:
+            with open(self._path("grid", digest), "rb") as fh:
+                fh.seek(DIGEST * first)
+                data = fh.read(DIGEST * (last - first))
+        except OSError:
+            return {}
+        out: dict[int, int] = {}
+        for k in range(len(data) // DIGEST):
+            out.setdefault(int.from_bytes(data[DIGEST * k:DIGEST * (k + 1)], "big"), GRID * (first + k))
+        return out
 
     def usage(self) -> int:
         """Bytes used now."""

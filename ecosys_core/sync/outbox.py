@@ -168,7 +168,8 @@ class Outbox:
                 if shadow is not None:
                     yield from encode_bsdiff(shadow, fh.read(BSDIFF_MAX + 1))
                 elif base_sig is not None and own_sig is not None:
-                    yield from encode_from_signatures(fh, own_sig, base_sig)
+                    yield from encode_from_signatures(
+                        fh, own_sig, base_sig, lambda start, end: self.objects.grid_blocks(base_hash, start, end))
                 elif base_sig is not None:
                     yield from encode_against(fh, base_sig)
                 else:

@@ -26,7 +26,8 @@ from .chunking import Copy, Signature, SignatureBuilder, check_signature_bytes, 
 from .context import TaskContexts
 from .delta import BSDIFF_MAX, DeltaError, apply_delta
 from .fsio import atomic_writer, same_device, write_temps
-from .messages import Message, Modification, is_streaming
+from .grid import GridBuilder
+from .messages import Message, Modification, SignatureTrailer, is_streaming
 from .objects import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class NewSignature:
     """The chunk signature of a large content being rebuilt, for later deltas against it: derived from the
     base's kept signature and the ranges the delta copies (a few reads); the sender's, when a whole
     content's stream ends with it (``Modification.signed``); or else built from every byte as it is
-    written (a chunking pass)."""
+    written (a chunking pass). Its grid digests (:mod:`grid`) are always taken from the bytes written,
+    and kept once the rebuild is done."""
 
     def __init__(self, objects: ObjectStore, m: Modification) -> None:
         base = objects.signature(m.base_hash) if m.base_hash else None
@@ -64,22 +66,30 @@ class NewSignature:
         self.given: bytes | None = None  # the signature a signed stream ended with
         self.objects, self.content = objects, m.hash  # where a given signature is kept, for which content
         self.rebuilt = False  # False: nothing was rebuilt through this one
+        self.grid: GridBuilder | None = GridBuilder()
 
     def adopt(self, other: "NewSignature") -> None:
         """Follow what ``other`` followed instead (the rebuild of a content written ahead, whose
         signature is taken once it is in place)."""
         self.base, self.size, self.copies = other.base, other.size, other.copies
         self.builder, self.rebuilt = other.builder, other.rebuilt
-        self.signed, self.given = other.signed, other.given
+        self.signed, self.given, self.grid = other.signed, other.given, other.grid
 
     @property
     def observe(self) -> Callable[[bytes | memoryview], None] | None:
-        return self.builder.feed if self.builder is not None else None
+        builder, grid = self.builder, self.grid
+        if builder is None or grid is None:
+            return builder.feed if builder is not None else grid.feed if grid is not None else None
 
-    def keep_trailer(self, trailer: bytes) -> None:
+        def both(data: bytes | memoryview) -> None:
+            builder.feed(data)
+            grid.feed(data)
+        return both
+
+    def keep_trailer(self, trailer: SignatureTrailer) -> None:
         """Take the signature a signed stream ended with (``apply_delta``'s ``trailer``)."""
         if self.signed:
-            self.given = trailer
+            self.given = trailer.data
 
     def result(self, temp: Path | BinaryIO) -> Signature | None:
         """The signature of the content rebuilt in ``temp`` (a path, or the file open for reading; None
@@ -87,6 +97,7 @@ class NewSignature:
         engine to cut)."""
         if not self.rebuilt:
             return None
+        self._keep_grid()
         if self.builder is not None:
             return self.builder.signature() if self.builder.seen == self.size else None
         if self.base is None:
@@ -100,6 +111,15 @@ class NewSignature:
                 return derive_signature(self.base, self.copies, self.size, read)
         except (OSError, ValueError):
             return None
+
+    def _keep_grid(self) -> None:
+        grid, self.grid = self.grid, None
+        if grid is None or grid.seen != self.size:
+            return
+        try:
+            self.objects.put_grid(self.content, grid.result())
+        except OSError:  # a cache: later deltas are only larger without it
+            pass
 
     def _sent(self) -> None:
         """Keep the sender's signature as it came when it describes a content of this size (parsed only

@@ -17,7 +17,7 @@ import pytest
 
 from ecosys_core.net import transport, wire
 from ecosys_core.net.identity import load_or_create_identity
-from ecosys_core.net.protocol import MAX_PAYLOAD, ProtocolError, encode_frame, read_preamble
+from ecosys_core.net.protocol import MAX_PAYLOAD, ProtocolError, encode_frame, frame_head, read_preamble
 from ecosys_core.net.transport import Connection, Incoming, accept, connect, listen
 
 
@@ -84,6 +84,27 @@ def test_frames_of_every_size_arrive_whole_and_in_order(tmp_path: Path, tls_path
 
     got = run_pair(tmp_path, receive, send)
     assert got == payloads
+
+
+def test_a_frame_written_as_its_head_then_its_payload_arrives_as_one(tmp_path: Path, tls_path: str):
+    """The streamer writes a large payload after its frame's head, where it lies (bytes or the bytearray
+    a literal was read into), not copied behind it: the peer reads the frames encode_frame makes."""
+    payloads = [os.urandom(1 << 20), bytearray(os.urandom(300_000)), os.urandom(5), bytearray(b"L" * (MAX_PAYLOAD))]
+    header = {"flag": "DATA", "device_id": ME}
+    for payload in payloads:
+        assert frame_head(header, len(payload)) + payload == encode_frame(header, bytes(payload))
+    with pytest.raises(ProtocolError):
+        frame_head(header, MAX_PAYLOAD + 1)
+
+    async def receive(conn: Connection) -> list[bytes]:
+        return [(await conn.read_frame()).payload for _ in payloads]
+
+    async def send(conn: Connection) -> None:
+        for payload in payloads:
+            conn.writelines([frame_head(header, len(payload)), payload])
+            await conn.drain()
+
+    assert run_pair(tmp_path, receive, send) == [bytes(p) for p in payloads]
 
 
 def test_a_reader_that_falls_behind_pauses_the_socket(tmp_path: Path, tls_path: str):

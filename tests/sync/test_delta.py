@@ -15,7 +15,7 @@ import blake3
 import pytest
 
 from ecosys_core.sync.chunking import SignatureBuilder, digest_file
-from ecosys_core.sync.delta import DeltaError, apply_delta, encode_against, encode_bsdiff, encode_full
+from ecosys_core.sync.delta import READ_BLOCK, DeltaError, apply_delta, encode_against, encode_bsdiff, encode_full
 
 
 def split(stream: bytes, cuts: list[int]) -> list[bytes]:
@@ -108,3 +108,17 @@ def test_literals_compressed_one_after_another_each_decode_alone():
         out = io.BytesIO()
         apply_delta([delta], None, out, expected_size=len(text))
         assert out.getvalue() == text
+
+
+def test_a_whole_content_that_does_not_compress_is_read_behind_its_literal_heads():
+    """Past the two blocks that would not shrink, each block is read into the literal itself (no copy
+    behind its head): the same stream of 1 MiB literals, the last one short, as joining them makes."""
+    data = os.urandom(3 * READ_BLOCK + 12345)
+    blocks = list(encode_full(io.BytesIO(data)))
+    expected = [b"L" + struct.pack(">I", len(data[at:at + READ_BLOCK])) + data[at:at + READ_BLOCK]
+                for at in range(0, len(data), READ_BLOCK)] + [b"E"]
+    assert [bytes(b) for b in blocks] == expected
+    out = io.BytesIO()
+    apply_delta(blocks, None, out, expected_size=len(data))
+    assert out.getvalue() == data
+    assert list(encode_full(io.BytesIO(data[:2 * READ_BLOCK]))) == expected[:2] + [b"E"]  # exactly two

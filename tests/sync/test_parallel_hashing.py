@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ecosys_core.sync import scanner
+from ecosys_core.sync import grid, scanner
 from ecosys_core.sync.places import Places
 
 
@@ -81,9 +81,9 @@ def test_a_large_files_hash_taken_beside_its_signature_is_the_one_taken_inline(t
     threads = []
     real = chunking.HashBeside.__init__
 
-    def counted(self):  # type: ignore[no-untyped-def]
+    def counted(self, also=None):  # type: ignore[no-untyped-def]
         threads.append(1)
-        real(self)
+        real(self, also)
 
     monkeypatch.setattr(chunking.HashBeside, "__init__", counted)
     beside = chunking.digest_file(path, with_signature=True)
@@ -92,6 +92,7 @@ def test_a_large_files_hash_taken_beside_its_signature_is_the_one_taken_inline(t
     assert threads == [1]  # the first took its hash in the helper thread, the second did not
     assert beside.hash == inline.hash == blake3.blake3(path.read_bytes()).hexdigest()
     assert beside.signature.to_bytes() == inline.signature.to_bytes() and beside.size == inline.size == 9 << 20
+    assert beside.grid == inline.grid == grid.grid_digests(path.read_bytes())  # taken in the helper, then inline
 
 
 def test_a_read_error_midway_ends_the_helper_and_reaches_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -1,0 +1,206 @@
+"""Grid digests (ecosys_core/sync/grid.py): the C loops give exactly the Python reference's digests;
+with the base's grid kept, a small edit of a large file travels as the blocks it touched (a 100-byte
+overwrite or a 10-byte insert anywhere: at most ~1.1 KiB of delta, where whole chunks made up to 4.9 KB);
+a grid digest that names the wrong block makes a content the hash check refuses; and between two real
+engines each device keeps the grid of what it holds, so edits travel that small both ways."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import io
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import blake3
+import pytest
+
+from ecosys_core.sync import grid
+from ecosys_core.sync.chunking import digest_file
+from ecosys_core.sync.delta import apply_delta, encode_from_signatures
+from ecosys_core.sync.grid import GRID, GridBuilder, _package_grid, _package_windows, block_digest
+from ecosys_core.sync.objects import ObjectStore
+
+from .harness import make_devices, meet
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from hatch_build import compile_module  # noqa: E402  (the same build the wheel gets)
+
+SIZE = 3 << 20  # above BSDIFF_MAX: chunk deltas, chunks of ~1 KiB as at 128 MiB
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    try:
+        built = compile_module(ROOT, "_cdc", tmp_path_factory.mktemp("native"))
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"the C module cannot be compiled on this machine: {getattr(exc, 'stderr', '') or exc}")
+    loader = importlib.machinery.ExtensionFileLoader("_cdc", str(built))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("_cdc", loader))
+    loader.exec_module(module)
+    return module
+
+
+def samples() -> list[bytes]:
+    rng = random.Random(1)
+    mersenne = ((1 << 61) - 1).to_bytes(GRID, "big")  # a block worth exactly the modulus: digest 0
+    return [rng.randbytes(5 * GRID + 77), b"\xff" * (3 * GRID), b"\x00" * (2 * GRID), mersenne * 2,
+            rng.randbytes(GRID - 1), b""]
+
+
+def test_native_grid_and_windows_equal_the_reference(native: ModuleType):
+    for data in samples():
+        assert native.grid(data, GRID) == _package_grid(data)
+        assert native.windows(data, GRID) == _package_windows(data)
+        whole = len(data) // GRID
+        assert _package_grid(data) == b"".join(block_digest(data[GRID * k:GRID * (k + 1)]).to_bytes(4, "big")
+                                               for k in range(whole))
+    data = samples()[0]
+    windows = native.windows(data, GRID)
+    for k in (0, 1, 300, len(data) - GRID):  # a window at a block's offset has the block's digest
+        assert windows[4 * k:4 * k + 4] == block_digest(data[k:k + GRID]).to_bytes(4, "big")
+    assert native.grid(memoryview(data)[3:], GRID) == _package_grid(data[3:])
+    for size in (8, 64, 4096):  # other block sizes, against the same arithmetic
+        assert native.grid(data, size) == b"".join(
+            (int.from_bytes(data[at:at + size], "big") % ((1 << 61) - 1) & 0xFFFFFFFF).to_bytes(4, "big")
+            for at in range(0, len(data) - size + 1, size))
+    with pytest.raises(ValueError):
+        native.grid(data, 100)
+
+
+def test_the_built_loops_are_the_ones_in_use():
+    if not list(Path(grid.__file__).parent.glob("_cdc*.so")):
+        pytest.skip("the C module is not built in this checkout")
+    assert grid.grid_digests is not _package_grid and grid.window_digests is not _package_windows
+
+
+def test_a_grid_fed_in_any_pieces_is_the_grid_of_the_whole():
+    data = random.Random(2).randbytes(20 * GRID + 300)
+    builder = GridBuilder()
+    at, sizes = 0, [1, 511, 513, 7, GRID, 3 * GRID + 5, 9000]
+    for size in sizes * 10:
+        builder.feed(memoryview(data)[at:at + size])
+        at += size
+        if at >= len(data):
+            break
+    builder.feed(data[at:])
+    assert builder.seen == len(data)
+    assert bytes(builder.result()) == grid.grid_digests(data) == _package_grid(data)
+
+
+def _edit_delta(tmp_path: Path, base: bytes, new: bytes, *, with_grid: bool = True,
+                blocks=None) -> tuple[bytes, bytes]:
+    """(delta stream, rebuilt bytes) for ``new`` against ``base``, the base's grid kept in a real store."""
+    (tmp_path / "base").write_bytes(base)
+    (tmp_path / "new").write_bytes(new)
+    base_digest = digest_file(tmp_path / "base", with_signature=True)
+    new_digest = digest_file(tmp_path / "new", with_signature=True)
+    store = ObjectStore(tmp_path / "objects")
+    store.put_grid(base_digest.hash, base_digest.grid)
+    if blocks is None and with_grid:
+        blocks = lambda start, end: store.grid_blocks(base_digest.hash, start, end)  # noqa: E731
+    with open(tmp_path / "new", "rb") as fh:
+        stream = b"".join(encode_from_signatures(fh, new_digest.signature, base_digest.signature, blocks))
+    out = io.BytesIO()
+    digest = apply_delta([stream], tmp_path / "base", out, expected_size=len(new))
+    assert (digest == blake3.blake3(new).hexdigest()) == (out.getvalue() == new)
+    return stream, out.getvalue()
+
+
+def test_small_edits_anywhere_travel_as_the_blocks_they_touch(tmp_path: Path):
+    base = random.Random(3).randbytes(SIZE)
+    rng = random.Random(4)
+    sizes = {"overwrite": [], "insert": []}
+    for trial in range(24):
+        at = rng.randrange(0, SIZE - 200)
+        overwrite = base[:at] + rng.randbytes(100) + base[at + 100:]
+        insert = base[:at] + rng.randbytes(10) + base[at:]
+        for kind, new in (("overwrite", overwrite), ("insert", insert)):
+            folder = tmp_path / f"{kind}{trial}"
+            folder.mkdir()
+            stream, rebuilt = _edit_delta(folder, base, new)
+            assert rebuilt == new
+            sizes[kind].append(len(stream))
+    # at most two blocks of literal for 100 bytes, one block and the 10 bytes for an insert, plus the
+    # operations around them (before grids: up to 4.9 KB, the whole chunks around the edit)
+    assert max(sizes["overwrite"]) <= 2 * GRID + 120, sizes
+    assert max(sizes["insert"]) <= GRID + 10 + 120, sizes
+
+
+def test_without_a_grid_the_changed_chunks_travel_whole(tmp_path: Path):
+    base = random.Random(5).randbytes(SIZE)
+    new = base[:SIZE // 2] + b"x" * 100 + base[SIZE // 2 + 100:]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    fine, rebuilt_fine = _edit_delta(tmp_path / "a", base, new)
+    whole, rebuilt_whole = _edit_delta(tmp_path / "b", base, new, with_grid=False)
+    assert rebuilt_fine == rebuilt_whole == new
+    assert len(fine) < len(whole)
+
+
+def test_a_grid_digest_naming_the_wrong_block_is_refused_by_the_hash(tmp_path: Path):
+    """A false match (two blocks with one digest) copies the wrong bytes: the rebuilt content does not
+    hash to the announced one, so rebuild() refuses it and the content is asked for whole."""
+    base = random.Random(6).randbytes(SIZE)
+    new = base[:SIZE // 2] + os.urandom(100) + base[SIZE // 2 + 100:]
+
+    def lying(start: int, end: int) -> dict[int, int]:
+        window = new[SIZE // 2 - 20:SIZE // 2 - 20 + GRID]  # bytes of the edit named as some base block
+        return {block_digest(window): 0}
+
+    stream, rebuilt = _edit_delta(tmp_path, base, new, blocks=lying)
+    assert rebuilt != new  # and _edit_delta checked that the hash says so
+
+
+def test_grid_blocks_reads_only_the_blocks_asked_for(tmp_path: Path):
+    data = random.Random(7).randbytes(40 * GRID + 100)
+    store = ObjectStore(tmp_path / "objects")
+    store.put_grid("cd" * 32, grid.grid_digests(data))
+    blocks = store.grid_blocks("cd" * 32, 3 * GRID - 1, 10 * GRID + 5)
+    assert sorted(blocks.values()) == [GRID * k for k in range(3, 10)]  # whole blocks inside the range
+    assert blocks[block_digest(data[5 * GRID:6 * GRID])] == 5 * GRID
+    assert store.grid_blocks("cd" * 32, -GRID, GRID) == {block_digest(data[:GRID]): 0}
+    assert store.grid_blocks("ef" * 32, 0, 10 * GRID) == {}  # none kept: chunks only
+
+
+def test_both_engines_keep_grids_and_edits_travel_small_both_ways(tmp_path: Path):
+    """Two real engines: A's scan keeps the grid of its file; B, which receives it whole, keeps the same
+    grid from the bytes it wrote; A's edit travels as a block or two, and so does B's edit back, made
+    against the content B rebuilt (whose grid B took while rebuilding it)."""
+    a, b = make_devices(tmp_path, 2)
+    try:
+        data = random.Random(8).randbytes(SIZE)
+        a.write("big.bin", data)
+        a.scan()
+        first = digest_file(a.root / "big.bin", with_signature=True)
+        meet(a, b)
+        assert (b.root / "big.bin").read_bytes() == data
+        for device in (a, b):
+            kept = device.home.objects / "grid" / first.hash[:2] / first.hash
+            assert kept.read_bytes() == first.grid
+
+        edited = data[:SIZE // 3] + b"0123456789" + data[SIZE // 3:]
+        a.write("big.bin", edited)
+        a.scan()
+        wire = [len(b"".join(m.delta)) for m in a.engine.outgoing(b.device_id) if m.path == "big.bin" and m.delta]
+        assert wire and wire[0] <= GRID + 10 + 120, wire
+        meet(a, b)
+        assert (b.root / "big.bin").read_bytes() == edited
+        second = digest_file(b.root / "big.bin", with_signature=True)
+        assert (b.home.objects / "grid" / second.hash[:2] / second.hash).read_bytes() == second.grid
+
+        again = edited[:2 * SIZE // 3] + b"back from B".ljust(100, b"!") + edited[2 * SIZE // 3 + 100:]
+        b.write("big.bin", again)
+        b.scan()
+        wire = [len(b"".join(m.delta)) for m in b.engine.outgoing(a.device_id) if m.path == "big.bin" and m.delta]
+        assert wire and wire[0] <= 2 * GRID + 120, wire
+        meet(a, b)
+        assert (a.root / "big.bin").read_bytes() == again
+    finally:
+        a.close()
+        b.close()
