@@ -30,7 +30,7 @@ import blake3
 import xxhash
 from fastcdc.fastcdc_cy import fastcdc_cy
 
-from .grid import GridBuilder
+from .grid import grid_builder
 
 READ_BLOCK = 1 << 20
 _MAX_ENTRIES = 131_072
@@ -378,7 +378,7 @@ def digest_file(path: Path, *, with_signature: bool) -> FileDigest:
         before = os.fstat(fh.fileno())
         expected = before.st_size
         builder = SignatureBuilder(expected) if with_signature else None
-        grid = GridBuilder() if with_signature else None
+        grid = grid_builder() if with_signature else None
         hasher = content_hasher(expected, builder is not None, grid.feed if grid is not None else None)
         read = max(READ_BLOCK, 4 * chunk_params(expected)[2])
         try:

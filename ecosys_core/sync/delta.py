@@ -338,12 +338,14 @@ class _Decoder:
     what is left of ``expected_size`` before anything is read, decompressed or written."""
 
     def __init__(self, blocks: Iterable[bytes], base: Path | None, out: BinaryIO, expected_size: int,
-                 observe: Callable[[bytes | memoryview], None] | None, copies: list[Copy] | None = None) -> None:
+                 observe: Callable[[bytes | memoryview], None] | None, copies: list[Copy] | None = None,
+                 beside: Callable[[bytes | memoryview], None] | None = None) -> None:
         self.reader = _Reader(blocks)
         self.out, self.observe, self.copies = out, observe, copies
         self.expected_size = expected_size
         # a large content's BLAKE3 in a helper thread while this one cuts and digests it for its signature
-        self.hasher = content_hasher(expected_size, observe is not None)
+        # (only then: the helper's queue holds received blocks longer, 2-4 MiB at the receiver's peak)
+        self.hasher = content_hasher(expected_size, observe is not None, beside)
         self._hashed = False
         self.written = 0
         self.base_fh = open(base, "rb") if base is not None else None
@@ -434,7 +436,8 @@ class _Decoder:
 
 def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, expected_size: int,
                 observe: Callable[[bytes | memoryview], None] | None = None, copies: list[Copy] | None = None,
-                trailer: Callable[[SignatureTrailer], None] | None = None) -> str:
+                trailer: Callable[[SignatureTrailer], None] | None = None,
+                beside: Callable[[bytes | memoryview], None] | None = None) -> str:
     """Write the content described by ``blocks`` (against file ``base``) into ``out``; return its BLAKE3.
 
     Raises DeltaError when the delta is malformed, reaches outside the base, or grows past
@@ -443,9 +446,10 @@ def apply_delta(blocks: Iterable[bytes], base: Path | None, out: BinaryIO, *, ex
     anything is moved into place. ``observe`` sees every byte written (to build a chunk signature in
     the same pass); ``copies`` gets every range copied from the base (to derive the new content's
     signature from the base's: :func:`chunking.derive_signature`); ``trailer`` gets the signature trailer
-    the stream ended with, if any (dropped without it).
+    the stream ended with, if any (dropped without it); ``beside`` sees every byte written too, in the
+    thread that hashes them (the grid digests, :mod:`grid`: with a signature cut here, beside the cut).
     """
-    decoder = _Decoder(blocks, base, out, expected_size, observe, copies)
+    decoder = _Decoder(blocks, base, out, expected_size, observe, copies, beside)
     try:
         content_hash = decoder.run()
     finally:

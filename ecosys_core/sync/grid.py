@@ -12,7 +12,8 @@ the C loop (``_cdc.grid``) computes it at ~5 GB/s, Python's ``int.from_bytes`` i
 same value rolls one byte at a time over a window (``_cdc.windows``). Like chunk digests, grid digests
 only say which bytes are worth copying: the rebuilt content is checked against its BLAKE3 hash, and a
 false match makes the content travel whole (a chance near 2^-32 per window compared). They are never
-sent: each device computes them for its own contents, so nothing on the wire depends on them.
+sent: each device computes them for its own contents, so nothing on the wire depends on them, and a
+device without the C module keeps none (:func:`grid_builder`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _package_windows(data: bytes | memoryview) -> bytes:
 
 def _native() -> tuple[Callable[[bytes | memoryview], bytes], Callable[[bytes | memoryview], bytes]] | None:
     """The C loops (``_cdc.grid``, ``_cdc.windows``) where they were built; ``ECOSYS_PURE_CDC=1`` forces
-    Python (about 40 times slower: 0.8 s per 128 MiB)."""
+    Python."""
     if os.environ.get("ECOSYS_PURE_CDC"):
         return None
     try:
@@ -66,6 +67,13 @@ grid_digests: Callable[[bytes | memoryview], bytes] = _loops[0] if _loops else _
 """The digests of the whole ``GRID``-byte blocks of ``data`` (from its start), 4 bytes each, end to end."""
 window_digests: Callable[[bytes | memoryview], bytes] = _loops[1] if _loops else _package_windows
 """The digest of ``data[k:k + GRID]`` for every ``k``, 4 bytes each, end to end."""
+
+
+def grid_builder() -> "GridBuilder | None":
+    """A :class:`GridBuilder` where the C loop is built, else None: in Python a grid costs 0.8 s per
+    128 MiB (40 times the C loop), more than the scan itself, so a device without the C module keeps
+    none and its edits send whole chunks, as before grids. Grids are never sent, so nothing else changes."""
+    return GridBuilder() if _loops is not None else None
 
 
 class GridBuilder:

@@ -26,7 +26,7 @@ from .chunking import Copy, Signature, SignatureBuilder, check_signature_bytes, 
 from .context import TaskContexts
 from .delta import BSDIFF_MAX, DeltaError, apply_delta
 from .fsio import atomic_writer, same_device, write_temps
-from .grid import GridBuilder
+from .grid import GridBuilder, grid_builder
 from .messages import Message, Modification, SignatureTrailer, is_streaming
 from .objects import ObjectStore
 
@@ -53,8 +53,8 @@ class NewSignature:
     """The chunk signature of a large content being rebuilt, for later deltas against it: derived from the
     base's kept signature and the ranges the delta copies (a few reads); the sender's, when a whole
     content's stream ends with it (``Modification.signed``); or else built from every byte as it is
-    written (a chunking pass). Its grid digests (:mod:`grid`) are always taken from the bytes written,
-    and kept once the rebuild is done."""
+    written (a chunking pass). Its grid digests (:mod:`grid`) are taken from the bytes written (where
+    the C loop is built), and kept once the rebuild is done."""
 
     def __init__(self, objects: ObjectStore, m: Modification) -> None:
         base = objects.signature(m.base_hash) if m.base_hash else None
@@ -66,7 +66,7 @@ class NewSignature:
         self.given: bytes | None = None  # the signature a signed stream ended with
         self.objects, self.content = objects, m.hash  # where a given signature is kept, for which content
         self.rebuilt = False  # False: nothing was rebuilt through this one
-        self.grid: GridBuilder | None = GridBuilder()
+        self.grid: GridBuilder | None = grid_builder()
 
     def adopt(self, other: "NewSignature") -> None:
         """Follow what ``other`` followed instead (the rebuild of a content written ahead, whose
@@ -77,14 +77,11 @@ class NewSignature:
 
     @property
     def observe(self) -> Callable[[bytes | memoryview], None] | None:
-        builder, grid = self.builder, self.grid
-        if builder is None or grid is None:
-            return builder.feed if builder is not None else grid.feed if grid is not None else None
+        return self.builder.feed if self.builder is not None else None
 
-        def both(data: bytes | memoryview) -> None:
-            builder.feed(data)
-            grid.feed(data)
-        return both
+    @property
+    def beside(self) -> Callable[[bytes | memoryview], None] | None:
+        return self.grid.feed if self.grid is not None else None
 
     def keep_trailer(self, trailer: SignatureTrailer) -> None:
         """Take the signature a signed stream ended with (``apply_delta``'s ``trailer``)."""
@@ -154,6 +151,7 @@ def rebuild(target: Path, m: Modification, base: Path | None, *, folder: Path | 
             signature.rebuilt = True
         got = apply_delta(m.delta, base, fh, expected_size=m.size,
                           observe=signature.observe if signature is not None else None,
+                          beside=signature.beside if signature is not None else None,
                           copies=signature.copies if signature is not None else None,
                           trailer=signature.keep_trailer if signature is not None else None)
         if got != m.hash:
