@@ -166,9 +166,10 @@ class Signature:
         return out
 
 
-def _checked_lengths(data: bytes) -> tuple[tuple[int, int, int], int, array]:
+def _checked_lengths(data: bytes, keep: bool = True) -> tuple[tuple[int, int, int], int, array]:
     """The chunking parameters, content size and chunk lengths of a signature in its stored form, each
-    checked; ValueError for anything Ecosys does not write itself."""
+    checked; ValueError for anything Ecosys does not write itself. ``keep=False``: the lengths are only
+    checked, a slice at a time, and none are returned (0.5 MB less at 128 MiB)."""
     if data[:4] != _SIG_MAGIC or len(data) < 28:
         raise ValueError("not a chunk signature")
     mn, avg, mx, size, count = struct.unpack(">IIIQI", data[4:28])
@@ -176,23 +177,32 @@ def _checked_lengths(data: bytes) -> tuple[tuple[int, int, int], int, array]:
         raise ValueError("chunk parameters Ecosys does not use")
     if len(data) != 28 + _ENTRY_SIZE * count or count > 4 * _MAX_ENTRIES:
         raise ValueError("truncated chunk signature")
-    raw = bytearray(4 * count)
-    for k in range(4):
-        raw[k::4] = data[28 + k::_ENTRY_SIZE]
-    lengths = lengths_array()
-    lengths.frombytes(raw)
-    if sys.byteorder == "little":
-        lengths.byteswap()
-    if sum(lengths) != size or (lengths and (min(lengths) <= 0 or max(lengths) > mx)):
+    kept = lengths_array()
+    total, low, high = 0, mx, 0
+    step = count if keep else _WRITE_SLICE
+    for start in range(0, count, step):
+        end = min(count, start + step)
+        entries = memoryview(data)[28 + _ENTRY_SIZE * start:28 + _ENTRY_SIZE * end]
+        raw = bytearray(4 * (end - start))
+        for k in range(4):
+            raw[k::4] = entries[k::_ENTRY_SIZE]
+        lengths = lengths_array()
+        lengths.frombytes(raw)
+        if sys.byteorder == "little":
+            lengths.byteswap()
+        total, low, high = total + sum(lengths), min(low, min(lengths)), max(high, max(lengths))
+        if keep:
+            kept = lengths
+    if total != size or (count and (low <= 0 or high > mx)):
         raise ValueError("inconsistent chunk signature")
-    return (mn, avg, mx), size, lengths
+    return (mn, avg, mx), size, kept
 
 
 def check_signature_bytes(data: bytes, size: int) -> None:
     """ValueError unless ``data`` is a signature as Ecosys stores it (:meth:`Signature.to_bytes`) of a
     content of ``size`` bytes: what a received one must be to be kept as it came. Only its lengths are
-    read (0.5 MB for a 128 MiB content, where parsing it whole takes 5 MB more than it)."""
-    params, described, _ = _checked_lengths(data)
+    read, a slice at a time (parsing it whole takes 5 MB more than it at 128 MiB)."""
+    params, described, _ = _checked_lengths(data, keep=False)
     if described != size or params != chunk_params(size):
         raise ValueError("the signature describes a content of another size")
 

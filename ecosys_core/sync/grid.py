@@ -69,19 +69,22 @@ window_digests: Callable[[bytes | memoryview], bytes] = _loops[1] if _loops else
 """The digest of ``data[k:k + GRID]`` for every ``k``, 4 bytes each, end to end."""
 
 
-def grid_builder() -> "GridBuilder | None":
-    """A :class:`GridBuilder` where the C loop is built, else None: in Python a grid costs 0.8 s per
-    128 MiB (40 times the C loop), more than the scan itself, so a device without the C module keeps
-    none and its edits send whole chunks, as before grids. Grids are never sent, so nothing else changes."""
-    return GridBuilder() if _loops is not None else None
+def grid_builder(out: Callable[[bytes], object] | None = None) -> "GridBuilder | None":
+    """A :class:`GridBuilder` (writing to ``out`` when given) where the C loop is built, else None: in
+    Python a grid costs 0.8 s per 128 MiB (40 times the C loop), more than the scan itself, so a device
+    without the C module keeps none and its edits send whole chunks, as before grids. Grids are never
+    sent, so nothing else changes."""
+    return GridBuilder(out) if _loops is not None else None
 
 
 class GridBuilder:
-    """Grid digests of a content seen once, in order, in pieces of any size (as it is written)."""
+    """Grid digests of a content seen once, in order, in pieces of any size (as it is written): given to
+    ``out`` as they are made, or else kept for :meth:`result`."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: Callable[[bytes], object] | None = None) -> None:
         self._carry = b""
         self._digests = bytearray()  # one buffer grown in place: 1 MiB at 128 MiB, never copied whole
+        self._out = out if out is not None else self._digests.extend
         self.seen = 0  # bytes fed
 
     def feed(self, data: bytes | memoryview) -> None:
@@ -92,16 +95,16 @@ class GridBuilder:
             data = data[need:]
             if len(self._carry) < GRID:
                 return
-            self._digests += grid_digests(self._carry)
+            self._out(grid_digests(self._carry))
             self._carry = b""
         whole = len(data) - len(data) % GRID
         if whole:
-            self._digests += grid_digests(data[:whole] if whole < len(data) else data)
+            self._out(grid_digests(data[:whole] if whole < len(data) else data))
         if whole < len(data):
             self._carry = bytes(data[whole:])
 
     def result(self) -> bytearray:
-        """The digests of every whole block fed (a last partial block has none)."""
+        """The digests of every whole block fed (a last partial block has none); empty with ``out``."""
         return self._digests
 
 

@@ -18,8 +18,10 @@ import os
 import shutil
 import tempfile
 import threading
+import weakref
 from collections import OrderedDict
 from pathlib import Path
+from typing import BinaryIO
 
 from .chunking import Signature
 from .grid import DIGEST, GRID
@@ -50,15 +52,21 @@ class ObjectStore:
         if target.exists():
             os.utime(target)
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        pending = self.begin(kind, digest)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-            os.replace(name, target)
+            write(pending.file)
         except BaseException:
-            Path(name).unlink(missing_ok=True)
+            pending.drop()
             raise
+        pending.keep()
+
+    def begin(self, kind: str, digest: str) -> "PendingObject":
+        """An object of ``kind`` for ``digest`` to write as it is made (:class:`PendingObject`)."""
+        target = self._path(kind, digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return PendingObject(self, target)
+
+    def _added(self, target: Path) -> None:
         if self._usage is None:
             self._usage = self.usage()
         else:
@@ -185,3 +193,41 @@ class ObjectStore:
             path.unlink(missing_ok=True)
             total -= size
         self._usage = total
+
+class PendingObject:
+    """An object written into a temp file as it is made, and kept (moved into place) only by :meth:`keep`:
+    one dropped, or forgotten (garbage-collected unkept, as when a rebuild fails), leaves nothing."""
+
+    def __init__(self, store: ObjectStore, target: Path) -> None:
+        self._store, self._target = store, target
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        self.file = os.fdopen(fd, "wb")
+        self._forget = weakref.finalize(self, _discard, self.file, name)
+        self._name = name
+
+    def keep(self) -> None:
+        """Close the file and move it into place (an object already there stays, as it is the same)."""
+        self._forget.detach()
+        try:
+            self.file.close()
+            if self._target.exists():
+                Path(self._name).unlink(missing_ok=True)
+                os.utime(self._target)
+                return
+            os.replace(self._name, self._target)
+        except BaseException:
+            Path(self._name).unlink(missing_ok=True)
+            raise
+        self._store._added(self._target)
+
+    def drop(self) -> None:
+        """Close and remove the file."""
+        self._forget()
+
+
+def _discard(file: BinaryIO, name: str) -> None:
+    try:
+        file.close()
+    except OSError:
+        pass
+    Path(name).unlink(missing_ok=True)

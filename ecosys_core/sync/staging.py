@@ -28,7 +28,7 @@ from .delta import BSDIFF_MAX, DeltaError, apply_delta
 from .fsio import atomic_writer, same_device, write_temps
 from .grid import GridBuilder, grid_builder
 from .messages import Message, Modification, SignatureTrailer, is_streaming
-from .objects import ObjectStore
+from .objects import ObjectStore, PendingObject
 
 log = logging.getLogger(__name__)
 STAGE_MAX = 32 << 20  # bytes of a batch's content built in memory before writing it
@@ -66,14 +66,15 @@ class NewSignature:
         self.given: bytes | None = None  # the signature a signed stream ended with
         self.objects, self.content = objects, m.hash  # where a given signature is kept, for which content
         self.rebuilt = False  # False: nothing was rebuilt through this one
-        self.grid: GridBuilder | None = grid_builder()
+        self.grid: GridBuilder | None = grid_builder(self._write_grid)
+        self._grid_file: PendingObject | None = None  # written as the bytes go by: 1 MiB less at the peak
 
     def adopt(self, other: "NewSignature") -> None:
         """Follow what ``other`` followed instead (the rebuild of a content written ahead, whose
         signature is taken once it is in place)."""
         self.base, self.size, self.copies = other.base, other.size, other.copies
         self.builder, self.rebuilt = other.builder, other.rebuilt
-        self.signed, self.given, self.grid = other.signed, other.given, other.grid
+        self.signed, self.given, self.grid, self._grid_file = other.signed, other.given, other.grid, other._grid_file
 
     @property
     def observe(self) -> Callable[[bytes | memoryview], None] | None:
@@ -109,12 +110,30 @@ class NewSignature:
         except (OSError, ValueError):
             return None
 
+    def _write_grid(self, digests: bytes) -> None:
+        if self.grid is None:
+            return  # a write failed: no grid for this content
+        try:
+            if self._grid_file is None:
+                self._grid_file = self.objects.begin("grid", self.content)
+            self._grid_file.file.write(digests)
+        except OSError:  # a cache: the rebuild goes on without it
+            self.grid = None
+            if self._grid_file is not None:
+                self._grid_file.drop()
+
     def _keep_grid(self) -> None:
+        """Keep the grid taken from the rebuilt bytes once they are checked (a rebuild that failed drops
+        its grid with this object)."""
         grid, self.grid = self.grid, None
-        if grid is None or grid.seen != self.size:
+        pending, self._grid_file = self._grid_file, None
+        if pending is None:
             return
         try:
-            self.objects.put_grid(self.content, grid.result())
+            if grid is not None and grid.seen == self.size:
+                pending.keep()
+            else:
+                pending.drop()
         except OSError:  # a cache: later deltas are only larger without it
             pass
 

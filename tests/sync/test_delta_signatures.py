@@ -255,3 +255,24 @@ def test_a_sent_signature_that_does_not_fit_its_content_is_replaced_by_a_cut(tmp
     replacement = {"garbage": b"ECS2 not a signature", "another content's": other, "none": None}[sent]
     _whole_content_to_b(tmp_path, 9, lambda a: monkeypatch.setattr(a.engine.objects, "signature_bytes",
                                                                  lambda digest: replacement))
+
+
+def test_a_received_signature_is_checked_a_slice_at_a_time_to_its_last_entry():
+    """check_signature_bytes reads the lengths in slices (not 0.5 MB at once at 128 MiB): a bad length
+    in any slice, the last included, is still refused."""
+    import struct
+
+    from ecosys_core.sync.chunking import Signature, check_signature_bytes, chunk_params, lengths_array
+
+    count = 40_000  # three slices of 16,384 entries
+    size = 1024 * count
+    params = chunk_params(size)
+    good = Signature(params, size, lengths_array([1024] * count), os.urandom(16 * count)).to_bytes()
+    check_signature_bytes(good, size)
+    for entry, length in ((count - 1, 0), (20_000, params[2] + 1), (16_384, 1023)):
+        at = 28 + 20 * entry
+        bad = good[:at] + struct.pack(">I", length) + good[at + 4:]
+        with pytest.raises(ValueError):
+            check_signature_bytes(bad, size)
+    with pytest.raises(ValueError):
+        check_signature_bytes(good, size + 1)

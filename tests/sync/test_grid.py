@@ -227,3 +227,42 @@ def test_without_the_c_loop_no_grid_is_kept_and_edits_still_travel(tmp_path: Pat
     finally:
         a.close()
         b.close()
+
+
+def test_a_grid_is_kept_only_for_a_rebuilt_content_that_checks_out(tmp_path: Path):
+    """The receiver writes a grid to a temp file as the bytes go by (not 1 MiB held until the end) and
+    moves it into place once the content's hash is checked: a rebuild the hash refuses, or one dropped
+    unkept, leaves neither grid nor temp file behind."""
+    import gc
+
+    from ecosys_core.errors import IntegrityError
+    from ecosys_core.sync.delta import encode_full
+    from ecosys_core.sync.messages import Modification
+    from ecosys_core.sync.staging import new_signature, rebuild
+
+    data = random.Random(10).randbytes(SIZE)
+    store = ObjectStore(tmp_path / "objects")
+    right = blake3.blake3(data).hexdigest()
+
+    def receive(announced: str) -> None:
+        m = Modification("5e" * 16, "big.bin", {"a": 1}, announced, len(data), 0, "a", False, "",
+                         encode_full(io.BytesIO(data)))
+        signature = new_signature(store, m)
+        temp = rebuild(tmp_path / "big.bin", m, None, signature=signature)
+        signature.result(temp)
+        temp.unlink()
+
+    with pytest.raises(IntegrityError):
+        receive("0" * 64)
+    gc.collect()
+    assert not [p for p in (tmp_path / "objects").rglob("*") if p.is_file()]
+    receive(right)
+    kept = [p for p in (tmp_path / "objects" / "grid").rglob("*") if p.is_file()]
+    assert kept == [tmp_path / "objects" / "grid" / right[:2] / right]
+    assert kept[0].read_bytes() == grid.grid_digests(data)
+
+    pending = store.begin("grid", "ab" * 32)
+    pending.file.write(b"half a grid")
+    del pending
+    gc.collect()
+    assert not (tmp_path / "objects" / "grid" / "ab").exists() or not list((tmp_path / "objects" / "grid" / "ab").iterdir())
