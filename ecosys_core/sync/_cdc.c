@@ -174,146 +174,109 @@ fail:
     return NULL;
 }
 
-/* Grid digests (grid.py): the value of a block read as one big-endian integer, modulo the Mersenne
- * prime 2^61 - 1, low 32 bits. Python's int.from_bytes(block, "big") % (2**61 - 1) is the reference.
- * Multiplying by 2^k modulo 2^61 - 1 is a rotation of the 61 bits, so no wider type is needed. */
-#define M61 ((((uint64_t)1) << 61) - 1)
+/* Grid digests (grid.py): NH, the hash of UMAC (Black et al., CRYPTO 1999), of a block read as
+ * little-endian 64-bit words w with fixed keys k: the sum modulo 2^128 of the products
+ * ((w[2i] + k[2i]) mod 2^64) * ((w[2i+1] + k[2i+1]) mod 2^64), its two halves XORed, mixed by
+ * MurmurHash3's fmix64, top 32 bits. One multiply per 16 bytes,
+ * ~5 ms per 128 MiB here, where the value modulo 2^61 - 1 first used took 25 ms. grid.py computes the
+ * same in Python (the reference) from the same keys: splitmix64 of 1, 2, 3... Needs a 128-bit type;
+ * without one neither function is built, and that device keeps no grids. */
+#ifdef __SIZEOF_INT128__
+typedef unsigned __int128 u128;
 
-static inline uint64_t rot61(uint64_t h, unsigned k) { return ((h << k) & M61) | (h >> (61 - k)); }
-
-static inline uint64_t reduce61(uint64_t x) {  /* x < 2^63: the same value modulo M61, below 2^61 */
-    x = (x & M61) + (x >> 61);
-    return (x & M61) + (x >> 61);
+static uint64_t nh_key(uint64_t i) {
+    uint64_t z = (i + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
 }
 
-static inline uint64_t load_be64(const uint8_t *p) {
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static inline uint64_t load_le64(const uint8_t *p) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     uint64_t w;
     memcpy(&w, p, 8);
-    return __builtin_bswap64(w);
+    return w;
 #else
     uint64_t w = 0;
-    for (int k = 0; k < 8; k++)
+    for (int k = 7; k >= 0; k--)
         w = (w << 8) | p[k];
     return w;
 #endif
 }
 
-/* grid(data, block) -> bytes: a 4-byte big-endian digest of each whole block of data, in order. */
-static PyObject *py_grid(PyObject *self, PyObject *args) {
+static inline uint32_t nh_digest(const uint8_t *p, unsigned int words, const uint64_t *keys) {
+    u128 sum = 0;
+    for (unsigned int i = 0; i < words; i += 2)
+        sum += (u128)(load_le64(p + 8 * i) + keys[i]) * (load_le64(p + 8 * i + 8) + keys[i + 1]);
+    /* All 128 bits folded and mixed (MurmurHash3's fmix64): a change in a word's low bytes moves the
+     * sum's low bits, and its top 32 bits alone let windows an edit had touched pass for old blocks. */
+    uint64_t x = (uint64_t)sum ^ (uint64_t)(sum >> 64);
+    x ^= x >> 33;
+    x *= 0xFF51AFD7ED558CCDULL;
+    x ^= x >> 33;
+    x *= 0xC4CEB9FE1A85EC53ULL;
+    x ^= x >> 33;
+    return (uint32_t)(x >> 32);
+}
+
+static inline void put_be32(uint8_t *d, uint32_t v) {
+    d[0] = (uint8_t)(v >> 24);
+    d[1] = (uint8_t)(v >> 16);
+    d[2] = (uint8_t)(v >> 8);
+    d[3] = (uint8_t)v;
+}
+
+/* The digests of data's blocks of `block` bytes starting every `step` bytes (block for the grid, 1
+ * for every window), 4 bytes each, big-endian. */
+static PyObject *nh_digests(PyObject *args, int every_byte) {
     Py_buffer view;
     unsigned int block;
     if (!PyArg_ParseTuple(args, "y*I", &view, &block))
         return NULL;
-    if (block == 0 || block % 8) {
+    if (block == 0 || block % 16 || block > 65536) {
         PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "the block size must be a multiple of 8");
+        PyErr_SetString(PyExc_ValueError, "the block size must be a multiple of 16, at most 64 KiB");
         return NULL;
     }
-    Py_ssize_t count = view.len / block;
+    Py_ssize_t step = every_byte ? 1 : block;
+    Py_ssize_t count = view.len < block ? 0 : (view.len - block) / step + 1;
     PyObject *out = PyBytes_FromStringAndSize(NULL, count * 4);
-    if (out == NULL) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    uint8_t *dest = (uint8_t *)PyBytes_AS_STRING(out);
-    const uint8_t *data = (const uint8_t *)view.buf;
-    unsigned int words = block / 8;
-    unsigned char *turns = PyMem_RawMalloc(words);
-    if (turns == NULL) {
-        Py_DECREF(out);
+    uint64_t *keys = PyMem_RawMalloc(sizeof(uint64_t) * (block / 8));
+    if (out == NULL || keys == NULL) {
+        Py_XDECREF(out);
+        PyMem_RawFree(keys);
         PyBuffer_Release(&view);
         return PyErr_NoMemory();
     }
-    /* Word i of n weighs 2^(64 (n - 1 - i)) = 8^(n - 1 - i) modulo M61: a rotation by 3 (n - 1 - i) mod 61.
-     * So the words are independent terms of one sum (no chain of dependent steps, as in Horner's
-     * rule), which the processor overlaps: ~25 ms per 128 MiB here. */
-    for (unsigned int i = 0; i < words; i++)
-        turns[i] = (unsigned char)((3ULL * (words - 1 - i)) % 61);
+    for (unsigned int i = 0; i < block / 8; i++)
+        keys[i] = nh_key(i);
+    uint8_t *dest = (uint8_t *)PyBytes_AS_STRING(out);
+    const uint8_t *data = (const uint8_t *)view.buf;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t b = 0; b < count; b++) {
-        const uint8_t *p = data + (size_t)b * block;
-        uint64_t sum = 0;
-        for (unsigned int i = 0; i < words; i++) {
-            uint64_t w = load_be64(p + 8 * i);
-            uint64_t x = (w & M61) + (w >> 61);
-            x = (x & M61) + (x >> 61);  /* w modulo M61, below 2^61 */
-            sum += rot61(x, turns[i]);
-            if ((i & 3) == 3)  /* four terms below 2^61 each, on a sum kept below 2^61 + 4 */
-                sum = (sum & M61) + (sum >> 61);
-        }
-        uint64_t h = reduce61(sum);
-        if (h >= M61)
-            h -= M61;
-        dest[4 * b] = (uint8_t)(h >> 24);
-        dest[4 * b + 1] = (uint8_t)(h >> 16);
-        dest[4 * b + 2] = (uint8_t)(h >> 8);
-        dest[4 * b + 3] = (uint8_t)h;
-    }
+    for (Py_ssize_t k = 0; k < count; k++)
+        put_be32(dest + 4 * k, nh_digest(data + k * step, block / 8, keys));
     Py_END_ALLOW_THREADS
-    PyMem_RawFree(turns);
+    PyMem_RawFree(keys);
     PyBuffer_Release(&view);
     return out;
 }
 
-/* windows(data, block) -> bytes: the grid digest of data[k:k + block] for every k, 4 bytes each,
- * rolled one byte at a time. */
-static PyObject *py_windows(PyObject *self, PyObject *args) {
-    Py_buffer view;
-    unsigned int block;
-    if (!PyArg_ParseTuple(args, "y*I", &view, &block))
-        return NULL;
-    if (block == 0) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "the block size must be positive");
-        return NULL;
-    }
-    Py_ssize_t count = view.len >= block ? view.len - block + 1 : 0;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, count * 4);
-    if (out == NULL) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    uint8_t *dest = (uint8_t *)PyBytes_AS_STRING(out);
-    const uint8_t *data = (const uint8_t *)view.buf;
-    uint64_t leaving[256];  /* b * 256^(block - 1) mod M61: what a byte weighs as it leaves the window */
-    uint64_t top = 1;
-    for (unsigned int i = 1; i < block; i++)
-        top = reduce61(rot61(top, 8));
-    for (int b = 0; b < 256; b++) {
-        uint64_t v = 0;  /* b * top by doubling: every step stays below 2^62 */
-        for (int bit = 7; bit >= 0; bit--) {
-            v = reduce61(rot61(v, 1));
-            if (b >> bit & 1)
-                v = reduce61(v + top);
-        }
-        leaving[b] = v;
-    }
-    uint64_t h = 0;
-    for (Py_ssize_t k = 0; k < count + (Py_ssize_t)block - 1; k++) {
-        if (k >= (Py_ssize_t)block)
-            h = reduce61(h + M61 - leaving[data[k - block]]);
-        h = reduce61(rot61(h, 8) + data[k]);
-        if (k >= (Py_ssize_t)block - 1) {
-            uint64_t v = h >= M61 ? h - M61 : h;
-            uint8_t *d = dest + 4 * (k - block + 1);
-            d[0] = (uint8_t)(v >> 24);
-            d[1] = (uint8_t)(v >> 16);
-            d[2] = (uint8_t)(v >> 8);
-            d[3] = (uint8_t)v;
-        }
-    }
-    PyBuffer_Release(&view);
-    return out;
-}
+/* grid(data, block) -> bytes: the digest of each whole block of data, in order. */
+static PyObject *py_grid(PyObject *self, PyObject *args) { return nh_digests(args, 0); }
+
+/* windows(data, block) -> bytes: the digest of data[k:k + block] for every k. */
+static PyObject *py_windows(PyObject *self, PyObject *args) { return nh_digests(args, 1); }
+#endif
 
 static PyMethodDef methods[] = {
     {"digests", py_digests, METH_VARARGS,
      "digests(data, ends, fn) -> bytes: fn(data[previous end:end]) for each end, 16 bytes each, end to end."},
+#ifdef __SIZEOF_INT128__
     {"grid", py_grid, METH_VARARGS,
      "grid(data, block) -> bytes: a 4-byte digest of each whole block of data (see grid.py)."},
     {"windows", py_windows, METH_VARARGS,
      "windows(data, block) -> bytes: the grid digest of every block-long window of data, 4 bytes each."},
+#endif
     {"set_gear", py_set_gear, METH_VARARGS, "set_gear(table): the 256 32-bit gear values to cut with."},
     {"cut", py_cut, METH_VARARGS,
      "cut(data, min, avg, max) -> [length, ...]: the chunk lengths of data, in order."},

@@ -48,29 +48,60 @@ def native(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
 
 def samples() -> list[bytes]:
     rng = random.Random(1)
-    mersenne = ((1 << 61) - 1).to_bytes(GRID, "big")  # a block worth exactly the modulus: digest 0
-    return [rng.randbytes(5 * GRID + 77), b"\xff" * (3 * GRID), b"\x00" * (2 * GRID), mersenne * 2,
-            rng.randbytes(GRID - 1), b""]
+    return [rng.randbytes(5 * GRID + 77), b"\xff" * (3 * GRID), b"\x00" * (2 * GRID), rng.randbytes(GRID - 1), b""]
+
+
+def nh(block: bytes) -> bytes:
+    """The digest of ``block`` written out from its definition (UMAC's NH, keys splitmix64(1, 2, ...),
+    folded, fmix64, top 32 bits)."""
+    import struct
+
+    mask = (1 << 64) - 1
+    words = struct.unpack(f"<{len(block) // 8}Q", block)
+    keys = [grid._key(i) for i in range(len(words))]
+    total = sum(((words[i] + keys[i]) & mask) * ((words[i + 1] + keys[i + 1]) & mask) for i in range(0, len(words), 2))
+    x = (total & mask) ^ ((total >> 64) & mask)
+    for shift, factor in ((33, 0xFF51AFD7ED558CCD), (33, 0xC4CEB9FE1A85EC53), (33, 1)):
+        x ^= x >> shift
+        x = (x * factor) & mask
+    return (x >> 32).to_bytes(4, "big")
 
 
 def test_native_grid_and_windows_equal_the_reference(native: ModuleType):
+    assert grid._key(0) == 0xE220A8397B1DCDAF  # splitmix64's first output: the keys never change
     for data in samples():
         assert native.grid(data, GRID) == _package_grid(data)
         assert native.windows(data, GRID) == _package_windows(data)
         whole = len(data) // GRID
-        assert _package_grid(data) == b"".join(block_digest(data[GRID * k:GRID * (k + 1)]).to_bytes(4, "big")
-                                               for k in range(whole))
+        assert _package_grid(data) == b"".join(nh(data[GRID * k:GRID * (k + 1)]) for k in range(whole))
     data = samples()[0]
     windows = native.windows(data, GRID)
     for k in (0, 1, 300, len(data) - GRID):  # a window at a block's offset has the block's digest
         assert windows[4 * k:4 * k + 4] == block_digest(data[k:k + GRID]).to_bytes(4, "big")
     assert native.grid(memoryview(data)[3:], GRID) == _package_grid(data[3:])
-    for size in (8, 64, 4096):  # other block sizes, against the same arithmetic
-        assert native.grid(data, size) == b"".join(
-            (int.from_bytes(data[at:at + size], "big") % ((1 << 61) - 1) & 0xFFFFFFFF).to_bytes(4, "big")
-            for at in range(0, len(data) - size + 1, size))
-    with pytest.raises(ValueError):
-        native.grid(data, 100)
+    for size in (16, 64, 4096):  # other block sizes, against the definition
+        assert native.grid(data, size) == b"".join(nh(data[at:at + size]) for at in range(0, len(data) - size + 1, size))
+    for size in (0, 100, 1 << 17):
+        with pytest.raises(ValueError):
+            native.grid(data, size)
+
+
+def test_any_one_byte_changed_changes_the_digest():
+    """Every byte of a block reaches its digest: NH's sum alone keeps a change in a word's low bytes out
+    of its top bits, so the first digest taken that way let windows an edit had touched pass for the
+    old blocks (a content rebuilt wrong, refused by its hash, in a test here)."""
+    block = bytearray(random.Random(11).randbytes(GRID))
+    before = block_digest(block)
+    windows = grid.window_digests(bytes(block) * 2)
+    for at in range(GRID):
+        for delta in (1, 0x80):
+            changed = bytearray(block)
+            changed[at] ^= delta
+            assert block_digest(changed) != before, (at, delta)
+            assert grid.grid_digests(bytes(changed)) != before.to_bytes(4, "big")
+    digests = [windows[4 * k:4 * k + 4] for k in range(GRID + 1)]
+    assert digests[0] == digests[GRID] == before.to_bytes(4, "big")
+    assert before.to_bytes(4, "big") not in digests[1:GRID]  # no window shifted off the block passes for it
 
 
 def test_the_built_loops_are_the_ones_in_use():
