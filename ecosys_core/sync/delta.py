@@ -13,7 +13,8 @@ signature, kept by whoever rebuilds it (``apply_delta``'s ``trailer``).
 
 Three encoders: the whole content (no base), bsdiff4 against the old bytes (files up to
 ``BSDIFF_MAX``, where bsdiff is cheap: docs/decisions.md), and content-defined chunks against the
-base's :class:`Signature` (any size, bounded memory). The decoder streams, checks every bound, and
+base's :class:`Signature` (any size, bounded memory), the changed ones searched for the base's grid
+blocks where its grid is kept (:mod:`grid`). The decoder streams, checks every bound, and
 never trusts a length it was given.
 """
 
@@ -169,7 +170,8 @@ def encode_from_signatures(stream: BinaryIO, new: Signature, base: Signature,
     return _operations(pieces())
 
 
-def _refined(stream: BinaryIO, start: int, end: int, size: int, blocks: dict[int, int]) -> Iterator[tuple[int, int] | bytes]:
+def _refined(stream: BinaryIO, start: int, end: int, size: int,
+             blocks: dict[int, int]) -> Iterator[tuple[int, int] | bytes]:
     """New bytes ``[start, end)`` as copies of the base's grid blocks where found, literals elsewhere.
     The search reaches a block less than one past each end, so a block the edges cut through is
     found too; what it finds there is clipped to ``[start, end)``."""
@@ -184,6 +186,7 @@ def _refined(stream: BinaryIO, start: int, end: int, size: int, blocks: dict[int
             yield piece[1] + first - at, last - first
         else:
             yield region[first - lo:last - lo]
+
 
 def _common_run(a: Signature, b: Signature, *, backwards: bool, limit: int | None = None) -> int:
     """How many chunks ``a`` and ``b`` share at their start (or end): same lengths, same digests. Found
