@@ -6,13 +6,9 @@ engines each device keeps the grid of what it holds, so edits travel that small 
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import io
 import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -26,24 +22,14 @@ from ecosys_core.sync.grid import GRID, GridBuilder, _package_grid, _package_win
 from ecosys_core.sync.objects import ObjectStore
 
 from .harness import make_devices, meet
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from hatch_build import compile_module  # noqa: E402  (the same build the wheel gets)
+from .native_build import build_native
 
 SIZE = 3 << 20  # above BSDIFF_MAX: chunk deltas, chunks of ~1 KiB as at 128 MiB
 
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    try:
-        built = compile_module(ROOT, "_cdc", tmp_path_factory.mktemp("native"))
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"the C module cannot be compiled on this machine: {getattr(exc, 'stderr', '') or exc}")
-    loader = importlib.machinery.ExtensionFileLoader("_cdc", str(built))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("_cdc", loader))
-    loader.exec_module(module)
-    return module
+    return build_native("_cdc", tmp_path_factory.mktemp("native"))
 
 
 def samples() -> list[bytes]:

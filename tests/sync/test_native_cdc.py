@@ -4,11 +4,7 @@ device with it and on one without it match."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -18,20 +14,12 @@ from fastcdc.fastcdc_py import GEAR
 from ecosys_core.sync import chunking
 from ecosys_core.sync.chunking import SignatureBuilder, _package_cut, _package_digests, chunk_digest, chunk_params
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from hatch_build import compile_module  # noqa: E402  (the same build the wheel gets)
+from .native_build import build_native
 
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    try:
-        built = compile_module(ROOT, "_cdc", tmp_path_factory.mktemp("native"))
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"the C chunker cannot be compiled on this machine: {getattr(exc, 'stderr', '') or exc}")
-    loader = importlib.machinery.ExtensionFileLoader("_cdc", str(built))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("_cdc", loader))
-    loader.exec_module(module)
+    module = build_native("_cdc", tmp_path_factory.mktemp("native"))
     with pytest.raises(ValueError, match="set_gear"):
         module.cut(b"x" * 5000, 512, 1024, 4096)
     module.set_gear(GEAR)

@@ -4,8 +4,6 @@ followed below the root, names that are not UTF-8 kept."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import shutil
@@ -22,21 +20,12 @@ from ecosys_core.errors import RootUnavailable
 from ecosys_core.sync import scanner
 from ecosys_core.sync.fsio import TEMP_PREFIX
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from hatch_build import compile_walk  # noqa: E402  (the same build the wheel gets)
+from .native_build import build_native
 
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    try:
-        built = compile_walk(ROOT, tmp_path_factory.mktemp("native"))
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"the C walk cannot be compiled on this machine: {getattr(exc, 'stderr', '') or exc}")
-    loader = importlib.machinery.ExtensionFileLoader("_walk", str(built))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("_walk", loader))
-    loader.exec_module(module)
-    return module
+    return build_native("_walk", tmp_path_factory.mktemp("native"))
 
 
 def walk(root: Path, native: ModuleType | None, monkeypatch: pytest.MonkeyPatch, racy_after: int | None = None
