@@ -36,11 +36,6 @@ def compile_module(root: Path, name: str, out_dir: Path | None = None) -> Path:
     return target
 
 
-def compile_walk(root: Path, out_dir: Path | None = None) -> Path:
-    """:func:`compile_module` of the scanner's walk."""
-    return compile_module(root, "_walk", out_dir)
-
-
 class NativeBuildHook(BuildHookInterface):
     """Adds the compiled modules to platform wheels; leaves a pure wheel when none can be compiled."""
 
