@@ -412,7 +412,7 @@ class PeerSession:
                     if error:
                         end["error"] = error[:300]
                     last = b"" if error else trailer
-                    await self._write([frame_head(end, len(last)), last] if last else [encode_frame(end)])
+                    await self._write([frame_head(end, len(last)), last])
                     return
         finally:
             self.transfers.pop(key, None)

@@ -168,8 +168,8 @@ class Signature:
 
 def _checked_lengths(data: bytes, keep: bool = True) -> tuple[tuple[int, int, int], int, array]:
     """The chunking parameters, content size and chunk lengths of a signature in its stored form, each
-    checked; ValueError for anything Ecosys does not write itself. ``keep=False``: the lengths are only
-    checked, a slice at a time, and none are returned (0.5 MB less at 128 MiB)."""
+    checked; ValueError for anything Ecosys does not write itself. The lengths are read a slice at a
+    time; ``keep=False``: they are only checked, and none are returned (0.5 MB less at 128 MiB)."""
     if data[:4] != _SIG_MAGIC or len(data) < 28:
         raise ValueError("not a chunk signature")
     mn, avg, mx, size, count = struct.unpack(">IIIQI", data[4:28])
@@ -179,9 +179,8 @@ def _checked_lengths(data: bytes, keep: bool = True) -> tuple[tuple[int, int, in
         raise ValueError("truncated chunk signature")
     kept = lengths_array()
     total, low, high = 0, mx, 0
-    step = count if keep else _WRITE_SLICE
-    for start in range(0, count, step):
-        end = min(count, start + step)
+    for start in range(0, count, _WRITE_SLICE):
+        end = min(count, start + _WRITE_SLICE)
         entries = memoryview(data)[28 + _ENTRY_SIZE * start:28 + _ENTRY_SIZE * end]
         raw = bytearray(4 * (end - start))
         for k in range(4):
@@ -192,7 +191,7 @@ def _checked_lengths(data: bytes, keep: bool = True) -> tuple[tuple[int, int, in
             lengths.byteswap()
         total, low, high = total + sum(lengths), min(low, min(lengths)), max(high, max(lengths))
         if keep:
-            kept = lengths
+            kept += lengths
     if total != size or (count and (low <= 0 or high > mx)):
         raise ValueError("inconsistent chunk signature")
     return (mn, avg, mx), size, kept
@@ -303,9 +302,10 @@ class SignatureBuilder:
 
 @dataclass
 class FileDigest:
-    """What one read of a file tells: size, BLAKE3 hex, and the chunk signature and grid digests when asked for; the
-    mtime the file had when the read began, and whether its size and mtime were the same when it ended
-    (``steady``; False: it was being written meanwhile, and what was read may be no state it ever had)."""
+    """What one read of a file tells: size, BLAKE3 hex, and the chunk signature and grid digests when
+    asked for; the mtime the file had when the read began, and whether its size and mtime were the same
+    when it ended (``steady``; False: it was being written meanwhile, and what was read may be no state
+    it ever had)."""
 
     size: int
     hash: str

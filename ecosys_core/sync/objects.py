@@ -194,6 +194,7 @@ class ObjectStore:
             total -= size
         self._usage = total
 
+
 class PendingObject:
     """An object written into a temp file as it is made, and kept (moved into place) only by :meth:`keep`:
     one dropped, or forgotten (garbage-collected unkept, as when a rebuild fails), leaves nothing."""

@@ -121,6 +121,7 @@ class NewSignature:
             self.grid = None
             if self._grid_file is not None:
                 self._grid_file.drop()
+                self._grid_file = None
 
     def _keep_grid(self) -> None:
         """Keep the grid taken from the rebuilt bytes once they are checked (a rebuild that failed drops

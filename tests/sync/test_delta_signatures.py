@@ -276,3 +276,7 @@ def test_a_received_signature_is_checked_a_slice_at_a_time_to_its_last_entry():
             check_signature_bytes(bad, size)
     with pytest.raises(ValueError):
         check_signature_bytes(good, size + 1)
+    parsed = Signature.from_bytes(good)  # parsing reads the same slices, and keeps every length
+    assert list(parsed.lengths) == [1024] * count and parsed.size == size
+    empty = Signature(chunk_params(0), 0, lengths_array(), b"").to_bytes()
+    assert Signature.from_bytes(empty).size == 0
