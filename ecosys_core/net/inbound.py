@@ -37,7 +37,9 @@ class Inbound:
         self.host = session.host
         self.peer = session.peer
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._stream: asyncio.Queue[bytes | None | Exception] | None = None
+        # a streaming delta's pieces: each DATA frame's buffers (a tuple), its signature trailer, then None
+        # at its end, or the exception that ended it
+        self._stream: asyncio.Queue[tuple | SignatureTrailer | None | Exception] | None = None
         self._stream_owner: str | None = None
         self._stream_signed = False  # its last DATA frame carries the content's signature
         self._members_waiting = 0  # member lists received and not applied yet
@@ -81,12 +83,12 @@ class Inbound:
             return
         transfer = self.session.transfers.get(f"recv:{self._stream_owner}")
         end = frame.header.get("end")
-        if end and frame.payload and self._stream_signed:  # the content's signature, after its delta
+        if end and frame.size and self._stream_signed:  # the content's signature, after its delta
             await stream.put(SignatureTrailer(frame.payload))
-        elif frame.payload:
+        elif frame.size:
             if transfer:
-                transfer["done"] += len(frame.payload)
-            await stream.put(frame.payload)
+                transfer["done"] += frame.size
+            await stream.put(frame.blocks())  # as received: the delta's reader takes views of them
         if end:
             await stream.put(DeltaError(frame.header["error"]) if "error" in frame.header else None)
             self.session.transfers.pop(f"recv:{self._stream_owner}", None)
@@ -107,7 +109,10 @@ class Inbound:
                     return
                 if isinstance(item, Exception):
                     raise DeltaError(str(item))
-                yield item
+                if isinstance(item, tuple):  # a DATA frame's payload, in the buffers it arrived in
+                    yield from item
+                else:
+                    yield item
 
         return gen()
 

@@ -94,7 +94,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
             self._in_piece += nbytes
             if self._filled == self._payload_size:
                 pieces, self._payload = self._payload, None
-                self._deliver(Frame(self._header, b"".join(pieces)))
+                self._deliver(Frame(self._header, parts=tuple(pieces)))
             return
         self._end += nbytes
         if self._framing:
@@ -167,7 +167,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def _deliver(self, frame: Frame) -> None:
         self._frames.append(frame)
-        self._queued += len(frame.payload) + 64
+        self._queued += frame.size + 64
         if self._queued > QUEUE_HIGH and not self._reading_paused and self.transport is not None:
             self._reading_paused = True
             self.transport.pause_reading()  # type: ignore[attr-defined]
@@ -236,7 +236,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
                 raise _copy(item.error)
             raise asyncio.IncompleteReadError(b"", None)
         self._frames.popleft()
-        self._queued -= len(item.payload) + 64
+        self._queued -= item.size + 64
         if self._reading_paused and self._queued < QUEUE_LOW and not self._ended and self.transport is not None:
             self._reading_paused = False
             self.transport.resume_reading()  # type: ignore[attr-defined]

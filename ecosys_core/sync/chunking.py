@@ -206,6 +206,17 @@ def check_signature_bytes(data: bytes, size: int) -> None:
         raise ValueError("the signature describes a content of another size")
 
 
+def _native_join() -> Callable[[bytes, bytes | memoryview], bytes]:
+    try:
+        from ._cdc import join  # type: ignore[import-not-found]
+    except ImportError:
+        return lambda a, b: a + b
+    return join  # type: ignore[no-any-return]
+
+
+_join = _native_join()  # a + b; in C, without the GIL, where it was built
+
+
 class Chunker:
     """Push-based FastCDC: ``feed`` bytes as they come, get the chunks that are final; ``finish`` at the end.
 
@@ -220,7 +231,7 @@ class Chunker:
     def feed_ends(self, block: bytes | memoryview) -> tuple[bytes | memoryview, list[int]]:
         """The chunks now final, as the bytes they lie in and where each ends in them (no copies)."""
         mn, avg, mx = self.params
-        data = self._carry + block if self._carry else block
+        data = _join(self._carry, block) if self._carry else block
         if len(data) < 2 * mx:
             self._carry = bytes(data)
             return b"", []
@@ -254,7 +265,8 @@ def _package_digests(data: bytes | memoryview, ends: list[int]) -> bytes:
 
 
 def _native_digests() -> Callable[[bytes | memoryview, list[int]], bytes] | None:
-    """The C loop over the chunks (``_cdc.digests``) where it was built; None to loop in Python.
+    """The C loop over the chunks where it was built: hashing each chunk in C without the GIL
+    (:func:`_hashed_in_c`), else calling ``chunk_digest`` per chunk; None to loop in Python.
     ``ECOSYS_PURE_CDC=1`` forces Python."""
     if os.environ.get("ECOSYS_PURE_CDC"):
         return None
@@ -262,7 +274,31 @@ def _native_digests() -> Callable[[bytes | memoryview, list[int]], bytes] | None
         from ._cdc import digests  # type: ignore[import-not-found]
     except ImportError:
         return None
-    return lambda data, ends: digests(data, ends, chunk_digest)
+    return _hashed_in_c() or (lambda data, ends: digests(data, ends, chunk_digest))
+
+
+def _hashed_in_c() -> Callable[[bytes | memoryview, list[int]], bytes] | None:
+    """``_cdc.hashed_digests``, bound to the XXH3-128 of the xxhash package's own extension (which
+    exports it), if it gives ``chunk_digest``'s digests; None where it cannot be found or differs.
+    ``ECOSYS_CHUNK_HASH_IN_C=0`` turns it off."""
+    if os.environ.get("ECOSYS_CHUNK_HASH_IN_C") == "0":
+        return None
+    try:
+        import ctypes
+
+        from xxhash import _xxhash  # type: ignore[attr-defined]
+
+        from ._cdc import hashed_digests, set_chunk_hash  # type: ignore[import-not-found]
+
+        found = ctypes.CDLL(_xxhash.__file__).XXH3_128bits
+        set_chunk_hash(ctypes.cast(found, ctypes.c_void_p).value or 0)
+    except (ImportError, OSError, AttributeError, ValueError):
+        return None
+    sample = bytes(range(256)) * 40
+    ends = [0, 1, 17, 240, 1000, 4096, len(sample)]
+    if hashed_digests(sample, ends) != _package_digests(sample, ends):
+        return None
+    return hashed_digests  # type: ignore[no-any-return]
 
 
 chunk_digests: Callable[[bytes | memoryview, list[int]], bytes] = _native_digests() or _package_digests

@@ -280,6 +280,22 @@ class _Reader:
             self._block, self._pos = block, take
         return b"".join(parts)
 
+    def parts(self, n: int) -> Iterator[memoryview]:
+        """The next ``n`` bytes as views of the blocks they lie in, in order: a 1 MiB literal spans the
+        several buffers its DATA frame was received in, and is not joined to be written."""
+        while n:
+            block, pos = self._block, self._pos
+            if pos == len(block):
+                raw = next(self._it, None)
+                if raw is None or isinstance(raw, SignatureTrailer):
+                    raise DeltaError("delta ends too early")
+                self._block, self._pos = memoryview(raw), 0
+                continue
+            take = min(n, len(block) - pos)
+            self._pos = pos + take
+            n -= take
+            yield block[pos:pos + take]
+
     def drain(self) -> bool:
         """True when nothing follows but, perhaps, one signature trailer (then kept in :attr:`trailer`)."""
         if self._pos < len(self._block):
@@ -377,7 +393,8 @@ class _Decoder:
         if n > MAX_LITERAL:
             raise DeltaError("literal too large")
         self.check_room(n)
-        self.emit(self.reader.read(n))
+        for part in self.reader.parts(n):
+            self.emit(part)
 
     def compressed(self) -> None:
         n, raw = struct.unpack(">II", self.reader.read(8))

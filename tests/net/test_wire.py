@@ -67,7 +67,15 @@ def test_frames_of_every_size_arrive_whole_and_in_order(tmp_path: Path, tls_path
     payloads = [os.urandom(n) for n in sizes]
 
     async def receive(conn: Connection) -> list[bytes]:
-        return [(await conn.read_frame()).payload for _ in payloads]
+        got = []
+        for _ in payloads:
+            frame = await conn.read_frame()
+            blocks = frame.blocks()
+            # a large payload comes as the buffers it was received in, joined only when asked
+            assert frame.size == sum(map(len, blocks)) and all(blocks) and len(blocks) <= 1 + frame.size // wire.PIECE
+            assert b"".join(blocks) == frame.payload and frame.blocks() == ((frame.payload,) if frame.size else ())
+            got.append(frame.payload)
+        return got
 
     async def send(conn: Connection) -> None:
         data = b"".join(encode_frame({"flag": "DATA", "device_id": ME, "path": f"p{i}"}, p)

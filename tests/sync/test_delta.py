@@ -87,6 +87,20 @@ def test_a_malformed_delta_is_refused_however_it_is_split(stream: bytes, error: 
             apply_delta(blocks, None, io.BytesIO(), expected_size=3)
 
 
+def test_a_literal_split_across_blocks_is_written_from_them_without_joining():
+    """A 1 MiB literal arrives in the several buffers its DATA frame was received in: each piece is
+    written (and hashed, and observed) where it lies, never joined into one copy first."""
+    data = os.urandom(1 << 20)
+    stream = literal(data) + b"E"
+    blocks = split(stream, [3, 300_000, 600_000, 900_000])  # the literal's head split too
+    seen: list[bytes | memoryview] = []
+    out = io.BytesIO()
+    digest = apply_delta(blocks, None, out, expected_size=len(data), observe=seen.append)
+    assert out.getvalue() == data and digest == blake3.blake3(data).hexdigest()
+    assert [len(piece) for piece in seen] == [300_000 - 5, 300_000, 300_000, len(data) - 900_000 + 5]
+    assert all(isinstance(piece, memoryview) for piece in seen)
+
+
 def test_a_copy_reads_the_base(tmp_path: Path):
     base = tmp_path / "base"
     base.write_bytes(os.urandom(3 << 20))

@@ -67,6 +67,50 @@ def test_chunk_digests_equal_those_made_in_python(native: ModuleType):
         native.digests(data, [10], lambda chunk: 1 / 0)
 
 
+def xxh3_address() -> int:
+    import ctypes
+
+    from xxhash import _xxhash
+    return ctypes.cast(ctypes.CDLL(_xxhash.__file__).XXH3_128bits, ctypes.c_void_p).value
+
+
+def test_chunks_hashed_in_c_without_the_gil_equal_those_made_in_python(native: ModuleType):
+    """The chunk digests computed in C (the xxhash package's own XXH3-128, called without the GIL)
+    are the package's digests, byte for byte; bad ends are refused as by ``digests``."""
+    data = os.urandom(1 << 20)
+    ends = [e for e in range(0, len(data) + 1, 777)][1:] + [len(data)]
+    with pytest.raises(ValueError, match="set_chunk_hash"):  # this build's own, not chunking's
+        native.hashed_digests(data, ends)
+    native.set_chunk_hash(xxh3_address())
+    assert native.hashed_digests(data, ends) == _package_digests(data, ends)
+    assert native.hashed_digests(memoryview(data)[3:], [10, 10, 500]) == _package_digests(data[3:], [10, 10, 500])
+    assert native.hashed_digests(b"", []) == b""
+    for bad in ([5, 4], [len(data) + 1], [-1], ["x"]):
+        with pytest.raises((ValueError, TypeError)):
+            native.hashed_digests(data, bad)
+
+
+def test_join_copies_two_buffers_end_to_end(native: ModuleType):
+    a, b = os.urandom(5000), os.urandom(1 << 20)
+    assert native.join(a, b) == a + b
+    assert native.join(b"", memoryview(b)[7:]) == b[7:]
+    assert native.join(bytearray(a), b"") == a
+    with pytest.raises(TypeError):
+        native.join("text", b"")
+
+
+def test_chunk_hashing_in_c_is_used_only_when_it_gives_the_same_digests(monkeypatch: pytest.MonkeyPatch):
+    if not list(Path(chunking.__file__).parent.glob("_cdc*.so")):
+        pytest.skip("no C chunker was built next to chunking.py (no compiler at install)")
+    hashed = chunking._hashed_in_c()
+    assert hashed is not None and chunking.chunk_digests is hashed
+    monkeypatch.setenv("ECOSYS_CHUNK_HASH_IN_C", "0")
+    assert chunking._hashed_in_c() is None
+    monkeypatch.delenv("ECOSYS_CHUNK_HASH_IN_C")
+    monkeypatch.setattr(chunking, "_package_digests", lambda data, ends: b"\0" * 16 * len(ends))
+    assert chunking._hashed_in_c() is None  # a function that disagrees with the package is not used
+
+
 def test_signatures_are_the_same_with_and_without_it(native: ModuleType, monkeypatch: pytest.MonkeyPatch):
     data = os.urandom(5 << 20)
 
