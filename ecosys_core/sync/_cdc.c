@@ -121,6 +121,38 @@ static PyObject *py_cut(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* The chunk boundaries [0, ends...] as count + 1 offsets, each checked to grow and stay within len;
+ * NULL with an exception set otherwise. Free them with PyMem_RawFree. */
+static Py_ssize_t *read_ends(PyObject *ends, Py_ssize_t len, Py_ssize_t *count) {
+    PyObject *seq = PySequence_Fast(ends, "ends must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    *count = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t *at = PyMem_RawMalloc(sizeof(Py_ssize_t) * (size_t)(*count + 1));
+    if (at == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    at[0] = 0;
+    for (Py_ssize_t k = 0; k < *count; k++) {
+        Py_ssize_t end = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, k));
+        if (end == -1 && PyErr_Occurred())
+            goto fail;
+        if (end < at[k] || end > len) {
+            PyErr_SetString(PyExc_ValueError, "chunk ends must grow and stay inside the data");
+            goto fail;
+        }
+        at[k + 1] = end;
+    }
+    Py_DECREF(seq);
+    return at;
+fail:
+    PyMem_RawFree(at);
+    Py_DECREF(seq);
+    return NULL;
+}
+
 /* digests(data, ends, fn) -> bytes: fn(chunk) for each chunk data[previous end:end], each result 16
  * bytes, end to end. The same digests as mapping fn over slices in Python, without a memoryview and a
  * slice object per chunk (two thirds of a 128 MiB file's signature time went to those). */
@@ -129,26 +161,14 @@ static PyObject *py_digests(PyObject *self, PyObject *args) {
     PyObject *ends, *fn;
     if (!PyArg_ParseTuple(args, "y*OO", &view, &ends, &fn))
         return NULL;
-    PyObject *seq = PySequence_Fast(ends, "ends must be a sequence");
-    if (seq == NULL) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    PyObject *out = PyBytes_FromStringAndSize(NULL, count * 16);
+    Py_ssize_t count = 0;
+    Py_ssize_t *at = read_ends(ends, view.len, &count);
+    PyObject *out = at == NULL ? NULL : PyBytes_FromStringAndSize(NULL, count * 16);
     if (out == NULL)
         goto fail;
     char *dest = PyBytes_AS_STRING(out);
-    Py_ssize_t start = 0;
     for (Py_ssize_t k = 0; k < count; k++) {
-        Py_ssize_t end = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, k));
-        if (end == -1 && PyErr_Occurred())
-            goto fail;
-        if (end < start || end > view.len) {
-            PyErr_SetString(PyExc_ValueError, "chunk ends must grow and stay inside the data");
-            goto fail;
-        }
-        PyObject *chunk = PyBytes_FromStringAndSize((const char *)view.buf + start, end - start);
+        PyObject *chunk = PyBytes_FromStringAndSize((const char *)view.buf + at[k], at[k + 1] - at[k]);
         if (chunk == NULL)
             goto fail;
         PyObject *digest = PyObject_CallOneArg(fn, chunk);
@@ -162,14 +182,13 @@ static PyObject *py_digests(PyObject *self, PyObject *args) {
         }
         memcpy(dest + 16 * k, PyBytes_AS_STRING(digest), 16);
         Py_DECREF(digest);
-        start = end;
     }
-    Py_DECREF(seq);
+    PyMem_RawFree(at);
     PyBuffer_Release(&view);
     return out;
 fail:
     Py_XDECREF(out);
-    Py_DECREF(seq);
+    PyMem_RawFree(at);
     PyBuffer_Release(&view);
     return NULL;
 }
@@ -208,30 +227,13 @@ static PyObject *py_hashed_digests(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "set_chunk_hash was not called");
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(ends, "ends must be a sequence");
-    if (seq == NULL) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    Py_ssize_t *at = PyMem_RawMalloc(sizeof(Py_ssize_t) * (size_t)(count + 1));
+    Py_ssize_t count = 0;
+    Py_ssize_t *at = read_ends(ends, view.len, &count);
     PyObject *out = at == NULL ? NULL : PyBytes_FromStringAndSize(NULL, count * 16);
     if (out == NULL) {
         PyMem_RawFree(at);
-        Py_DECREF(seq);
         PyBuffer_Release(&view);
-        return PyErr_NoMemory();
-    }
-    at[0] = 0;
-    for (Py_ssize_t k = 0; k < count; k++) {
-        Py_ssize_t end = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, k));
-        if (end == -1 && PyErr_Occurred())
-            goto fail;
-        if (end < at[k] || end > view.len) {
-            PyErr_SetString(PyExc_ValueError, "chunk ends must grow and stay inside the data");
-            goto fail;
-        }
-        at[k + 1] = end;
+        return NULL;
     }
     uint8_t *dest = (uint8_t *)PyBytes_AS_STRING(out);
     const uint8_t *data = (const uint8_t *)view.buf;
@@ -243,15 +245,8 @@ static PyObject *py_hashed_digests(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
     PyMem_RawFree(at);
-    Py_DECREF(seq);
     PyBuffer_Release(&view);
     return out;
-fail:
-    PyMem_RawFree(at);
-    Py_DECREF(out);
-    Py_DECREF(seq);
-    PyBuffer_Release(&view);
-    return NULL;
 }
 
 /* join(a, b) -> bytes: a + b, copied with the GIL released (a chunker joins the few KiB it held back
