@@ -70,6 +70,7 @@ class Frame:
 
     @property
     def payload(self) -> bytes:
+        """The whole payload as one bytes object (its buffers joined once, on the first call)."""
         if self._payload is None:
             self._payload, self._parts = b"".join(self._parts), ()
         return self._payload

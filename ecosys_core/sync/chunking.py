@@ -207,6 +207,7 @@ def check_signature_bytes(data: bytes, size: int) -> None:
 
 
 def _native_join() -> Callable[[bytes, bytes | memoryview], bytes]:
+    """``_cdc.join`` where it was built (the copy runs without the GIL), else ``+``."""
     try:
         from ._cdc import join  # type: ignore[import-not-found]
     except ImportError:

@@ -267,18 +267,7 @@ class _Reader:
         if pos + n <= len(block):
             self._pos = pos + n
             return block[pos:pos + n]
-        parts = [block[pos:]]
-        got = len(block) - pos
-        while got < n:
-            raw = next(self._it, None)
-            if raw is None or isinstance(raw, SignatureTrailer):
-                raise DeltaError("delta ends too early")
-            block = memoryview(raw)
-            take = min(n - got, len(block))
-            parts.append(block[:take])
-            got += take
-            self._block, self._pos = block, take
-        return b"".join(parts)
+        return b"".join(self.parts(n))
 
     def parts(self, n: int) -> Iterator[memoryview]:
         """The next ``n`` bytes as views of the blocks they lie in, in order: a 1 MiB literal spans the
